@@ -1,0 +1,44 @@
+# The two commands a newcomer needs:
+#   make run    set up, then run the local example search (embedded SQLite store)
+#   make test   set up, then lint and run the whole test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The versions whose wheels lie on this machine's disk (see README).
+TORCH := torch==2.14.1 torchvision==0.29.1
+SPEC ?= examples/fashion-mnist.yaml
+
+.PHONY: run test setup setup-test lint crd bench clean
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Re-install when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+	scripts/ensure-system.sh
+
+setup-test: $(VENV)/.installed
+	scripts/ensure-system.sh --tests
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check ma2ml tests benchmarks
+	$(VENV)/bin/lint-imports --no-logo --no-cache
+
+test: setup-test lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+run: setup
+	$(VENV)/bin/ma2ml validate $(SPEC)
+
+crd: $(VENV)/.installed
+	$(VENV)/bin/ma2ml crd > crds/pipelinesearch.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

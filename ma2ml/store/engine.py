@@ -1,0 +1,183 @@
+"""Engine creation, the database clock and the one session context manager.
+
+* ``resolve_database_url``: explicit URL, else ``MA2ML_DATABASE_URL``, else a SQLite
+  file ``ma2ml.db`` in the current directory.
+* SQLite connections run in WAL mode with a 30 s busy timeout and foreign keys on.
+  pysqlite's own transaction handling is switched off (SQLAlchemy's documented
+  connect/begin event recipe) so that *we* emit ``BEGIN``: ``BEGIN IMMEDIATE`` for
+  write transactions, so a writer takes the write lock up front and waits in the
+  busy handler instead of failing on a read-to-write upgrade.
+* ``db_epoch()`` is the database's clock as float epoch seconds. Leases use it so
+  that workers on machines with skewed clocks agree on when a lease expires.
+* ``SessionScope`` wraps every operation: commit, rollback on error, translate
+  driver errors that mean "database not reachable / busy" into
+  ``StoreUnavailableError``, always close.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Double, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from ma2ml.store.errors import StoreUnavailableError
+
+ENV_DATABASE_URL = "MA2ML_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///ma2ml.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Execution option carried by connections of write transactions (SQLite: BEGIN IMMEDIATE).
+WRITE_OPTION = "ma2ml_write"
+
+
+def resolve_database_url(url: str | None = None) -> str:
+    """The database URL to use: ``url``, else ``$MA2ML_DATABASE_URL``, else ``sqlite:///ma2ml.db``."""
+    if url:
+        return url
+    return os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file behind a SQLite URL, or None for other backends and in-memory databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+class db_epoch(FunctionElement[float]):  # noqa: N801 - reads like a SQL function
+    """The database clock as float epoch seconds (rendered per dialect below)."""
+
+    type = Double()
+    inherit_cache = True
+
+
+@compiles(db_epoch)
+def _db_epoch_sqlite(element: db_epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # julianday() counts days from noon 4714 BC; 2440587.5 is 1970-01-01T00:00Z.
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(db_epoch, "postgresql")
+def _db_epoch_postgresql(element: db_epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # clock_timestamp(), not now(): now() is frozen at transaction start.
+    # extract() returns numeric on PostgreSQL 14+, which psycopg2 maps to Decimal.
+    return "CAST(extract(epoch from clock_timestamp()) AS double precision)"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by None (JSON has no NaN/Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    # NumPy scalars and arrays (metrics computed with NumPy/PyTorch) have .tolist().
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps_json(value: Any) -> str:
+    """JSON for the database: compact, NaN/Infinity stored as null, NumPy values unwrapped."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default)
+    except ValueError:
+        sanitised = _finite(json.loads(json.dumps(value, default=_json_default)))
+        return json.dumps(sanitised, separators=(",", ":"), allow_nan=False)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Disable pysqlite's implicit BEGIN; _sqlite_on_begin emits our own.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # busy_timeout first: switching to WAL needs a lock other processes may hold.
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable across application crashes in WAL mode (not power loss).
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (resolved) with the store's connection settings."""
+    parsed = make_url(resolve_database_url(url))
+    backend = parsed.get_backend_name()
+    options: dict[str, Any] = {"json_serializer": dumps_json, **kwargs}
+    if backend == "sqlite":
+        path = sqlite_file(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        options.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(parsed, **options)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if backend == "postgresql" and parsed.get_driver_name() == "psycopg2":
+        options.setdefault("connect_args", {"connect_timeout": 10, "application_name": "ma2ml"})
+    return create_engine(parsed, **options)
+
+
+def write_engine(engine: Engine) -> Engine:
+    """A view of ``engine`` (same pool) whose transactions are write transactions."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether a SQLAlchemy error means the database is unreachable, busy or gone."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error,
+        exc.OperationalError | exc.InterfaceError | exc.DisconnectionError | exc.TimeoutError,
+    )
+
+
+class SessionScope:
+    """``with scope(write=...) as session``: the one way the store talks to the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._read = sessionmaker(bind=engine, expire_on_commit=False)
+        self._write = sessionmaker(bind=write_engine(engine), expire_on_commit=False)
+
+    @contextmanager
+    def __call__(self, *, write: bool = False) -> Iterator[Session]:
+        session = (self._write if write else self._read)()
+        try:
+            yield session
+            session.commit()
+        except BaseException as error:
+            with suppress(exc.SQLAlchemyError):
+                session.rollback()
+            if isinstance(error, exc.SQLAlchemyError) and is_unavailable(error):
+                raise StoreUnavailableError(f"database unavailable: {error}") from error
+            raise
+        finally:
+            with suppress(exc.SQLAlchemyError):
+                session.close()

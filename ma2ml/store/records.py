@@ -1,0 +1,88 @@
+"""Plain, frozen records the store returns (never ORM objects) and the status vocabulary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Every trial status, in lifecycle order.
+STATUSES: tuple[str, ...] = ("pending", "running", "completed", "diverged", "failed")
+#: Statuses a trial never leaves; each of them carries a ``finished_seq``.
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "diverged", "failed"})
+#: Search states after which ``finished_at`` is set.
+TERMINAL_SEARCH_STATES: frozenset[str] = frozenset({"finished", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRecord:
+    """One search: its spec and life-cycle state. Times are epoch seconds (database clock)."""
+
+    id: int
+    name: str
+    spec: dict[str, Any]
+    state: str
+    created_at: float
+    finished_at: float | None
+    best_trial_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrialProposal:
+    """A trial the learner wants run: the sampled pipeline and how it was sampled.
+
+    ``action`` holds the decision indices per agent (``{"aug": [3, 0, ...], ...}``) and
+    ``behaviour_logp`` the log-probability each agent's behaviour policy gave them.
+    """
+
+    pipeline: dict[str, Any]
+    action: dict[str, Any]
+    behaviour_logp: dict[str, float]
+    policy_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTrial:
+    """What a worker needs to run a trial it claimed; ``attempt`` is its fencing token."""
+
+    id: int
+    number: int
+    search_id: int
+    attempt: int
+    pipeline: dict[str, Any]
+    action: dict[str, Any]
+    policy_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRecord:
+    """A full trial row. ``finished_seq`` orders finished trials (1, 2, ... per search)."""
+
+    id: int
+    search_id: int
+    number: int
+    status: str
+    attempt: int
+    failures: int
+    pipeline: dict[str, Any]
+    action: dict[str, Any]
+    behaviour_logp: dict[str, float]
+    policy_version: int
+    worker: str | None
+    reward: float | None
+    metrics: dict[str, Any] | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    finished_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """A versioned policy snapshot: opaque ``state`` bytes plus JSON ``stats``."""
+
+    search_id: int
+    version: int
+    created_at: float
+    state: bytes = field(repr=False)
+    stats: dict[str, Any]
