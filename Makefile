@@ -30,6 +30,7 @@ setup-test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ma2ml tests benchmarks
 	$(VENV)/bin/lint-imports --no-logo --no-cache
+	$(VENV)/bin/hadolint Dockerfile
 
 test: setup-test lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
@@ -37,8 +38,10 @@ test: setup-test lint
 run: setup
 	$(VENV)/bin/ma2ml validate $(SPEC)
 
+# Regenerate the CRD from the spec model (tests fail when either copy drifts).
 crd: $(VENV)/.installed
 	$(VENV)/bin/ma2ml crd > crds/pipelinesearch.yaml
+	cp crds/pipelinesearch.yaml helm/ma2ml/crds/pipelinesearch.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

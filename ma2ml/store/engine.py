@@ -125,9 +125,16 @@ def _sqlite_on_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _default_driver(url: URL) -> URL:
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; ma2ml depends on psycopg2.
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg2")
+    return url
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for ``url`` (resolved) with the store's connection settings."""
-    parsed = make_url(resolve_database_url(url))
+    parsed = _default_driver(make_url(resolve_database_url(url)))
     backend = parsed.get_backend_name()
     options: dict[str, Any] = {"json_serializer": dumps_json, **kwargs}
     if backend == "sqlite":
@@ -159,6 +166,17 @@ def is_unavailable(error: BaseException) -> bool:
     )
 
 
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise "database unreachable or busy" errors as ``StoreUnavailableError``."""
+    try:
+        yield
+    except exc.SQLAlchemyError as error:
+        if is_unavailable(error):
+            raise StoreUnavailableError(f"database unavailable: {error}") from error
+        raise
+
+
 class SessionScope:
     """``with scope(write=...) as session``: the one way the store talks to the database."""
 
@@ -170,14 +188,14 @@ class SessionScope:
     def __call__(self, *, write: bool = False) -> Iterator[Session]:
         session = (self._write if write else self._read)()
         try:
-            yield session
-            session.commit()
-        except BaseException as error:
-            with suppress(exc.SQLAlchemyError):
-                session.rollback()
-            if isinstance(error, exc.SQLAlchemyError) and is_unavailable(error):
-                raise StoreUnavailableError(f"database unavailable: {error}") from error
-            raise
+            with translate_errors():
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    with suppress(exc.SQLAlchemyError):
+                        session.rollback()
+                    raise
         finally:
             with suppress(exc.SQLAlchemyError):
                 session.close()

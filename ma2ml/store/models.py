@@ -58,6 +58,9 @@ class SearchModel(Base):
     # Deliberately no foreign key: trials already reference searches, and a cycle
     # of foreign keys would complicate ON DELETE CASCADE and table creation order.
     best_trial_id: Mapped[int | None] = mapped_column(Integer)
+    # Copy of the best trial's reward, so that "does this result beat the best?" reads
+    # only this (locked) row; see queue._next_seq_statement.
+    best_reward: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[float] = mapped_column(Double)
     finished_at: Mapped[float | None] = mapped_column(Double)
 

@@ -1,0 +1,123 @@
+"""Schema migrations, run programmatically with Alembic.
+
+``ensure_schema(engine)`` brings a database to the head revision on first use and
+costs one small query afterwards. Many processes may open a fresh database at the
+same time (a worker Deployment scaling up), so the upgrade runs under a lock:
+
+* PostgreSQL: ``pg_advisory_xact_lock`` taken in the very transaction that runs
+  the revisions; it is released by the commit (or the rollback, or the lost
+  connection), so a crashed migrator cannot leave it held.
+* SQLite: an ``fcntl`` lock on ``<database>.migrate.lock`` beside the file (the
+  kernel drops it when the process dies); in-memory databases need none.
+
+Whoever gets the lock second finds the schema at head and Alembic does nothing.
+
+Alembic is imported only when a migration actually runs: it doubles the import
+time of the store, which every worker process pays at start-up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy.pool import NullPool
+
+from ma2ml.store.engine import make_engine, sqlite_file, translate_errors, write_engine
+from ma2ml.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+#: The newest revision in ``migrations/versions`` (a test keeps the two in step).
+HEAD_REVISION = "0001"
+#: Key of the PostgreSQL advisory lock that serialises migrations ("ma2ml" in ASCII).
+ADVISORY_LOCK_KEY = 0x6D61326D6C
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at the store's migration scripts."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def script_head() -> str | None:
+    """The head revision according to the scripts on disk."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(f"{path}.migrate.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_upgrade(connection: Connection) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    try:
+        command.upgrade(config, "head")
+    except CommandError as error:
+        raise StoreError(
+            f"cannot migrate the database schema ({error}); is it from a newer ma2ml?"
+        ) from error
+
+
+def upgrade_engine(engine: Engine) -> None:
+    """Run every pending revision on ``engine``'s database, under the migration lock."""
+    path = sqlite_file(engine.url)
+    lock: AbstractContextManager[None] = _file_lock(path) if path is not None else nullcontext()
+    with lock, write_engine(engine).connect() as connection:
+        # Begin before Alembic sees the connection: Alembic then runs inside our
+        # transaction (PostgreSQL: it holds the advisory lock; SQLite: BEGIN IMMEDIATE).
+        connection.begin()
+        if engine.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(ADVISORY_LOCK_KEY)))
+        _run_upgrade(connection)
+        connection.commit()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring the database to head unless it is there already (one query when it is)."""
+    if current_revision(engine) == HEAD_REVISION:
+        return
+    upgrade_engine(engine)
+
+
+def upgrade(url: str | None = None) -> str | None:
+    """Upgrade the database at ``url`` (resolved as usual) to head; returns the revision.
+
+    Backs ``ma2ml db upgrade``. Idempotent, and safe to run from many processes.
+    """
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with translate_errors():
+            upgrade_engine(engine)
+            return current_revision(engine)
+    finally:
+        engine.dispose()

@@ -1,0 +1,367 @@
+"""The trial queue: enqueue, claim with a lease, heartbeat, complete, fail, release, requeue.
+
+Each function runs inside one write transaction (the caller's session) and uses
+Core statements on the tables, one round trip each where possible.
+
+Fencing: every report names the ``attempt`` it claimed and only updates the row
+``WHERE attempt = :attempt AND status = 'running'``; a hand-over bumps the attempt,
+so a late report from a previous holder matches no row and is refused.
+
+Lock order, to stay free of deadlocks on PostgreSQL: a transaction that needs the
+search row (to draw a ``finished_seq`` or a trial number) locks it *before* any
+trial row. ``claim``, ``heartbeat`` and ``release`` lock a single trial row only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    Result,
+    Select,
+    Update,
+    bindparam,
+    case,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from ma2ml.store.engine import db_epoch
+from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
+from ma2ml.store.models import SEARCHES, TRIALS
+from ma2ml.store.records import ClaimedTrial, TrialProposal
+
+# Columns to clear whenever a trial stops running.
+_LEASE_CLEARED: dict[str, Any] = {"lease_expires_at": None}
+
+# The hot paths (claim, heartbeat, complete) execute statements built once here with
+# bound parameters: building a statement costs more CPU than running it on a local
+# database. Parameter names start with "p_" (column names are reserved in SET).
+_HOLDER = (
+    TRIALS.c.id == bindparam("p_trial_id"),
+    TRIALS.c.attempt == bindparam("p_attempt"),
+    TRIALS.c.status == "running",
+)
+_LEASE_END = db_epoch() + bindparam("p_lease", type_=Double())
+
+# SKIP LOCKED (PostgreSQL): concurrent claimers each take a different row instead
+# of queueing on the same one. SQLite ignores it; BEGIN IMMEDIATE already
+# serialises writers there.
+_OLDEST_PENDING = (
+    select(TRIALS.c.id)
+    .where(TRIALS.c.search_id == bindparam("p_search_id"), TRIALS.c.status == "pending")
+    .order_by(TRIALS.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_CLAIM = (
+    update(TRIALS)
+    .where(TRIALS.c.id == _OLDEST_PENDING, TRIALS.c.status == "pending")
+    .values(
+        status="running",
+        worker=bindparam("p_worker"),
+        started_at=db_epoch(),
+        heartbeat_at=db_epoch(),
+        lease_expires_at=_LEASE_END,
+    )
+    .returning(
+        TRIALS.c.id,
+        TRIALS.c.number,
+        TRIALS.c.attempt,
+        TRIALS.c.pipeline,
+        TRIALS.c.action,
+        TRIALS.c.policy_version,
+    )
+)
+_HEARTBEAT = (
+    update(TRIALS).where(*_HOLDER).values(heartbeat_at=db_epoch(), lease_expires_at=_LEASE_END)
+)
+
+
+def _next_seq_statement(best_candidate: bool) -> Update:
+    """Draw the next ``finished_seq`` of the held trial's search (locks the search row);
+    with ``best_candidate``, also move ``best_trial_id`` when ``p_reward`` beats the best."""
+    held_search = select(TRIALS.c.search_id).where(*_HOLDER).scalar_subquery()
+    values: dict[str, Any] = {"result_seq": SEARCHES.c.result_seq + 1}
+    if best_candidate:
+        # Compare with best_reward on the search row itself, not with a subquery on
+        # the best trial: on PostgreSQL a statement that waited for the row lock
+        # re-reads the locked row but evaluates subqueries in its older snapshot.
+        reward = bindparam("p_reward", type_=Double())
+        beats = or_(SEARCHES.c.best_reward.is_(None), SEARCHES.c.best_reward < reward)
+        values["best_trial_id"] = case(
+            (beats, bindparam("p_trial_id")), else_=SEARCHES.c.best_trial_id
+        )
+        values["best_reward"] = case((beats, reward), else_=SEARCHES.c.best_reward)
+    return (
+        update(SEARCHES)
+        .where(SEARCHES.c.id == held_search)
+        .values(values)
+        .returning(SEARCHES.c.result_seq)
+    )
+
+
+_NEXT_SEQ = _next_seq_statement(best_candidate=False)
+_NEXT_SEQ_BEST = _next_seq_statement(best_candidate=True)
+_COMPLETE = (
+    update(TRIALS)
+    .where(*_HOLDER)
+    .values(
+        status=bindparam("p_status"),
+        reward=bindparam("p_reward", type_=Double()),
+        metrics=bindparam("p_metrics", type_=TRIALS.c.metrics.type),
+        finished_seq=bindparam("p_seq"),
+        finished_at=db_epoch(),
+        **_LEASE_CLEARED,
+    )
+)
+
+
+def _stale(trial_id: int, attempt: int) -> StaleAttemptError:
+    return StaleAttemptError(f"trial {trial_id} attempt {attempt} does not hold the lease")
+
+
+def _holder(trial_id: int, attempt: int) -> list[ColumnElement[bool]]:
+    """WHERE clause of the rarer fenced updates: this attempt holds the running trial."""
+    return [TRIALS.c.id == trial_id, TRIALS.c.attempt == attempt, TRIALS.c.status == "running"]
+
+
+def enqueue(session: Session, search_id: int, proposals: Sequence[TrialProposal]) -> list[int]:
+    """Insert ``proposals`` as pending trials numbered after the last one; returns their ids."""
+    if not proposals:
+        return []
+    count = len(proposals)
+    row = session.execute(
+        update(SEARCHES)
+        .where(SEARCHES.c.id == search_id)
+        .values(trial_count=SEARCHES.c.trial_count + count)
+        .returning(SEARCHES.c.trial_count, db_epoch())
+    ).first()
+    if row is None:
+        raise SearchNotFoundError(f"no search with id {search_id}")
+    last_number, now = row
+    rows = [
+        {
+            "search_id": search_id,
+            "number": last_number - count + 1 + index,
+            "status": "pending",
+            "attempt": 1,
+            "failures": 0,
+            "pipeline": proposal.pipeline,
+            "action": proposal.action,
+            "behaviour_logp": proposal.behaviour_logp,
+            "policy_version": proposal.policy_version,
+            "created_at": now,
+        }
+        for index, proposal in enumerate(proposals)
+    ]
+    statement = insert(TRIALS).returning(TRIALS.c.id, sort_by_parameter_order=True)
+    return list(session.execute(statement, rows).scalars())
+
+
+def claim(
+    session: Session, search_id: int, worker: str, lease_seconds: float
+) -> ClaimedTrial | None:
+    """Lease the oldest pending trial of the search to ``worker``; None when none is pending."""
+    parameters = {"p_search_id": search_id, "p_worker": worker, "p_lease": float(lease_seconds)}
+    row = session.execute(_CLAIM, parameters).first()
+    if row is None:
+        return None
+    return ClaimedTrial(
+        id=row.id,
+        number=row.number,
+        search_id=search_id,
+        attempt=row.attempt,
+        pipeline=row.pipeline,
+        action=row.action,
+        policy_version=row.policy_version,
+    )
+
+
+def heartbeat(session: Session, trial_id: int, attempt: int, lease_seconds: float) -> bool:
+    """Extend the lease; False when this attempt no longer holds the trial."""
+    parameters = {"p_trial_id": trial_id, "p_attempt": attempt, "p_lease": float(lease_seconds)}
+    result = session.execute(_HEARTBEAT, parameters)
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _next_seq(session: Session, trial_id: int, attempt: int, reward: float | None) -> int:
+    """Draw the next ``finished_seq`` (raises ``StaleAttemptError`` when not held).
+
+    ``reward`` is a candidate for the search's best trial (None: not a candidate).
+    """
+    parameters: dict[str, Any] = {"p_trial_id": trial_id, "p_attempt": attempt}
+    statement = _NEXT_SEQ
+    if reward is not None:
+        statement, parameters["p_reward"] = _NEXT_SEQ_BEST, reward
+    seq = session.execute(statement, parameters).scalar()
+    if seq is None:
+        raise _stale(trial_id, attempt)
+    return seq
+
+
+def _check_finished(result: Result[Any], trial_id: int, attempt: int) -> None:
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        # Lost a race with a hand-over after the seq was drawn: the caller's
+        # rollback returns the seq, so sequences never have gaps.
+        raise _stale(trial_id, attempt)
+
+
+def complete(
+    session: Session,
+    trial_id: int,
+    attempt: int,
+    reward: float,
+    metrics: dict[str, Any],
+    diverged: bool,
+) -> int:
+    """Record the result of a running trial; returns its ``finished_seq``.
+
+    A diverged trial may report a non-finite reward, stored as NULL; a completed
+    one must report a finite reward.
+    """
+    finite = math.isfinite(reward)
+    if not finite and not diverged:
+        raise ValueError(f"reward {reward!r} is not finite; report the trial as diverged")
+    stored = float(reward) if finite else None
+    seq = _next_seq(session, trial_id, attempt, None if diverged else stored)
+    parameters = {
+        "p_trial_id": trial_id,
+        "p_attempt": attempt,
+        "p_status": "diverged" if diverged else "completed",
+        "p_reward": stored,
+        "p_metrics": metrics,
+        "p_seq": seq,
+    }
+    _check_finished(session.execute(_COMPLETE, parameters), trial_id, attempt)
+    return seq
+
+
+def fail(
+    session: Session, trial_id: int, attempt: int, error: str, retryable: bool, max_retries: int
+) -> str:
+    """Record a failed attempt: back to pending (retry) or failed; returns the new status."""
+    row = session.execute(select(TRIALS.c.failures).where(*_holder(trial_id, attempt))).first()
+    if row is None:
+        raise _stale(trial_id, attempt)
+    if retryable and row.failures < max_retries:
+        _hand_over(session, trial_id, attempt, failed=True, error=error)
+        return "pending"
+    seq = _next_seq(session, trial_id, attempt, None)
+    values = {
+        "status": "failed",
+        "failures": TRIALS.c.failures + int(retryable),
+        "error": error,
+        "finished_seq": seq,
+        "finished_at": db_epoch(),
+        **_LEASE_CLEARED,
+    }
+    result = session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(values))
+    _check_finished(result, trial_id, attempt)
+    return "failed"
+
+
+def _hand_over(
+    session: Session, trial_id: int, attempt: int, *, failed: bool, error: str | None = None
+) -> None:
+    """Fenced return of a running trial to pending under the next attempt number."""
+    values: dict[str, Any] = {
+        "status": "pending",
+        "attempt": TRIALS.c.attempt + 1,
+        "failures": TRIALS.c.failures + int(failed),
+        "worker": None,
+        **_LEASE_CLEARED,
+    }
+    if error is not None:
+        values["error"] = error
+    result = session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(values))
+    if failed and result.rowcount != 1:  # type: ignore[attr-defined]
+        raise _stale(trial_id, attempt)
+
+
+def release(session: Session, trial_id: int, attempt: int) -> None:
+    """Graceful hand-back (worker shutting down): pending again, failures unchanged.
+
+    A no-op when the attempt no longer holds the trial.
+    """
+    _hand_over(session, trial_id, attempt, failed=False)
+
+
+def _expired(search_id: int) -> Select[Any]:
+    return (
+        select(TRIALS.c.id, TRIALS.c.failures)
+        .where(
+            TRIALS.c.search_id == search_id,
+            TRIALS.c.status == "running",
+            TRIALS.c.lease_expires_at < db_epoch(),
+        )
+        .order_by(TRIALS.c.id)
+    )
+
+
+def any_expired(session: Session, search_id: int) -> bool:
+    """Whether a running trial of the search has an expired lease (read only)."""
+    return session.execute(_expired(search_id).limit(1)).first() is not None
+
+
+def requeue_expired(session: Session, search_id: int, max_retries: int) -> tuple[int, int]:
+    """Hand expired leases over: pending again, or failed once out of retries.
+
+    Returns ``(requeued, failed)``.
+    """
+    # Search row first (lock order), then the expired trial rows; SKIP LOCKED
+    # passes over a trial whose worker is heartbeating it at this very moment.
+    search_lock = select(SEARCHES.c.id).where(SEARCHES.c.id == search_id)
+    session.execute(search_lock.with_for_update(key_share=True))
+    rows = session.execute(_expired(search_id).with_for_update(skip_locked=True)).all()
+    give_up = [row.id for row in rows if row.failures >= max_retries]
+    retry = [row.id for row in rows if row.failures < max_retries]
+    if retry:
+        session.execute(
+            update(TRIALS)
+            .where(TRIALS.c.id.in_(retry))
+            .values(
+                status="pending",
+                attempt=TRIALS.c.attempt + 1,
+                failures=TRIALS.c.failures + 1,
+                worker=None,
+                error="lease expired",
+                **_LEASE_CLEARED,
+            )
+        )
+    if give_up:
+        _fail_expired(session, search_id, give_up)
+    return len(retry), len(give_up)
+
+
+def _fail_expired(session: Session, search_id: int, trial_ids: list[int]) -> None:
+    """Mark expired trials failed, drawing one ``finished_seq`` each (in id order)."""
+    last = session.execute(
+        update(SEARCHES)
+        .where(SEARCHES.c.id == search_id)
+        .values(result_seq=SEARCHES.c.result_seq + len(trial_ids))
+        .returning(SEARCHES.c.result_seq)
+    ).scalar_one()
+    first = last - len(trial_ids) + 1
+    for offset, trial_id in enumerate(trial_ids):
+        session.execute(
+            update(TRIALS)
+            .where(TRIALS.c.id == trial_id)
+            .values(
+                status="failed",
+                attempt=TRIALS.c.attempt + 1,
+                failures=TRIALS.c.failures + 1,
+                error="lease expired; out of retries",
+                finished_at=db_epoch(),
+                finished_seq=first + offset,
+                **_LEASE_CLEARED,
+            )
+        )

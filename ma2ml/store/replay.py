@@ -1,0 +1,162 @@
+"""Reads of the replay buffer and the trial table: counts, best, new results, samples.
+
+Finished trials (completed, diverged, failed) carry ``finished_seq`` 1, 2, ... in
+commit order with no gaps, which makes two reads cheap at any table size:
+``finished_since`` is an index range scan, and ``replay_sample`` draws sequence
+numbers in Python and fetches exactly those rows by index (no ``ORDER BY random()``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, Select, func, select
+from sqlalchemy.orm import Session
+
+from ma2ml.store.models import SEARCHES, TRIALS
+from ma2ml.store.records import STATUSES, TrialRecord
+
+#: Columns ``list_trials`` can order by.
+ORDER_COLUMNS: dict[str, ColumnElement[Any]] = {
+    name: TRIALS.c[name]
+    for name in (
+        "number",
+        "id",
+        "reward",
+        "finished_seq",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+}
+# Keeps IN lists well under SQLite's bound-parameter limit.
+_IN_CHUNK = 5000
+
+
+def trial_record(row: Row[Any]) -> TrialRecord:
+    """A ``TrialRecord`` from a full row of the trials table."""
+    return TrialRecord(
+        id=row.id,
+        search_id=row.search_id,
+        number=row.number,
+        status=row.status,
+        attempt=row.attempt,
+        failures=row.failures,
+        pipeline=row.pipeline,
+        action=row.action,
+        behaviour_logp=row.behaviour_logp,
+        policy_version=row.policy_version,
+        worker=row.worker,
+        reward=row.reward,
+        metrics=row.metrics,
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        finished_seq=row.finished_seq,
+    )
+
+
+def _trials() -> Select[Any]:
+    return select(*TRIALS.c)
+
+
+def get_trial(session: Session, trial_id: int) -> TrialRecord | None:
+    """One trial by id."""
+    row = session.execute(_trials().where(TRIALS.c.id == trial_id)).first()
+    return trial_record(row) if row is not None else None
+
+
+def list_trials(
+    session: Session,
+    search_id: int,
+    status: str | None,
+    order_by: str,
+    descending: bool,
+    limit: int | None,
+) -> list[TrialRecord]:
+    """Trials of a search, optionally of one status, ordered by a known column."""
+    if order_by not in ORDER_COLUMNS:
+        known = ", ".join(sorted(ORDER_COLUMNS))
+        raise ValueError(f"cannot order trials by {order_by!r}; known: {known}")
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
+    column = ORDER_COLUMNS[order_by]
+    # NULLs (e.g. no reward yet) go last either way, the same on both backends.
+    ordering = (column.desc() if descending else column.asc()).nulls_last()
+    statement = _trials().where(TRIALS.c.search_id == search_id)
+    if status is not None:
+        statement = statement.where(TRIALS.c.status == status)
+    statement = statement.order_by(ordering, TRIALS.c.id).limit(limit)
+    return [trial_record(row) for row in session.execute(statement)]
+
+
+def counts(session: Session, search_id: int) -> dict[str, int]:
+    """Number of trials per status; every status is present."""
+    result = dict.fromkeys(STATUSES, 0)
+    statement = (
+        select(TRIALS.c.status, func.count())
+        .where(TRIALS.c.search_id == search_id)
+        .group_by(TRIALS.c.status)
+    )
+    for status, count in session.execute(statement):
+        result[status] = count
+    return result
+
+
+def pending_count(session: Session, search_id: int) -> int:
+    """Number of pending trials (the learner's prefetch gauge)."""
+    statement = select(func.count()).where(
+        TRIALS.c.search_id == search_id, TRIALS.c.status == "pending"
+    )
+    return session.execute(statement).scalar_one()
+
+
+def max_trial_number(session: Session, search_id: int) -> int:
+    """Highest trial number handed out in the search (0 before the first trial)."""
+    statement = select(SEARCHES.c.trial_count).where(SEARCHES.c.id == search_id)
+    return session.execute(statement).scalar() or 0
+
+
+def best_trial(session: Session, search_id: int) -> TrialRecord | None:
+    """The completed trial with the highest reward (kept up to date by ``complete``)."""
+    statement = _trials().join(SEARCHES, SEARCHES.c.best_trial_id == TRIALS.c.id)
+    row = session.execute(statement.where(SEARCHES.c.id == search_id)).first()
+    return trial_record(row) if row is not None else None
+
+
+def finished_since(
+    session: Session, search_id: int, seq: int, limit: int | None
+) -> list[TrialRecord]:
+    """Finished trials with ``finished_seq > seq``, in sequence order."""
+    statement = (
+        _trials()
+        .where(TRIALS.c.search_id == search_id, TRIALS.c.finished_seq > seq)
+        .order_by(TRIALS.c.finished_seq)
+        .limit(limit)
+    )
+    return [trial_record(row) for row in session.execute(statement)]
+
+
+def replay_sample(session: Session, search_id: int, n: int, seed: int | None) -> list[TrialRecord]:
+    """``n`` finished trials drawn uniformly without replacement (fewer if fewer exist).
+
+    Sequence numbers are drawn in Python and fetched by the (search_id,
+    finished_seq) index, so the cost depends on ``n``, not on the table size.
+    The result is in draw order.
+    """
+    total = session.execute(
+        select(SEARCHES.c.result_seq).where(SEARCHES.c.id == search_id)
+    ).scalar()
+    if not total or n <= 0:
+        return []
+    seqs = random.Random(seed).sample(range(1, total + 1), min(n, total))
+    by_seq: dict[int, Row[Any]] = {}
+    for start in range(0, len(seqs), _IN_CHUNK):
+        chunk = seqs[start : start + _IN_CHUNK]
+        statement = _trials().where(
+            TRIALS.c.search_id == search_id, TRIALS.c.finished_seq.in_(chunk)
+        )
+        by_seq.update((row.finished_seq, row) for row in session.execute(statement))
+    return [trial_record(by_seq[seq]) for seq in seqs if seq in by_seq]

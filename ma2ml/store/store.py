@@ -1,0 +1,243 @@
+"""``Store``: the one object the learner, workers, operator and CLI use.
+
+Every method is one transaction through the session context manager and returns
+frozen records, never ORM objects. A ``Store`` owns a connection pool: create one
+per process (after ``fork``/``spawn``, not before) and ``close()`` it when done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import exc
+
+from ma2ml.store import queue, replay, searches
+from ma2ml.store.engine import SessionScope, make_engine, resolve_database_url, translate_errors
+from ma2ml.store.errors import SearchExistsError
+from ma2ml.store.migrate import ensure_schema
+from ma2ml.store.records import (
+    ClaimedTrial,
+    SearchRecord,
+    SnapshotRecord,
+    TrialProposal,
+    TrialRecord,
+)
+
+#: Policy snapshots whose ``state`` bytes are kept per search (stats are always kept).
+DEFAULT_KEEP_SNAPSHOT_STATES = 10
+
+
+class Store:
+    """Replay buffer and trial queue on PostgreSQL or SQLite.
+
+    ``url`` is resolved by ``resolve_database_url``; the schema is brought to the
+    newest revision on first use unless ``migrate=False``.
+    """
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True, **engine_options: Any):
+        self.url = resolve_database_url(url)
+        self.engine = make_engine(self.url, **engine_options)
+        self._session = SessionScope(self.engine)
+        if migrate:
+            try:
+                with translate_errors():
+                    ensure_schema(self.engine)
+            except BaseException:
+                self.engine.dispose()
+                raise
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- searches -------------------------------------------------------------------
+
+    def create_search(
+        self, name: str, spec: dict[str, Any], *, exist_ok: bool = True
+    ) -> SearchRecord:
+        """Create a running search; an existing one is returned unchanged when ``exist_ok``."""
+        existing = self.get_search(name)
+        if existing is None:
+            try:
+                with self._session(write=True) as session:
+                    return searches.insert_search(session, name, spec)
+            except exc.IntegrityError:  # created by someone else meanwhile
+                existing = self.get_search(name)
+                if existing is None:
+                    raise
+        if not exist_ok:
+            raise SearchExistsError(f"search {name!r} exists already")
+        return existing
+
+    def get_search(self, name: str) -> SearchRecord | None:
+        """The search with this name, or None."""
+        with self._session() as session:
+            return searches.find_search(session, "name", name)
+
+    def get_search_by_id(self, search_id: int) -> SearchRecord | None:
+        """The search with this id, or None."""
+        with self._session() as session:
+            return searches.find_search(session, "id", search_id)
+
+    def list_searches(self) -> list[SearchRecord]:
+        """Every search, oldest first."""
+        with self._session() as session:
+            return searches.list_searches(session)
+
+    def update_search_spec(self, name: str, spec: dict[str, Any]) -> SearchRecord:
+        """Replace a search's spec (``SearchNotFoundError`` when there is none)."""
+        with self._session(write=True) as session:
+            return searches.update_spec(session, name, spec)
+
+    def set_search_state(self, search_id: int, state: str) -> SearchRecord:
+        """Set a search's state; 'finished' and 'failed' stamp ``finished_at``."""
+        with self._session(write=True) as session:
+            return searches.set_state(session, search_id, state)
+
+    def delete_search(self, name: str) -> bool:
+        """Delete a search with its trials and snapshots; False when there was none."""
+        with self._session(write=True) as session:
+            return searches.delete_search(session, name)
+
+    # -- trial queue ------------------------------------------------------------------
+
+    def enqueue_trials(self, search_id: int, proposals: Sequence[TrialProposal]) -> list[int]:
+        """Add pending trials (numbered 1, 2, ... per search); returns their ids in order."""
+        with self._session(write=True) as session:
+            return queue.enqueue(session, search_id, proposals)
+
+    def claim(self, search_id: int, worker: str, lease_seconds: float) -> ClaimedTrial | None:
+        """Lease the oldest pending trial to ``worker``; None when the queue is empty."""
+        with self._session(write=True) as session:
+            return queue.claim(session, search_id, worker, lease_seconds)
+
+    def heartbeat(self, trial_id: int, attempt: int, lease_seconds: float) -> bool:
+        """Extend the lease by ``lease_seconds`` from now; False when fenced off or finished."""
+        with self._session(write=True) as session:
+            return queue.heartbeat(session, trial_id, attempt, lease_seconds)
+
+    def complete(
+        self,
+        trial_id: int,
+        attempt: int,
+        reward: float,
+        metrics: dict[str, Any],
+        *,
+        diverged: bool = False,
+    ) -> int:
+        """Report a result; returns ``finished_seq``. ``StaleAttemptError`` when fenced off."""
+        with self._session(write=True) as session:
+            return queue.complete(session, trial_id, attempt, reward, metrics, diverged)
+
+    def fail(
+        self, trial_id: int, attempt: int, error: str, *, retryable: bool, max_retries: int
+    ) -> str:
+        """Report a failure; returns the new status ('pending' to retry, or 'failed')."""
+        with self._session(write=True) as session:
+            return queue.fail(session, trial_id, attempt, error, retryable, max_retries)
+
+    def release(self, trial_id: int, attempt: int) -> None:
+        """Hand a running trial back (graceful shutdown); no-op when no longer held."""
+        with self._session(write=True) as session:
+            queue.release(session, trial_id, attempt)
+
+    def requeue_expired(self, search_id: int, max_retries: int) -> tuple[int, int]:
+        """Re-queue (or fail, out of retries) trials whose lease expired: ``(requeued, failed)``."""
+        with self._session() as session:  # a read first: no write lock when nothing expired
+            if not queue.any_expired(session, search_id):
+                return 0, 0
+        with self._session(write=True) as session:
+            return queue.requeue_expired(session, search_id, max_retries)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def counts(self, search_id: int) -> dict[str, int]:
+        """Trials per status, every status present."""
+        with self._session() as session:
+            return replay.counts(session, search_id)
+
+    def pending_count(self, search_id: int) -> int:
+        """Number of pending trials."""
+        with self._session() as session:
+            return replay.pending_count(session, search_id)
+
+    def max_trial_number(self, search_id: int) -> int:
+        """Highest trial number of the search, 0 before the first."""
+        with self._session() as session:
+            return replay.max_trial_number(session, search_id)
+
+    def best_trial(self, search_id: int) -> TrialRecord | None:
+        """Completed trial with the highest reward (first to reach it on ties)."""
+        with self._session() as session:
+            return replay.best_trial(session, search_id)
+
+    def get_trial(self, trial_id: int) -> TrialRecord | None:
+        """One trial by id."""
+        with self._session() as session:
+            return replay.get_trial(session, trial_id)
+
+    def list_trials(
+        self,
+        search_id: int,
+        status: str | None = None,
+        order_by: str = "number",
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> list[TrialRecord]:
+        """Trials of a search; ``order_by`` one of ``replay.ORDER_COLUMNS``."""
+        with self._session() as session:
+            return replay.list_trials(session, search_id, status, order_by, descending, limit)
+
+    def finished_since(
+        self, search_id: int, seq: int, limit: int | None = None
+    ) -> list[TrialRecord]:
+        """Completed, diverged and failed trials with ``finished_seq > seq``, in order."""
+        with self._session() as session:
+            return replay.finished_since(session, search_id, seq, limit)
+
+    def replay_sample(self, search_id: int, n: int, seed: int | None = None) -> list[TrialRecord]:
+        """Up to ``n`` finished trials drawn uniformly without replacement."""
+        with self._session() as session:
+            return replay.replay_sample(session, search_id, n, seed)
+
+    # -- policy snapshots -----------------------------------------------------------------
+
+    def save_snapshot(
+        self,
+        search_id: int,
+        version: int,
+        state: bytes,
+        stats: dict[str, Any],
+        *,
+        keep_states: int | None = DEFAULT_KEEP_SNAPSHOT_STATES,
+    ) -> None:
+        """Save (or overwrite) a snapshot version; older states beyond ``keep_states`` are
+        dropped (their stats stay). ``keep_states=None`` keeps every state."""
+        with self._session(write=True) as session:
+            searches.save_snapshot(session, search_id, version, state, stats, keep_states)
+
+    def load_snapshot(self, search_id: int) -> SnapshotRecord | None:
+        """The newest snapshot, or None."""
+        with self._session() as session:
+            return searches.load_snapshot(session, search_id)
+
+    def snapshot_stats(self, search_id: int) -> list[tuple[int, float, dict[str, Any]]]:
+        """``(version, created_at, stats)`` per snapshot, for reports."""
+        with self._session() as session:
+            return searches.snapshot_stats(session, search_id)

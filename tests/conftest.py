@@ -1,0 +1,109 @@
+"""Shared pytest fixtures. Each component keeps its fixtures in its own delimited block."""
+
+from __future__ import annotations
+
+# ==== ma2ml.store fixtures: BEGIN =====================================================
+# Database fixtures: every store test runs on SQLite (a temporary file) and on the
+# local PostgreSQL (a fresh database per test). `database_url` is a fresh, empty
+# database (schema not created); `store` is a `Store` on it. PostgreSQL tests are
+# marked `postgres`; they skip when the server is unreachable, except under CI=true,
+# where they fail. Override the server with MA2ML_TEST_POSTGRES_URL
+# (e.g. postgresql+psycopg2://user@host:5432/postgres).
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg2
+import pytest
+from psycopg2 import sql as pg_sql
+from sqlalchemy.engine import URL, make_url
+
+if TYPE_CHECKING:
+    from ma2ml.store import Store
+
+_POSTGRES_CANDIDATES = (
+    "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
+    "postgresql+psycopg2://root@127.0.0.1:5432/postgres",
+)
+
+
+def _admin_connect(url: URL) -> psycopg2.extensions.connection:
+    connection = psycopg2.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database or "postgres",
+        connect_timeout=5,
+    )
+    connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    return connection
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> URL:
+    """URL of the maintenance database of a reachable PostgreSQL server."""
+    explicit = os.environ.get("MA2ML_TEST_POSTGRES_URL")
+    errors = []
+    for candidate in (explicit,) if explicit else _POSTGRES_CANDIDATES:
+        url = make_url(candidate)
+        try:
+            _admin_connect(url).close()
+        except psycopg2.Error as error:
+            errors.append(f"{url.render_as_string(hide_password=True)}: {error}".strip())
+            continue
+        return url
+    reason = "PostgreSQL unreachable: " + "; ".join(errors)
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " (CI=true: PostgreSQL tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: URL) -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped (WITH FORCE) after the test."""
+    name = f"ma2ml_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_connect(postgres_admin_url)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(pg_sql.SQL("CREATE DATABASE {}").format(pg_sql.Identifier(name)))
+        yield postgres_admin_url.set(database=name).render_as_string(hide_password=False)
+        with admin.cursor() as cursor:
+            cursor.execute(
+                pg_sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    pg_sql.Identifier(name)
+                )
+            )
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file in the test's temporary directory (not created yet)."""
+    return f"sqlite:///{tmp_path / 'ma2ml.db'}"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on each backend in turn."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A `ma2ml.store.Store` on a fresh database (schema created), closed afterwards."""
+    from ma2ml.store import Store  # imported late: other suites need not import the store
+
+    with Store(database_url) as opened:
+        yield opened
+
+
+# ==== ma2ml.store fixtures: END =======================================================

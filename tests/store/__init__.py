@@ -1,0 +1,1 @@
+"""Tests of ma2ml.store (a package so that spawned worker processes can import helpers)."""

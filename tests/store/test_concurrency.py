@@ -1,0 +1,50 @@
+"""Eight OS processes drain a 2,000-trial queue: each trial completed exactly once."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from ma2ml.store import Store, TrialProposal
+
+from .workers import claim_until_empty
+
+TRIALS = 2000
+PROCESSES = 8
+
+
+@pytest.mark.slow
+def test_processes_complete_every_trial_once(store: Store, database_url: str) -> None:
+    search = store.create_search("default/concurrency", {})
+    proposals = [TrialProposal({"x": i}, {"aug": [i % 5]}, {"aug": -1.6}, 0) for i in range(TRIALS)]
+    ids = store.enqueue_trials(search.id, proposals)
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(PROCESSES)
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=claim_until_empty, args=(database_url, search.id, f"w{n}", barrier, results)
+        )
+        for n in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=240) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [kind for kind, _ in outcomes] == ["ok"] * PROCESSES, outcomes
+
+    reported = [pair for _, pairs in outcomes for pair in pairs]
+    assert sorted(trial_id for trial_id, _ in reported) == sorted(ids)  # none lost, none twice
+    assert sorted(seq for _, seq in reported) == list(range(1, TRIALS + 1))
+    assert sum(1 for _, pairs in outcomes if pairs) > 1  # the work really was shared
+
+    assert store.counts(search.id)["completed"] == TRIALS
+    finished = store.finished_since(search.id, 0)
+    assert [t.finished_seq for t in finished] == list(range(1, TRIALS + 1))
+    assert {t.id: t.finished_seq for t in finished} == dict(reported)
+    assert all(t.attempt == 1 and t.reward == t.pipeline["x"] / 1000.0 for t in finished)
+    best = store.best_trial(search.id)
+    assert best is not None and best.pipeline == {"x": TRIALS - 1}

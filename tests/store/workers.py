@@ -1,0 +1,38 @@
+"""Functions run in spawned processes by the store's concurrency tests."""
+
+from __future__ import annotations
+
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+
+
+def open_fresh(url: str, barrier: Barrier, results: Queue) -> None:
+    """Open (and so migrate) a fresh database together with the other processes."""
+    from ma2ml.store import Store
+
+    barrier.wait(timeout=60)
+    try:
+        with Store(url) as store:
+            search = store.create_search("shared/first-use", {"k": 1})
+            results.put(("ok", search.id))
+    except Exception as error:  # reported to the parent, which asserts on it
+        results.put(("error", repr(error)))
+
+
+def claim_until_empty(
+    url: str, search_id: int, worker: str, barrier: Barrier, results: Queue
+) -> None:
+    """Claim and complete trials until the queue is empty; report (trial id, seq) pairs."""
+    from ma2ml.store import Store
+
+    done: list[tuple[int, int]] = []
+    try:
+        with Store(url, migrate=False) as store:
+            barrier.wait(timeout=60)
+            while (trial := store.claim(search_id, worker, lease_seconds=300)) is not None:
+                reward = float(trial.pipeline["x"]) / 1000.0
+                seq = store.complete(trial.id, trial.attempt, reward, {"worker": worker})
+                done.append((trial.id, seq))
+        results.put(("ok", done))
+    except Exception as error:
+        results.put(("error", repr(error)))
