@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ma2ml.settings import Settings, SettingsError
 from ma2ml.spaces import AgentSpace, SearchSpace, SpaceError, build_agent, build_space
 
 API_GROUP = "ma2ml.io"
@@ -130,7 +131,17 @@ class Algorithm(Model):
     name: AlgorithmName = Field(AlgorithmName.ma2ml, description="Search algorithm.")
     seed: int = Field(0, ge=0, description="Seed of the learner; same seed, same proposals.")
     settings: dict[str, float | int | bool | str] = Field(
-        default_factory=dict, description="Overrides of the algorithm's documented settings.")
+        default_factory=dict, description="Overrides of the algorithm's documented settings "
+        "(ma2ml/settings.py), e.g. alpha, tau, critic_steps, failed_reward.")
+
+    @field_validator("settings")
+    @classmethod
+    def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Settings.from_overrides(value)
+        except SettingsError as exc:  # ".key: message" extends the field path
+            raise ValueError("." + str(exc).removeprefix("spec.algorithm.settings.")) from None
+        return value
 
 
 class Budget(Model):
@@ -390,7 +401,7 @@ def _expected_type(err: dict[str, Any]) -> str:
     return err["msg"].removeprefix("Input should be ").removeprefix("a valid ")
 
 
-_NESTED_PATH = re.compile(r"^(\[\d+\][^\s:]*): (.*)$")
+_NESTED_PATH = re.compile(r"^((?:\[\d+\]|\.)[^\s:]*): (.*)$")
 
 
 def format_errors(exc: ValidationError) -> list[str]:

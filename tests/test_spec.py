@@ -95,6 +95,10 @@ def test_examples_validate(path: Path) -> None:
         ({"algorithm": {"settings": {"alpha": [1]}}},
          "spec.algorithm.settings.alpha: expected a number or an integer or true or false "
          "or a string, got [1]"),
+        ({"algorithm": {"settings": {"alpha": 0}}},
+         "spec.algorithm.settings.alpha: must be > 0, got 0.0"),
+        ({"algorithm": {"settings": {"credit": "shapley"}}},
+         "spec.algorithm.settings.credit: expected one of decision, agent, got 'shapley'"),
         ({"trainer": {"type": "command"}},
          "spec.trainer: type 'command' needs a non-empty command list"),
         ({"trainer": {"command": "python train.py"}},
@@ -108,6 +112,12 @@ def test_examples_validate(path: Path) -> None:
 )
 def test_bad_spec_messages(spec: dict[str, Any], expected: str) -> None:
     assert errors_of(minimal(**spec)) == [expected]
+
+
+def test_unknown_algorithm_setting_lists_the_known_ones() -> None:
+    [line] = errors_of(minimal(algorithm={"settings": {"alpah": 0.1}}))
+    assert line.startswith("spec.algorithm.settings.alpah: unknown setting (known: ")
+    assert "alpha" in line and "tau" in line
 
 
 def test_every_problem_is_reported_at_once() -> None:

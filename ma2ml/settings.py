@@ -1,0 +1,132 @@
+"""Every coefficient of the learner, with its documented default, in one dataclass.
+
+A spec overrides any of them through ``spec.algorithm.settings``; an unknown
+key or a value of the wrong type is refused with an error naming
+``spec.algorithm.settings.<key>``. It lives beside the spec (not inside the
+torch-using learner) so that ``ma2ml validate``, ``ma2ml run`` and the
+operator refuse a bad setting before any process starts. Defaults were tuned on the climbing and
+penalty games and the FCNet / NAS-Bench-201 tables (see the learner's README
+section); they are the same for every task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+CREDIT_ESTIMATORS = ("decision", "agent")
+CRITIC_REDUCTIONS = ("mean", "min")
+
+
+class SettingsError(ValueError):
+    """An override in ``spec.algorithm.settings`` that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Coefficients of MA2ML and its baselines (one line of documentation each)."""
+
+    # -- centralised critic ------------------------------------------------------------
+    critic_ensemble: int = 2
+    """Independent critics in the ensemble (>= 2 curbs over-estimation)."""
+    critic_hidden: int = 64
+    """Hidden units of each critic layer."""
+    critic_layers: int = 2
+    """Hidden layers of each critic MLP."""
+    critic_lr: float = 3e-3
+    """Adam learning rate of the critics."""
+    critic_steps: int = 16
+    """Critic gradient steps per learner update."""
+    critic_reduce: str = "mean"
+    """How the ensemble's predictions are combined: mean or min."""
+    batch_size: int = 64
+    """Replay trials per critic minibatch (plus every fresh result)."""
+    # -- actor (DMAC-style divergence-regularised update) ------------------------------
+    alpha: float = 0.1
+    """Temperature: weight of the divergence to the target policy, in normalised-reward units."""
+    tau: float = 0.2
+    """Soft-update rate of the target policies (rho <- (1 - tau) rho + tau pi)."""
+    actor_lr: float = 0.05
+    """Adam learning rate of the policy logits."""
+    actor_steps: int = 4
+    """Actor gradient steps per learner update."""
+    actor_samples: int = 128
+    """Joint actions re-sampled from the current policies and scored by the critic."""
+    credit: str = "decision"
+    """Counterfactual baseline: exact per decision ('decision') or Monte-Carlo per agent."""
+    mc_samples: int = 8
+    """Samples M of an agent's alternative actions for the Monte-Carlo baseline."""
+    warmup_results: int = 8
+    """Results the critic sees before the actor starts learning from it."""
+    # -- REINFORCE baselines (ma2ml-lite, independent) ---------------------------------
+    reinforce_lr: float = 0.1
+    """Adam learning rate of the REINFORCE learners."""
+    baseline_decay: float = 0.9
+    """Decay of the moving reward baseline of the REINFORCE learners."""
+    importance_clip: float = 2.0
+    """Upper clip of the importance ratio pi / behaviour on fresh results."""
+    # -- proposals and rewards ---------------------------------------------------------
+    dedupe_tries: int = 8
+    """Re-draws of a proposal whose joint action was already proposed (0: allow repeats)."""
+    failed_reward: float = 0.0
+    """Reward the learner assumes for a failed trial."""
+    diverged_reward: float = 0.0
+    """Reward the learner assumes for a diverged trial that reported no finite reward."""
+
+    def __post_init__(self) -> None:
+        _check_choice("credit", self.credit, CREDIT_ESTIMATORS)
+        _check_choice("critic_reduce", self.critic_reduce, CRITIC_REDUCTIONS)
+        for name in ("critic_ensemble", "critic_hidden", "critic_layers", "batch_size",
+                     "actor_samples", "mc_samples"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{_PATH}.{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("alpha", "critic_lr", "actor_lr", "reinforce_lr"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{_PATH}.{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("tau", "baseline_decay"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise SettingsError(f"{_PATH}.{name}: must be in [0, 1], got {getattr(self, name)}")
+        if self.importance_clip < 1:
+            raise SettingsError(
+                f"{_PATH}.importance_clip: must be >= 1, got {self.importance_clip}")
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any] | None) -> Settings:
+        """Defaults updated by ``spec.algorithm.settings``; bad keys and types are refused."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in (overrides or {}).items():
+            if key not in known:
+                raise SettingsError(f"{_PATH}.{key}: unknown setting "
+                                    f"(known: {', '.join(sorted(known))})")
+            values[key] = _coerce(key, known[key].type, value)
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_PATH = "spec.algorithm.settings"
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SettingsError(f"{_PATH}.{name}: expected one of {', '.join(choices)}, "
+                            f"got {value!r}")
+
+
+def _coerce(key: str, kind: Any, value: Any) -> Any:
+    # ``from __future__ import annotations`` makes field types strings.
+    kind = {"int": int, "float": float, "str": str, "bool": bool}.get(str(kind), kind)
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+        return value
+    words = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    raise SettingsError(f"{_PATH}.{key}: expected {words[kind]}, got {value!r}")
