@@ -7,3 +7,13 @@ kopf operator, ``local`` the one-machine runner and ``cli`` the command.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # ``ma2ml.report`` for custom trainers, loaded on first use so that
+    # ``import ma2ml`` stays light (no torch, no SQLAlchemy).
+    if name == "report":
+        from ma2ml.worker.custom import report
+
+        return report
+    raise AttributeError(f"module 'ma2ml' has no attribute {name!r}")

@@ -1,0 +1,65 @@
+"""Bodies of ``ma2ml worker`` and ``ma2ml augment-preview`` (``ma2ml.cli`` stays thin)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import typer
+
+from ma2ml.spec import PipelineSearch
+
+log = logging.getLogger("ma2ml.worker")
+#: Exit code for bad input, as in ``ma2ml.cli``.
+EXIT_BAD_INPUT = 2
+
+
+def worker_command(search: str, db: str | None, worker_id: str | None,
+                   metrics_port: int | None, threads: int | None, spool_dir: Path) -> None:
+    """Run ``run_worker`` until the search ends; SIGTERM/SIGINT stop it gracefully (exit 0)."""
+    from ma2ml.logs import setup_logging
+    from ma2ml.store import SearchNotFoundError, Store
+    from ma2ml.worker.loop import run_worker
+
+    setup_logging()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
+    worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # The training loop checks ``stop`` between batches; the trial is
+        # released (its last epoch checkpoint kept) and the process exits 0.
+        signal.signal(sig, lambda *_: stop.set())
+    store = Store(db)
+    try:
+        done = run_worker(store, search, worker_id, stop=stop, spool_dir=spool_dir)
+    except SearchNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    finally:
+        store.close()
+    log.info("worker %s done: %d trial(s)", worker_id, done)
+
+
+def preview_command(search: PipelineSearch, out: Path, pipeline: str | None, seed: int) -> None:
+    import json
+
+    from ma2ml.worker.errors import TrialError
+    from ma2ml.worker.preview import preview
+
+    try:
+        decisions = preview(search, out, pipeline, seed=seed)
+    except (ValueError, TrialError) as exc:  # bad --pipeline, unknown op, missing dataset
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    typer.echo(f"wrote {out}; aug policy: {json.dumps(decisions)}")

@@ -1,0 +1,22 @@
+"""Why a trial did not produce a result, and whether running it again could help."""
+
+from __future__ import annotations
+
+
+class TrialError(RuntimeError):
+    """A trial that failed. ``retryable``: another attempt (maybe elsewhere) might succeed.
+
+    Deterministic problems (a missing dataset, a pipeline the trainer cannot
+    build, a custom command that exits non-zero, times out or reports
+    nothing) are not retryable: every attempt would fail the same way.
+    Anything unexpected (out of memory, a CUDA fault, a full disk) is treated
+    as retryable by the worker loop, bounded by ``budget.maxRetries``.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class TrialInterrupted(Exception):
+    """Training stopped on request (SIGTERM or a lost lease); the last epoch checkpoint stays."""

@@ -1,0 +1,244 @@
+"""The long-lived worker: claim a trial, heartbeat its lease, train, report, repeat.
+
+One process serves one search until the search is finished or failed (or
+``stop`` is set, e.g. by SIGTERM). A background thread renews the lease
+every ``leaseSeconds / 3``; when the store says the lease is gone (the
+trial was handed to another worker) training stops at the next batch and
+nothing is reported. A report the store cannot take is spooled to disk and
+retried with back-off (``spool.py``).
+
+Failure policy: ``TrialError`` carries its own ``retryable`` flag (a
+missing dataset or a crashing custom command is not retryable: every
+attempt would fail alike); any other exception (out of memory, a CUDA or
+disk error) is retryable, bounded by ``budget.maxRetries``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ma2ml.metrics import TRIAL_DURATION, TRIALS_FINISHED, WORKER_IMAGES_PER_SECOND
+from ma2ml.spec import PipelineSearch, TrainerType, parse_spec
+from ma2ml.store import (
+    TERMINAL_SEARCH_STATES,
+    ClaimedTrial,
+    SearchNotFoundError,
+    SearchRecord,
+    StaleAttemptError,
+    Store,
+    StoreUnavailableError,
+)
+from ma2ml.worker.errors import TrialError, TrialInterrupted
+from ma2ml.worker.result import TrialResult
+from ma2ml.worker.spool import Report, Spool
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPOOL_DIR = Path(".ma2ml-spool")
+#: Seconds between store polls while no trial is pending or the search is suspended.
+POLL_SECONDS = 1.0
+
+
+class Heartbeat(threading.Thread):
+    """Renews one trial's lease; sets ``trial_stop`` when the lease is lost or the worker stops."""
+
+    def __init__(self, store: Store, trial: ClaimedTrial, lease_seconds: float,
+                 worker_stop: threading.Event, trial_stop: threading.Event) -> None:
+        super().__init__(name=f"heartbeat-trial-{trial.id}", daemon=True)
+        self.store, self.trial, self.lease_seconds = store, trial, lease_seconds
+        self.worker_stop, self.trial_stop = worker_stop, trial_stop
+        self.lost = False
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        interval = self.lease_seconds / 3
+        next_beat = time.monotonic() + interval
+        while not self._done.wait(min(0.1, interval)):
+            if self.worker_stop.is_set():
+                self.trial_stop.set()
+            if time.monotonic() < next_beat:
+                continue
+            next_beat = time.monotonic() + interval
+            try:
+                held = self.store.heartbeat(self.trial.id, self.trial.attempt, self.lease_seconds)
+            except StoreUnavailableError as exc:
+                # Keep training: the store may be back before the lease runs out,
+                # and a late report is fenced anyway.
+                log.warning("heartbeat of trial %d failed: %s", self.trial.id, exc)
+                continue
+            if not held:
+                log.warning("trial %d attempt %d lost its lease; stopping it", self.trial.id,
+                            self.trial.attempt)
+                self.lost = True
+                self.trial_stop.set()
+                return
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def safe_name(name: str) -> str:
+    """A search name (``namespace/name``) as one path component."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def run_worker(store: Store, search_name: str, worker_id: str, *,
+               stop: threading.Event | None = None, max_trials: int | None = None,
+               spool_dir: Path = DEFAULT_SPOOL_DIR, device: str | None = None,
+               poll_seconds: float = POLL_SECONDS) -> int:
+    """Serve ``search_name`` until it ends, ``stop`` is set or ``max_trials`` ran.
+
+    Returns the number of trials this worker trained and reported.
+    """
+    stop = stop or threading.Event()
+    spool = Spool(Path(spool_dir) / safe_name(search_name) / "reports")
+    done = 0
+    while not stop.is_set() and (max_trials is None or done < max_trials):
+        if not spool.flush_with_backoff(store, stop):
+            break
+        record = _search(store, search_name, stop)
+        if record is None or record.state in TERMINAL_SEARCH_STATES:
+            break
+        search = parse_spec(record.spec)  # re-read: budget and trainer may be edited live
+        claimed = None
+        if record.state != "suspended":
+            claimed = _claim(store, record, search, worker_id)
+        if claimed is None:
+            stop.wait(poll_seconds)
+            continue
+        outcome = run_claimed(store, search, record.name, claimed, worker_id, stop=stop,
+                              spool=spool, spool_dir=Path(spool_dir), device=device)
+        if outcome == "interrupted":
+            break
+        done += outcome not in ("lost", "stale")
+    log.info("worker %s leaves search %s after %d trial(s)", worker_id, search_name, done)
+    return done
+
+
+def _search(store: Store, name: str, stop: threading.Event) -> SearchRecord | None:
+    """The search row, waiting out store outages; raises when it does not exist."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            record = store.get_search(name)
+        except StoreUnavailableError as exc:
+            log.warning("store unavailable (%s); retrying in %.1f s", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        if record is None:
+            raise SearchNotFoundError(f"search {name!r} does not exist in the store")
+        return record
+    return None
+
+
+def _claim(store: Store, record: SearchRecord, search: PipelineSearch, worker_id: str
+           ) -> ClaimedTrial | None:
+    try:
+        return store.claim(record.id, worker_id, search.spec.budget.lease_seconds)
+    except StoreUnavailableError as exc:
+        log.warning("claim failed, store unavailable: %s", exc)
+        return None
+
+
+def checkpoint_path(search: PipelineSearch, spool_dir: Path, trial: ClaimedTrial) -> Path:
+    """Per trial (not per attempt), so a retried or taken-over trial resumes."""
+    root = Path(search.spec.trainer.checkpoint_dir or spool_dir / "checkpoints")
+    return root / safe_name(search.key) / f"trial-{trial.number}.pt"
+
+
+def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
+                worker_id: str, *, stop: threading.Event, spool: Spool, spool_dir: Path,
+                device: str | None = None) -> str:
+    """Train one claimed trial and report it.
+
+    Returns the trial's new status (completed, diverged, failed, or pending
+    after a retryable failure), 'spooled' (stopped before the store took the
+    report), 'stale' (handed over before the report), 'lost' (lease lost while
+    training) or 'interrupted' (``stop`` set; the trial was released).
+    """
+    trial_stop = threading.Event()
+    heartbeat = Heartbeat(store, trial, search.spec.budget.lease_seconds, stop, trial_stop)
+    heartbeat.start()
+    started = time.monotonic()
+    checkpoint = checkpoint_path(search, spool_dir, trial)
+    try:
+        result = _trainer(search)(search, trial.pipeline, seed=trial.number,
+                                  checkpoint_path=checkpoint, device=device, stop=trial_stop)
+        report = Report(trial.id, trial.attempt, "complete", result.reward, result.metrics,
+                        result.diverged)
+    except TrialInterrupted:
+        heartbeat.finish()
+        return "lost" if heartbeat.lost else _release(store, trial)
+    except TrialError as exc:
+        report = _failure(trial, search, str(exc), exc.retryable)
+    except Exception as exc:  # unexpected: an infrastructure problem, worth a retry
+        log.exception("trial %d crashed", trial.id)
+        report = _failure(trial, search, f"{type(exc).__name__}: {exc}", True)
+    finally:
+        heartbeat.finish()
+    status = deliver(store, report, spool, stop)
+    if status in ("completed", "diverged", "failed"):
+        with contextlib.suppress(OSError):  # tidying up must not turn a result into a crash
+            checkpoint.unlink(missing_ok=True)
+    _record_metrics(search_name, worker_id, status, time.monotonic() - started, report)
+    return status
+
+
+def _trainer(search: PipelineSearch) -> Callable[..., TrialResult]:
+    """The trainer of the spec; a custom command does not pay for importing torch."""
+    if search.spec.trainer.type == TrainerType.command:
+        from ma2ml.worker.custom import run_command
+
+        return lambda search, pipeline, *, device, **kwargs: run_command(search, pipeline,
+                                                                          **kwargs)
+    from ma2ml.worker.train import run_trial
+
+    return run_trial
+
+
+def _failure(trial: ClaimedTrial, search: PipelineSearch, error: str, retryable: bool) -> Report:
+    log.warning("trial %d attempt %d failed (retryable=%s): %s", trial.id, trial.attempt,
+                retryable, error)
+    return Report(trial.id, trial.attempt, "fail", error=error, retryable=retryable,
+                  max_retries=search.spec.budget.max_retries)
+
+
+def _release(store: Store, trial: ClaimedTrial) -> str:
+    """Hand the trial back (SIGTERM): its last epoch checkpoint lets another worker resume."""
+    try:
+        store.release(trial.id, trial.attempt)
+    except StoreUnavailableError as exc:
+        log.warning("could not release trial %d (%s); its lease will expire", trial.id, exc)
+    return "interrupted"
+
+
+def deliver(store: Store, report: Report, spool: Spool, stop: threading.Event) -> str:
+    """Send a report now, or spool it and retry until the store accepts it."""
+    try:
+        return report.send(store)
+    except StaleAttemptError:
+        log.warning("trial %d attempt %d was handed over; its result is dropped",
+                    report.trial_id, report.attempt)
+        return "stale"
+    except StoreUnavailableError as exc:
+        log.warning("store unavailable (%s); spooling the report of trial %d", exc,
+                    report.trial_id)
+        spool.add(report)
+    return report.outcome if spool.flush_with_backoff(store, stop) else "spooled"
+
+
+def _record_metrics(search: str, worker_id: str, status: str, seconds: float,
+                    report: Report) -> None:
+    TRIAL_DURATION.labels(search=search).observe(seconds)
+    TRIALS_FINISHED.labels(search=search, status=status).inc()
+    speed = report.metrics.get("images_per_second")
+    if speed is not None:
+        WORKER_IMAGES_PER_SECOND.labels(search=search, worker=worker_id).set(speed)

@@ -1,0 +1,289 @@
+"""The built-in trainer: one pipeline (aug + nas + hpo decisions) in, one reward out.
+
+Reads like torchvision's classification references: ``load_data`` (see
+``data.py``), ``train_one_epoch``, ``evaluate`` and ``run_trial``, which a
+test can call directly. A trial checkpoints after every epoch so a
+preempted trial resumes from its last finished epoch on any worker; a
+non-finite loss ends it as *diverged* (a result, not a crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchvision.transforms import v2
+
+from ma2ml.spaces import PRESETS, Scalar
+from ma2ml.spec import PipelineSearch, TrainerType
+from ma2ml.worker.augment import Policy
+from ma2ml.worker.data import Splits, load_data
+from ma2ml.worker.errors import TrialError, TrialInterrupted
+from ma2ml.worker.model import build_model, count_flops, count_params
+from ma2ml.worker.recipe import Recipe, build_optimizer, build_scheduler, ema_decay
+from ma2ml.worker.result import TrialResult
+from ma2ml.worker.reward import compute_reward
+
+__all__ = ["TrialResult", "evaluate", "load_data", "run_trial", "train_one_epoch"]
+
+#: Validation images per forward pass (no gradients, so larger than a training batch).
+EVAL_BATCH = 1000
+
+
+class Diverged(Exception):  # an outcome, reported as a result
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrialError("trainer.device: 'cuda' requested but no CUDA device is available",
+                         retryable=True)  # another node may have one
+    return torch.device(device)
+
+
+def decisions_by_role(search: PipelineSearch, pipeline: Mapping[str, Any]
+                      ) -> dict[str, tuple[str, dict[str, Scalar]]]:
+    """``{"aug"|"nas"|"hpo": (preset, decisions)}``: agents are found by preset, not name."""
+    roles: dict[str, tuple[str, dict[str, Scalar]]] = {}
+    for agent in search.spec.agents:
+        if agent.preset is None:
+            raise TrialError(f"spec.agents: agent {agent.name!r} has custom decisions, which the "
+                             f"built-in trainer cannot use; use trainer.type 'command'")
+        roles[PRESETS[agent.preset].role] = (agent.preset, dict(pipeline.get(agent.name, {})))
+    return roles
+
+
+class Batches:
+    """Turns uint8 batches into normalised float input at the model's resolution."""
+
+    def __init__(self, splits: Splits, resolution: int, device: torch.device,
+                 channels_last: bool) -> None:
+        self.mean = torch.tensor(splits.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(splits.std, device=device).view(1, -1, 1, 1)
+        self.resolution = resolution
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() / 255.0 - self.mean) / self.std
+        if x.shape[-1] != self.resolution:
+            x = nnf.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
+                                align_corners=False)
+        return x.contiguous(memory_format=self.memory_format)
+
+
+@dataclass
+class Setup:
+    """Everything ``train_one_epoch`` needs, built once per trial."""
+
+    model: nn.Module
+    ema: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    recipe: Recipe
+    policy: Policy
+    mixer: v2.Transform | None
+    batches: Batches
+    generator: torch.Generator
+    autocast: Any
+    scaler: torch.amp.GradScaler | None
+
+
+def build_mixer(recipe: Recipe, num_classes: int) -> v2.Transform | None:
+    choices: list[v2.Transform] = []
+    if recipe.mixup_alpha > 0:
+        choices.append(v2.MixUp(alpha=recipe.mixup_alpha, num_classes=num_classes))
+    if recipe.cutmix_alpha > 0:
+        choices.append(v2.CutMix(alpha=recipe.cutmix_alpha, num_classes=num_classes))
+    return v2.RandomChoice(choices) if choices else None
+
+
+def train_one_epoch(setup: Setup, splits: Splits, stop: threading.Event | None) -> int:
+    """One pass over the training split; returns the images seen. Raises ``Diverged``."""
+    model, recipe = setup.model, setup.recipe
+    model.train()
+    n = len(splits.train_labels)
+    batch = min(recipe.batch_size, n)
+    order = torch.randperm(n, generator=setup.generator).to(splits.train_labels.device)
+    steps = n // batch  # drop the ragged last batch: BatchNorm needs > 1 image
+    for step in range(steps):
+        if stop is not None and stop.is_set():
+            raise TrialInterrupted("stop requested")
+        index = order[step * batch:(step + 1) * batch]
+        images = setup.batches(setup.policy(splits.train_images[index], setup.generator))
+        labels = splits.train_labels[index]
+        if setup.mixer is not None:
+            images, labels = setup.mixer(images, labels)
+        with setup.autocast:
+            loss = nnf.cross_entropy(model(images), labels,
+                                     label_smoothing=recipe.label_smoothing)
+        if not torch.isfinite(loss):
+            raise Diverged(f"loss is {loss.item()} at step {step}")
+        setup.optimizer.zero_grad(set_to_none=True)
+        if setup.scaler is not None:
+            setup.scaler.scale(loss).backward()
+            setup.scaler.step(setup.optimizer)
+            setup.scaler.update()
+        else:
+            loss.backward()
+            setup.optimizer.step()
+        setup.scheduler.step()
+        if setup.ema is not None:
+            setup.ema.update_parameters(model)
+    return steps * batch
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, splits: Splits, batches: Batches, autocast: Any
+             ) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on the validation split."""
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(splits.val_labels), EVAL_BATCH):
+        labels = splits.val_labels[start:start + EVAL_BATCH]
+        with autocast:
+            logits = model(batches(splits.val_images[start:start + EVAL_BATCH])).float()
+        loss_sum += nnf.cross_entropy(logits, labels, reduction="sum").item()
+        correct += int((logits.argmax(1) == labels).sum())
+    n = len(splits.val_labels)
+    return correct / n, loss_sum / n
+
+
+def run_trial(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: int = 0,
+              checkpoint_path: Path | None = None, device: str | None = None,
+              stop: threading.Event | None = None, trial_dir: Path | None = None) -> TrialResult:
+    """Train and evaluate one pipeline of ``search``; the custom trainer for type 'command'.
+
+    Raises ``TrialError`` (with ``retryable``) or ``TrialInterrupted`` when ``stop`` is set.
+    """
+    trainer = search.spec.trainer
+    if trainer.type == TrainerType.command:
+        from ma2ml.worker.custom import run_command
+
+        return run_command(search, pipeline, seed=seed, stop=stop, trial_dir=trial_dir,
+                           checkpoint_path=checkpoint_path)
+    try:
+        return _run_builtin(search, pipeline, seed, checkpoint_path,
+                            resolve_device(device or trainer.device), stop)
+    except ValueError as exc:  # a decision value the trainer cannot use
+        raise TrialError(str(exc)) from exc
+
+
+def _run_builtin(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
+                 checkpoint_path: Path | None, device: torch.device,
+                 stop: threading.Event | None) -> TrialResult:
+    roles = decisions_by_role(search, pipeline)
+    splits = load_data(search.spec.dataset, device)
+    torch.manual_seed(seed)
+    setup = build_setup(search, roles, splits, device, seed)
+    epochs = search.spec.budget.trial_epochs
+    progress = {"epoch": 0, "train_seconds": 0.0, "images": 0}
+    if checkpoint_path is not None and checkpoint_path.exists():
+        progress = load_checkpoint(checkpoint_path, setup)
+    resumed_from = progress["epoch"]
+    try:
+        for epoch in range(progress["epoch"], epochs):
+            started = time.perf_counter()
+            progress["images"] += train_one_epoch(setup, splits, stop)
+            progress["train_seconds"] += time.perf_counter() - started
+            progress["epoch"] = epoch + 1
+            if checkpoint_path is not None and epoch + 1 < epochs:
+                save_checkpoint(checkpoint_path, setup, progress)
+    except Diverged as exc:
+        return _diverged(str(exc), progress)
+    model = setup.ema.module if setup.ema is not None else setup.model
+    accuracy, val_loss = evaluate(model, splits, setup.batches, setup.autocast)
+    flops = count_flops(setup.model, splits.channels, setup.batches.resolution)
+    metrics = {
+        "accuracy": accuracy, "val_loss": val_loss, "flops": flops,
+        "params": count_params(setup.model), "epochs": progress["epoch"],
+        "resumed_from_epoch": resumed_from,
+        "train_seconds": progress["train_seconds"],
+        "images_per_second": progress["images"] / max(progress["train_seconds"], 1e-9),
+        "device": device.type,
+    }
+    if not math.isfinite(val_loss):
+        return _diverged("validation loss is not finite", progress)
+    return TrialResult(compute_reward(accuracy, flops, search.spec.objective), metrics)
+
+
+def _diverged(reason: str, progress: Mapping[str, Any]) -> TrialResult:
+    # Reward 0 (worse than chance): the learner sees a bad pipeline, and the
+    # metrics stay JSON (no NaN, which PostgreSQL's JSON type refuses).
+    metrics = {"accuracy": 0.0, "val_loss": None, "flops": None, "params": None,
+               "epochs": progress["epoch"], "train_seconds": progress["train_seconds"],
+               "images_per_second": None, "diverged_reason": reason}
+    return TrialResult(0.0, metrics, diverged=True)
+
+
+def build_setup(search: PipelineSearch, roles: Mapping[str, tuple[str, dict[str, Scalar]]],
+                splits: Splits, device: torch.device, seed: int) -> Setup:
+    trainer = search.spec.trainer
+    recipe = Recipe.from_decisions(roles.get("hpo", ("", {}))[1])
+    family, nas = roles.get("nas", ("mbconv-small", {}))
+    model = build_model(nas, in_channels=splits.channels, num_classes=splits.num_classes,
+                        family=family, dropout=recipe.dropout).to(device)
+    cuda = device.type == "cuda"
+    if cuda and trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    batch = min(recipe.batch_size, len(splits.train_labels))
+    total_steps = search.spec.budget.trial_epochs * (len(splits.train_labels) // batch)
+    optimizer = build_optimizer(recipe, model.parameters())
+    ema = None
+    if recipe.ema:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay(total_steps)),
+                            use_buffers=True)
+    autocast, scaler = contextlib.nullcontext(), None
+    if cuda and trainer.amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        autocast = torch.autocast("cuda", dtype=dtype)
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return Setup(
+        model=model, ema=ema, optimizer=optimizer,
+        scheduler=build_scheduler(recipe, optimizer, total_steps), recipe=recipe,
+        policy=Policy.from_decisions(roles.get("aug", ("", {}))[1]),
+        mixer=build_mixer(recipe, splits.num_classes),
+        batches=Batches(splits, model.resolution, device, cuda and trainer.channels_last),
+        generator=torch.Generator().manual_seed(seed), autocast=autocast, scaler=scaler)
+
+
+def save_checkpoint(path: Path, setup: Setup, progress: Mapping[str, Any]) -> None:
+    """One dict (model, optimizer, scheduler, EMA, RNG, progress), written atomically."""
+    state = {
+        "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
+        "scheduler": setup.scheduler.state_dict(),
+        "ema": setup.ema.state_dict() if setup.ema is not None else None,
+        "generator": setup.generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "progress": dict(progress),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    torch.save(state, partial)
+    partial.replace(path)  # a crash mid-write never leaves a torn checkpoint
+
+
+def load_checkpoint(path: Path, setup: Setup) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        setup.model.load_state_dict(state["model"])
+        setup.optimizer.load_state_dict(state["optimizer"])
+        setup.scheduler.load_state_dict(state["scheduler"])
+        if setup.ema is not None and state["ema"] is not None:
+            setup.ema.load_state_dict(state["ema"])
+    except (RuntimeError, KeyError, OSError) as exc:
+        raise TrialError(f"{path}: cannot resume from checkpoint ({exc})",
+                         retryable=True) from exc
+    setup.generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return dict(state["progress"])

@@ -1,0 +1,336 @@
+"""The worker loop against the real store (SQLite and PostgreSQL): claim, heartbeat,
+hand-over, reports, spooling through a store outage, and graceful SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy.engine import make_url
+
+from ma2ml.spec import PipelineSearch, spec_to_document
+from ma2ml.store import SearchRecord, Store, StoreUnavailableError, TrialProposal
+from ma2ml.worker.loop import Heartbeat, deliver, run_worker
+from ma2ml.worker.spool import Report, Spool
+
+from .tcp_proxy import TcpProxy
+
+Make = Callable[..., PipelineSearch]
+TINY_PIPELINE = {"trainer": {"wait": 0}}
+
+
+def _gated_trainer(gate: Path) -> list[str]:
+    """A custom trainer that signals it started, waits for ``gate/go``, reports 0.42."""
+    code = (f"import pathlib, time, ma2ml\n"
+            f"d = pathlib.Path({str(gate)!r})\n"
+            f"(d / 'started').touch()\n"
+            f"while not (d / 'go').exists(): time.sleep(0.02)\n"
+            f"ma2ml.report(accuracy=0.42)\n")
+    return [sys.executable, "-c", code]
+
+
+def _command_search(make_search: Make, command: list[str], lease: float = 30.0,
+                    retries: int = 1) -> PipelineSearch:
+    return make_search({
+        "agents": [{"name": "trainer", "decisions": [{"name": "wait", "values": [0, 1]}]}],
+        "trainer": {"type": "command", "command": command},
+        "budget": {"leaseSeconds": lease, "maxRetries": retries}})
+
+
+def _create(store: Store, search: PipelineSearch, pipelines: list[dict[str, Any]]
+            ) -> SearchRecord:
+    record = store.create_search(search.key, spec_to_document(search))
+    store.enqueue_trials(record.id, [TrialProposal(p, {}, {}, 0) for p in pipelines])
+    return record
+
+
+class _Worker:
+    """``run_worker`` in a thread, as the local runner or a pod would run it."""
+
+    def __init__(self, store: Store, name: str, spool_dir: Path, **kwargs: Any) -> None:
+        self.stop = threading.Event()
+        self.done: int | None = None
+        self.thread = threading.Thread(target=self._run, args=(store, name, spool_dir, kwargs))
+        self.thread.start()
+
+    def _run(self, store: Store, name: str, spool_dir: Path, kwargs: dict[str, Any]) -> None:
+        self.done = run_worker(store, name, "w-test", stop=self.stop, spool_dir=spool_dir,
+                               poll_seconds=0.1, **kwargs)
+
+    def join(self, timeout: float = 30.0) -> int | None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not finish"
+        return self.done
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_builtin_trials_run_and_report(store: Store, make_search: Make, tmp_path: Path) -> None:
+    search = make_search({"dataset": {"trainSubset": 128, "validationSubset": 64}},
+                         name=f"metrics-{uuid.uuid4().hex[:8]}")  # fresh metric labels
+    record = _create(store, search, [{}, {"hpo": {"batch_size": 64}}])
+    worker = _Worker(store, search.key, tmp_path, max_trials=2)
+    assert worker.join(120) == 2
+    labels = {"search": search.key}
+    assert REGISTRY.get_sample_value("ma2ml_trials_finished_total",
+                                     {**labels, "status": "completed"}) == 2
+    assert REGISTRY.get_sample_value("ma2ml_trial_duration_seconds_count", labels) == 2
+    assert REGISTRY.get_sample_value("ma2ml_worker_images_per_second",
+                                     {**labels, "worker": "w-test"}) > 0
+    trials = store.list_trials(record.id)
+    assert [t.status for t in trials] == ["completed", "completed"]
+    for trial in trials:
+        assert trial.worker == "w-test"
+        assert trial.reward == trial.metrics["accuracy"]
+        assert trial.metrics["flops"] > 0 and trial.metrics["images_per_second"] > 0
+    assert not list(tmp_path.rglob("*.pt"))  # checkpoints of finished trials are removed
+
+
+class _StopOnceCheckpointed(threading.Event):
+    """A worker stop (as SIGTERM sets it) that arrives once an epoch checkpoint exists."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def is_set(self) -> bool:
+        return bool(list(self.directory.rglob("trial-*.pt")))
+
+
+def test_preempted_trial_resumes_on_another_worker(store: Store, make_search: Make,
+                                                   tmp_path: Path) -> None:
+    shared = tmp_path / "shared-volume"
+    search = make_search({"dataset": {"trainSubset": 384, "validationSubset": 64},
+                          "budget": {"trialEpochs": 3},
+                          "trainer": {"checkpointDir": str(shared)}})
+    record = _create(store, search, [{"hpo": {"batch_size": 64}}])
+    first = store.list_trials(record.id)[0].attempt
+    stopped = run_worker(store, search.key, "preempted", stop=_StopOnceCheckpointed(shared),
+                         spool_dir=tmp_path / "a")
+    assert stopped == 0
+    trial = store.list_trials(record.id)[0]
+    assert (trial.status, trial.attempt, trial.failures) == ("pending", first + 1, 0)
+    assert run_worker(store, search.key, "successor", max_trials=1, spool_dir=tmp_path / "b") == 1
+    trial = store.list_trials(record.id)[0]
+    assert (trial.status, trial.worker) == ("completed", "successor")
+    assert trial.metrics["epochs"] == 3 and trial.metrics["resumed_from_epoch"] >= 1
+    assert not list(shared.rglob("*.pt"))
+
+
+def test_worker_exits_when_search_finishes(store: Store, make_search: Make,
+                                           tmp_path: Path) -> None:
+    search = _command_search(make_search, ["true"])
+    record = _create(store, search, [])
+    worker = _Worker(store, search.key, tmp_path)
+    time.sleep(0.3)  # polling an empty queue
+    store.set_search_state(record.id, "finished")
+    assert worker.join(10) == 0
+
+
+def test_lease_expiry_hands_the_trial_over(store: Store, make_search: Make,
+                                           tmp_path: Path) -> None:
+    """A worker that died holding a lease: the learner's requeue hands the trial to a live
+    worker, and the dead one's late report is refused (fencing)."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "go").touch()
+    search = _command_search(make_search, _gated_trainer(gate), lease=1.0)
+    record = _create(store, search, [TINY_PIPELINE])
+    dead = store.claim(record.id, "dead-worker", 1.0)
+    assert dead is not None
+    time.sleep(1.2)
+    assert store.requeue_expired(record.id, max_retries=1) == (1, 0)
+    assert _Worker(store, search.key, tmp_path, max_trials=1).join() == 1
+    trial = store.get_trial(dead.id)
+    assert (trial.status, trial.attempt, trial.worker, trial.reward) == (
+        "completed", dead.attempt + 1, "w-test", 0.42)
+    late = Report(dead.id, dead.attempt, "complete", 0.99, {"accuracy": 0.99})
+    assert deliver(store, late, Spool(tmp_path / "spool"), threading.Event()) == "stale"
+    assert store.get_trial(dead.id).reward == 0.42
+    assert store.counts(record.id)["completed"] == 1
+
+
+def test_lost_lease_stops_training(store: Store, make_search: Make, tmp_path: Path) -> None:
+    """When another party takes the trial over, the heartbeat sees it and training stops
+    at once; nothing is reported for the lost attempt."""
+    gate = tmp_path / "gate"
+    gate.mkdir()  # no 'go': the trainer would wait forever
+    search = _command_search(make_search, _gated_trainer(gate), lease=1.5)
+    record = _create(store, search, [TINY_PIPELINE])
+    worker = _Worker(store, search.key, tmp_path)
+    _wait_for((gate / "started").exists)
+    running = store.list_trials(record.id)[0]
+    store.release(running.id, running.attempt)  # hand-over behind the worker's back
+    thief = store.claim(record.id, "other-worker", 60.0)
+    assert thief is not None and thief.attempt == running.attempt + 1
+    time.sleep(1.5)  # > one heartbeat interval (lease / 3)
+    worker.stop.set()
+    assert worker.join() == 0
+    trial = store.get_trial(running.id)
+    assert (trial.status, trial.worker) == ("running", "other-worker")
+
+
+def test_heartbeat_renews_the_lease(store: Store, make_search: Make) -> None:
+    search = _command_search(make_search, ["true"])
+    record = _create(store, search, [TINY_PIPELINE])
+    claimed = store.claim(record.id, "w", 1.0)
+    beat = Heartbeat(store, claimed, 1.0, threading.Event(), threading.Event())
+    beat.start()
+    time.sleep(1.5)  # longer than the lease: only heartbeats keep it
+    assert store.requeue_expired(record.id, max_retries=1) == (0, 0)
+    beat.finish()
+    assert not beat.lost
+
+
+def test_failing_command_is_not_retried(store: Store, make_search: Make,
+                                        tmp_path: Path) -> None:
+    search = _command_search(make_search, [sys.executable, "-c", "raise SystemExit(3)"],
+                             retries=2)
+    record = _create(store, search, [TINY_PIPELINE])
+    first = store.list_trials(record.id)[0].attempt
+    assert _Worker(store, search.key, tmp_path, max_trials=1).join() == 1
+    trial = store.list_trials(record.id)[0]
+    assert trial.status == "failed" and trial.attempt == first
+    assert "exited with code 3" in trial.error
+
+
+def test_infrastructure_errors_are_retried(store: Store, make_search: Make,
+                                           tmp_path: Path) -> None:
+    """A checkpoint directory that cannot be created (an unexpected OSError) is retryable."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    search = make_search({"dataset": {"trainSubset": 64, "validationSubset": 32},
+                          "budget": {"trialEpochs": 2, "maxRetries": 1},
+                          "trainer": {"checkpointDir": str(blocker / "checkpoints")}})
+    record = _create(store, search, [{}])
+    first = store.list_trials(record.id)[0].attempt
+    assert _Worker(store, search.key, tmp_path, max_trials=2).join(60) == 2
+    trial = store.list_trials(record.id)[0]
+    assert (trial.status, trial.attempt, trial.failures) == ("failed", first + 1, 2)
+    assert "NotADirectoryError" in trial.error or "FileExistsError" in trial.error
+
+
+class _OutageStore(Store):
+    """The real store, but every call raises ``StoreUnavailableError`` while ``outage`` is
+    set. Used on both backends because a SQLite file has no server to lose; the PostgreSQL
+    test below cuts a real connection instead."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.outage = threading.Event()
+        self.refused = 0
+        for name in ("get_search", "claim", "heartbeat", "complete", "fail", "release"):
+            setattr(self, name, self._guard(getattr(self, name)))
+
+    def _guard(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self.outage.is_set():
+                self.refused += 1
+                raise StoreUnavailableError("database unavailable: injected outage")
+            return method(*args, **kwargs)
+        return guarded
+
+
+def _report_through_outage(store: Store, direct: Store, search: PipelineSearch,
+                           gate: Path, spool_dir: Path, cut: Callable[[], None],
+                           restore: Callable[[], None]) -> None:
+    record = _create(direct, search, [TINY_PIPELINE])
+    worker = _Worker(store, search.key, spool_dir, max_trials=1)
+    _wait_for((gate / "started").exists)
+    cut()
+    (gate / "go").touch()
+    _wait_for(lambda: bool(list(spool_dir.rglob("trial-*.json"))))
+    assert direct.list_trials(record.id)[0].status == "running"  # not reported yet
+    restore()
+    assert worker.join() == 1
+    trial = direct.list_trials(record.id)[0]
+    assert (trial.status, trial.reward) == ("completed", 0.42)
+    assert not list(spool_dir.rglob("trial-*.json"))
+
+
+def test_spooled_result_is_delivered_after_an_outage(
+        database_url: str, make_search: Make, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    search = _command_search(make_search, _gated_trainer(gate))
+    with _OutageStore(database_url) as store:
+        _report_through_outage(store, store, search, gate, tmp_path / "spool",
+                               store.outage.set, store.outage.clear)
+        assert store.refused > 0
+
+
+@pytest.mark.postgres
+def test_spool_survives_a_real_postgres_outage(postgres_url: str, make_search: Make,
+                                               tmp_path: Path) -> None:
+    """The worker's connections go through a TCP proxy that the test cuts and restores."""
+    url = make_url(postgres_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    search = _command_search(make_search, _gated_trainer(gate))
+    try:
+        with Store(postgres_url) as direct, Store(
+                url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)) as store:
+            _report_through_outage(store, direct, search, gate, tmp_path / "spool",
+                                   proxy.down, proxy.up)
+    finally:
+        proxy.close()
+
+
+def test_spool_left_by_a_dead_worker_is_flushed(store: Store, make_search: Make,
+                                                tmp_path: Path) -> None:
+    search = _command_search(make_search, ["true"])
+    record = _create(store, search, [TINY_PIPELINE])
+    claimed = store.claim(record.id, "crashed-worker", 60.0)
+    spool = Spool(tmp_path / "default_worker-test" / "reports")
+    spool.add(Report(claimed.id, claimed.attempt, "complete", 0.7, {"accuracy": 0.7}))
+    store.set_search_state(record.id, "finished")
+    assert run_worker(store, search.key, "next-worker", spool_dir=tmp_path) == 0
+    assert store.get_trial(claimed.id).reward == 0.7
+    assert spool.pending() == []
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[tuple[str, Store]]:
+    with Store(sqlite_url) as opened:
+        yield sqlite_url, opened
+
+
+def test_sigterm_releases_the_trial_and_exits_zero(
+        sqlite_store: tuple[str, Store], make_search: Make, tmp_path: Path) -> None:
+    url, store = sqlite_store
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    search = _command_search(make_search, _gated_trainer(gate))
+    record = _create(store, search, [TINY_PIPELINE])
+    first = store.list_trials(record.id)[0].attempt
+    ma2ml = Path(sys.executable).with_name("ma2ml")
+    process = subprocess.Popen(
+        [str(ma2ml), "worker", "--search", search.key, "--db", url, "--worker-id", "pod-1",
+         "--spool-dir", str(tmp_path / "spool")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for((gate / "started").exists, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    trial = store.list_trials(record.id)[0]
+    assert (trial.status, trial.attempt, trial.failures) == ("pending", first + 1, 0)
