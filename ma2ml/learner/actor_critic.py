@@ -1,0 +1,236 @@
+"""MA2ML: centralised critic, counterfactual credit, divergence-regularised actor update.
+
+One update (DESIGN.md section 3):
+
+1. Critic: ``critic_steps`` Adam steps on minibatches of the replay buffer
+   (``batch_size`` uniform draws each) plus every fresh result, regressing
+   the ensemble on per-search normalised rewards. Old trials keep teaching.
+2. Actor: re-sample ``actor_samples`` joint actions from the current
+   policies and score them with the critic. The divergence-regularised
+   (DMAC) objective E_pi[Q(a) - alpha log(pi(a)/rho(a))] is maximised by the
+   joint policy pi* proportional to rho(a) exp(Q(a)/alpha); each unit u (a
+   decision, or an agent) moves toward its marginal of pi* by weighted
+   maximum likelihood. Within one sampled context a_-u the unit's part of
+   pi* is rho_u(a_u) exp(A_u(a)/alpha) / Z: the counterfactual advantage
+   A_u(a) = Q(a) - E_{pi_u} Q(a'_u, a_-u) is the credit, evaluated exactly
+   per decision (all values enumerated) or by M Monte-Carlo draws per
+   agent; contexts are weighted by Z. Marginals of the *joint* target are
+   what lets agents coordinate on the climbing and penalty games, where
+   following E_{a_-u}[Q] alone (independent learners) settles on a worse
+   joint action. Every weight is a softmax of log-space terms, with
+   log(rho/pi) clamped: no NaN or overflow however extreme the
+   log-probabilities.
+3. Target policies: rho <- (1 - tau) rho + tau pi.
+
+``MA2MLNoCredit`` weights whole sampled joint actions by exp(Q(a)/alpha)
+(no per-unit counterfactual); ``MA2MLOnPolicy`` trains the critic on fresh
+results only (no replay).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ma2ml.learner.base import Algorithm
+from ma2ml.learner.credit import agent_values, decision_values, log_mean_exp
+from ma2ml.learner.critic import Critic
+from ma2ml.learner.policy import soft_update
+
+#: Bound on log(rho/pi) in the weights: beyond e^20 a ratio carries no information.
+LOG_RATIO_BOUND = 20.0
+
+LossFn = Callable[[], torch.Tensor]
+
+
+class MA2ML(Algorithm):
+    """Multi-agent actor-critic with counterfactual credit and off-policy replay."""
+
+    name: ClassVar[str] = "ma2ml"
+    use_credit: ClassVar[bool] = True
+    use_replay: ClassVar[bool] = True
+
+    def _build(self) -> None:
+        s = self.settings
+        self.target = copy.deepcopy(self.policy).requires_grad_(False)
+        self.critic = Critic(self.layout, s.critic_hidden, s.critic_layers, s.critic_ensemble,
+                             s.critic_reduce)
+        # foreach: one fused call per step instead of one per tensor (tiny nets).
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr,
+                                                 foreach=True)
+        self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.actor_lr,
+                                                foreach=True)
+
+    def _learn(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {"critic_loss": self._train_critic()}
+        if self.n_results >= self.settings.warmup_results:
+            stats["credit"] = self._train_actor()
+            soft_update(self.target, self.policy, self.settings.tau)
+        return stats
+
+    # -- critic ------------------------------------------------------------------------
+
+    def _critic_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One minibatch per critic step: replay draws plus every fresh result.
+
+        The replay is read once per update (``critic_steps * batch_size`` draws),
+        so a store-backed replay costs one query, not one per step.
+        """
+        s = self.settings
+        fresh_actions = np.array([row for row, _, _ in self._fresh], dtype=np.int64)
+        fresh_rewards = np.array([r for _, r, _ in self._fresh], dtype=np.float64)
+        if not self.use_replay:
+            old_actions = np.zeros((0, self.layout.n_decisions), dtype=np.int64)
+            old_rewards = np.zeros(0)
+        else:
+            wanted = s.batch_size * s.critic_steps
+            old_actions, old_rewards = self.replay.sample(wanted, self.rng)
+            old_actions = old_actions.reshape(-1, self.layout.n_decisions)
+            if 0 < len(old_rewards) < wanted:  # a small replay: reuse its trials per step
+                index = self.rng.integers(len(old_rewards), size=wanted)
+                old_actions, old_rewards = old_actions[index], old_rewards[index]
+        batches = []
+        for step in range(s.critic_steps):
+            part = slice(step * s.batch_size, (step + 1) * s.batch_size)
+            actions = np.concatenate([old_actions[part], fresh_actions])
+            rewards = np.concatenate([old_rewards[part], fresh_rewards])
+            batches.append((torch.as_tensor(actions, dtype=torch.long),
+                            torch.as_tensor(self.normaliser(rewards), dtype=torch.float32)))
+        return batches
+
+    def _train_critic(self) -> float:
+        losses = []
+        for actions, targets in self._critic_batches():
+            loss = self.critic.loss(actions, targets)
+            self.critic_optimizer.zero_grad()
+            loss.backward()
+            self.critic_optimizer.step()
+            losses.append(loss.item() / self.settings.critic_ensemble)
+        return float(np.mean(losses))
+
+    # -- actor -------------------------------------------------------------------------
+
+    def _train_actor(self) -> dict[str, float]:
+        s = self.settings
+        contexts = self.policy.sample(s.actor_samples, self.generator)  # (samples, n_decisions)
+        with torch.no_grad():  # log(rho/pi) of every decision of every context
+            log_ratio = (self.target.log_prob_decisions(contexts)
+                         - self.policy.log_prob_decisions(contexts))
+        if not self.use_credit:
+            loss_fn, credit = self._joint_targets(contexts, log_ratio)
+        elif s.credit == "decision":
+            loss_fn, credit = self._decision_targets(contexts, log_ratio)
+        else:
+            loss_fn, credit = self._agent_targets(contexts, log_ratio)
+        for _ in range(s.actor_steps):
+            loss = loss_fn()
+            self.actor_optimizer.zero_grad()
+            loss.backward()
+            self.actor_optimizer.step()
+        return self._credit_by_agent(credit)
+
+    def _context_weights(self, log_z: torch.Tensor, others_log_ratio: torch.Tensor
+                         ) -> torch.Tensor:
+        """(samples,) self-normalised weight of each context a_-u: its mass under
+        rho_-u exp(Q / alpha), corrected for having been drawn from pi_-u."""
+        bound = LOG_RATIO_BOUND
+        return torch.softmax(log_z + others_log_ratio.clamp(-bound, bound), dim=0)
+
+    def _decision_targets(self, contexts: torch.Tensor, log_ratio: torch.Tensor
+                          ) -> tuple[LossFn, torch.Tensor]:
+        """Exact per decision: enumerate decision j within each context."""
+        alpha = self.settings.alpha
+        values = decision_values(self.critic, self.policy, contexts)  # per j: (samples, size_j)
+        with torch.no_grad():
+            log_rho = self.target.decision_log_probs()
+            log_pi = self.policy.decision_log_probs()
+        targets, credit = [], []
+        total = log_ratio.sum(1)
+        for j, q_j in enumerate(values):
+            logits = q_j / alpha + log_rho[j]  # (samples, size_j)
+            weights = self._context_weights(torch.logsumexp(logits, 1), total - log_ratio[:, j])
+            targets.append(weights @ torch.softmax(logits, 1))  # (size_j,)
+            taken = q_j.gather(1, contexts[:, j:j + 1]).squeeze(1)
+            credit.append(taken - q_j @ log_pi[j].exp())  # A_j(a) = Q(a) - E_pi_j Q
+        policy = self.policy
+
+        def loss() -> torch.Tensor:  # cross-entropy of each decision to its target
+            return -sum((t * lp).sum() for t, lp in
+                        zip(targets, policy.decision_log_probs(), strict=True))
+        return loss, torch.stack(credit, dim=1)
+
+    def _agent_targets(self, contexts: torch.Tensor, log_ratio: torch.Tensor
+                       ) -> tuple[LossFn, torch.Tensor]:
+        """Monte-Carlo per agent: the sampled action plus M redraws of agent i's columns."""
+        s, layout = self.settings, self.layout
+        n = contexts.shape[0]
+        ratio_by_agent = log_ratio @ layout.agent_matrix()  # (samples, n_agents)
+        q_taken = self.critic(contexts).detach()
+        candidates, weights, credit = [], [], []
+        for i, (alt, q_alt) in enumerate(agent_values(self.critic, self.policy, contexts,
+                                                      s.mc_samples, self.generator)):
+            cand = torch.cat([contexts[:, None, :], alt], dim=1)  # (samples, M + 1, n_dec)
+            flat = cand.reshape(-1, layout.n_decisions)
+            with torch.no_grad():
+                own = (self.target.log_prob_agents(flat)[:, i]
+                       - self.policy.log_prob_agents(flat)[:, i]).view(n, -1)
+                logits = torch.cat([q_taken[:, None], q_alt], 1) / s.alpha + own.clamp(
+                    -LOG_RATIO_BOUND, LOG_RATIO_BOUND)
+                w = self._context_weights(log_mean_exp(logits, 1),
+                                          ratio_by_agent.sum(1) - ratio_by_agent[:, i])
+            candidates.append(flat)
+            weights.append((w[:, None] * torch.softmax(logits, 1)).reshape(-1))
+            credit.append(q_taken - q_alt.mean(1))
+        policy = self.policy
+
+        def loss() -> torch.Tensor:  # weighted maximum likelihood of each agent's candidates
+            return -sum((w * policy.log_prob_agents(c)[:, i]).sum() for i, (c, w) in
+                        enumerate(zip(candidates, weights, strict=True)))
+        return loss, torch.stack(credit, dim=1)
+
+    def _joint_targets(self, contexts: torch.Tensor, log_ratio: torch.Tensor
+                       ) -> tuple[LossFn, torch.Tensor]:
+        """No credit: every agent is weighted by the joint Q of the sampled action."""
+        q = self.critic(contexts).detach()
+        weights = self._context_weights(q / self.settings.alpha, log_ratio.sum(1))
+        policy = self.policy
+
+        def loss() -> torch.Tensor:
+            return -(weights * policy.log_prob_decisions(contexts).sum(1)).sum()
+        units = self.layout.n_agents if self.settings.credit == "agent" else \
+            self.layout.n_decisions
+        return loss, (q - q.mean())[:, None].expand(-1, units)
+
+    def _credit_by_agent(self, credit: torch.Tensor) -> dict[str, float]:
+        """Mean |A| per agent: how much an agent's own choices move the critic."""
+        magnitude = credit.abs().mean(0)  # (n_units,)
+        if magnitude.shape[0] != self.layout.n_agents:
+            matrix = self.layout.agent_matrix()
+            magnitude = (magnitude @ matrix) / matrix.sum(0)
+        return dict(zip(self.layout.agent_names, magnitude.tolist(), strict=True))
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy, "target": self.target, "critic": self.critic}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"critic": self.critic_optimizer, "actor": self.actor_optimizer}
+
+
+class MA2MLNoCredit(MA2ML):
+    """Ablation: every agent is credited with the joint Q(a), no counterfactual baseline."""
+
+    name: ClassVar[str] = "ma2ml-no-credit"
+    use_credit: ClassVar[bool] = False
+
+
+class MA2MLOnPolicy(MA2ML):
+    """Ablation: the critic learns from the fresh on-policy results only (no replay)."""
+
+    name: ClassVar[str] = "ma2ml-on-policy"
+    use_replay: ClassVar[bool] = False

@@ -1,0 +1,219 @@
+"""What every search algorithm shares: proposals, observations, state, and random search.
+
+An algorithm never touches the store. ``propose(n)`` samples joint actions
+from the current policies (with their per-agent behaviour log-probabilities),
+``observe(results)`` takes finished trials in, ``update()`` learns from them
+and returns statistics, and ``state_dict()`` / ``load_state_dict()`` make a
+snapshot. Same seed, same calls: same proposals.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ma2ml.learner.policy import JointPolicy, Layout
+from ma2ml.learner.replay import InMemoryReplay, Replay, RewardNormaliser
+from ma2ml.settings import Settings
+from ma2ml.spaces import SearchSpace
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A joint action to evaluate and the log-probability each agent gave its part."""
+
+    action: dict[str, list[int]]
+    logp: dict[str, float]
+    policy_version: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished trial as the learner sees it; ``reward`` is None when none was reported."""
+
+    action: dict[str, list[int]]
+    reward: float | None
+    status: str = "completed"  # completed | diverged | failed
+    behaviour_logp: dict[str, float] = field(default_factory=dict)
+
+
+class Algorithm:
+    """Random search, and the base class of the learning algorithms.
+
+    The policies start uniform and, here, never change: subclasses override
+    ``_learn`` to train them.
+    """
+
+    name: ClassVar[str] = "random"
+
+    def __init__(self, space: SearchSpace | Layout, settings: Settings | None = None,
+                 seed: int = 0, replay: Replay | None = None) -> None:
+        self.layout = space if isinstance(space, Layout) else Layout.from_space(space)
+        self.settings = settings or Settings()
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        # Module initialisation draws from torch's global generator: fork it so
+        # building an algorithm is deterministic and leaves the caller's state alone.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.policy = JointPolicy(self.layout)
+            self._build()
+        self.replay = replay if replay is not None else InMemoryReplay(self.layout.n_decisions)
+        self.normaliser = RewardNormaliser()
+        self.policy_version = 0
+        self.n_results = 0
+        self._fresh: list[tuple[list[int], float, dict[str, float]]] = []
+        self._proposed: set[tuple[int, ...]] = set()
+
+    def _build(self) -> None:
+        """Create networks and optimisers (under a fixed seed)."""
+
+    # -- proposals ---------------------------------------------------------------------
+
+    def propose(self, n: int) -> list[Proposal]:
+        """``n`` joint actions from the current policies, avoiding repeats when it can."""
+        if n <= 0:
+            return []
+        draws = self.policy.sample(n * (1 + self.settings.dedupe_tries), self.generator)
+        chosen = self._pick_unseen(draws.tolist(), n)
+        actions = torch.tensor(chosen, dtype=torch.long)
+        with torch.no_grad():
+            logp = self.policy.log_prob_agents(actions)
+        self.mark_proposed(chosen)
+        names = self.layout.agent_names
+        return [Proposal(self.layout.to_dict(row),
+                         {name: float(v) for name, v in zip(names, lp.tolist(), strict=True)},
+                         self.policy_version)
+                for row, lp in zip(chosen, logp, strict=True)]
+
+    def _pick_unseen(self, draws: list[list[int]], n: int) -> list[list[int]]:
+        # Re-evaluating a pipeline wastes a trial, so prefer draws not proposed
+        # before; when the policy is too concentrated to find n of them, fall
+        # back to the first draws in order (a converged policy may repeat).
+        chosen, seen = [], set(self._proposed)
+        for row in draws:
+            if tuple(row) not in seen:
+                chosen.append(row)
+                seen.add(tuple(row))
+                if len(chosen) == n:
+                    return chosen
+        return chosen + draws[:n - len(chosen)]
+
+    def mark_proposed(self, actions: Iterable[Sequence[int]]) -> None:
+        """Remember joint actions already proposed (the loop calls this after a restart)."""
+        self._proposed.update(tuple(int(v) for v in row) for row in actions)
+
+    # -- results -----------------------------------------------------------------------
+
+    def reward_of(self, result: Result) -> float:
+        """The reward the learner uses: failed and non-finite diverged trials per settings."""
+        if result.status == "failed":
+            return self.settings.failed_reward
+        if result.reward is None or not np.isfinite(result.reward):
+            return self.settings.diverged_reward
+        return float(result.reward)
+
+    def observe(self, results: Sequence[Result]) -> None:
+        """Take finished trials in: into the replay, the normaliser and the fresh batch."""
+        if not results:
+            return
+        rows = [self.layout.from_dict(r.action) for r in results]
+        rewards = np.array([self.reward_of(r) for r in results], dtype=np.float64)
+        self.replay.add(np.array(rows, dtype=np.int64), rewards)
+        self.normaliser.update(rewards)
+        self.n_results += len(results)
+        self._fresh += [(row, float(rw), dict(r.behaviour_logp))
+                        for row, rw, r in zip(rows, rewards, results, strict=True)]
+
+    def update(self) -> dict[str, Any]:
+        """Learn from the results observed since the last update; returns statistics."""
+        stats: dict[str, Any] = {"critic_loss": None, "credit": {}}
+        if self._fresh:
+            stats.update(self._learn())
+            self._fresh = []
+            self.policy_version += 1
+        with torch.no_grad():
+            entropy = self.policy.entropy().tolist()
+        stats["entropy"] = dict(zip(self.layout.agent_names, entropy, strict=True))
+        stats["n_results"] = self.n_results
+        stats["policy_version"] = self.policy_version
+        return stats
+
+    def _learn(self) -> dict[str, Any]:
+        return {}
+
+    def fresh_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fresh results: actions (n, n_decisions), normalised rewards (n,), behaviour
+        log-probabilities (n, n_agents); a missing behaviour log-prob counts as on-policy."""
+        actions = torch.tensor([row for row, _, _ in self._fresh], dtype=torch.long)
+        rewards = torch.tensor(self.normaliser([r for _, r, _ in self._fresh]),
+                               dtype=torch.float32)
+        with torch.no_grad():
+            current = self.policy.log_prob_agents(actions)
+        behaviour = current.clone()
+        for k, (_, _, logp) in enumerate(self._fresh):
+            for i, name in enumerate(self.layout.agent_names):
+                if name in logp:
+                    behaviour[k, i] = logp[name]
+        return actions, rewards, behaviour
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: networks, optimisers, generators, stats."""
+        return {
+            "algorithm": self.name,
+            "modules": {k: m.state_dict() for k, m in self._modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
+            "generator": self.generator.get_state(),
+            "rng": self.rng.bit_generator.state,
+            "normaliser": self.normaliser.state_dict(),
+            "policy_version": self.policy_version,
+            "n_results": self.n_results,
+            "extra": self._extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["algorithm"] != self.name:
+            raise ValueError(f"snapshot of algorithm {state['algorithm']!r} cannot be loaded "
+                             f"into {self.name!r}")
+        for key, module in self._modules().items():
+            module.load_state_dict(state["modules"][key])
+        for key, optimizer in self._optimizers().items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+        self.normaliser.load_state_dict(state["normaliser"])
+        self.policy_version = int(state["policy_version"])
+        self.n_results = int(state["n_results"])
+        self._load_extra_state(state["extra"])
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``_extra_state`` saved."""
+
+
+def to_bytes(state: dict[str, Any]) -> bytes:
+    """A state dict as bytes (``torch.save``), for the store's snapshot table."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def from_bytes(data: bytes) -> dict[str, Any]:
+    """The inverse of ``to_bytes``; ``weights_only`` so a snapshot cannot run code."""
+    return torch.load(io.BytesIO(data), weights_only=True)

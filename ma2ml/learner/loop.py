@@ -1,0 +1,209 @@
+"""The learner loop: connects an algorithm to the store (DESIGN.md section 2).
+
+Every tick: requeue expired leases, take in newly finished trials, update
+and snapshot the policies, decide whether the search is over, and keep
+``parallelism + prefetch`` trials outstanding (pending or running, never
+more than ``maxTrials`` still needs). All state lives in the store: a
+restarted learner loads the newest snapshot, re-reads the results that
+finished after it, remembers every trial already proposed (so it proposes
+no duplicates) and leaves pending trials where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ma2ml import metrics
+from ma2ml.learner.algorithms import make_algorithm
+from ma2ml.learner.base import Algorithm, Result, from_bytes, to_bytes
+from ma2ml.learner.policy import Layout
+from ma2ml.settings import Settings
+from ma2ml.spec import Budget, PipelineSearch, parse_spec
+from ma2ml.store import SearchNotFoundError, Store, StoreUnavailableError, TrialProposal
+from ma2ml.store.records import TERMINAL_STATUSES, TrialRecord
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait before retrying when the database is unreachable.
+RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """How ``run_learner`` ended: 'finished', 'failed' or 'stopped' (asked to stop)."""
+
+    name: str
+    state: str
+    results: int
+    failures: int
+    best_trial_id: int | None
+    best_reward: float | None
+    updates: int
+
+
+def result_of(record: TrialRecord) -> Result:
+    return Result(record.action, record.reward, record.status, record.behaviour_logp or {})
+
+
+class StoreReplay:
+    """The store's finished trials seen through the algorithms' ``Replay`` protocol.
+
+    ``add`` stores nothing (the store already holds every result); ``sample``
+    draws through ``Store.replay_sample``, whose cost depends on ``n`` only.
+    """
+
+    def __init__(self, store: Store, search_id: int, layout: Layout,
+                 reward_of: Callable[[Result], float]) -> None:
+        self.store, self.search_id, self.layout = store, search_id, layout
+        self.reward_of = reward_of
+
+    def __len__(self) -> int:
+        counts = self.store.counts(self.search_id)
+        return sum(counts.get(status, 0) for status in TERMINAL_STATUSES)
+
+    def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Nothing to do: the workers wrote these results to the store."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        records = self.store.replay_sample(self.search_id, n, seed=int(rng.integers(2**31)))
+        rows = [self.layout.from_dict(r.action) for r in records]
+        rewards = [self.reward_of(result_of(r)) for r in records]
+        return (np.array(rows, dtype=np.int64).reshape(-1, self.layout.n_decisions),
+                np.array(rewards, dtype=np.float64))
+
+
+class Learner:
+    """One search's learner: the algorithm, where it has read up to, and one ``tick``."""
+
+    def __init__(self, store: Store, search_name: str) -> None:
+        record = store.get_search(search_name)
+        if record is None:
+            raise SearchNotFoundError(f"no search named {search_name!r} in the store")
+        self.store, self.name, self.search_id = store, search_name, record.id
+        search = parse_spec(record.spec)
+        self.space = search.spec.search_space()
+        settings = Settings.from_overrides(search.spec.algorithm.settings)
+        layout = Layout.from_space(self.space)
+        self.algorithm: Algorithm = make_algorithm(
+            str(search.spec.algorithm.name), layout, settings, search.spec.algorithm.seed)
+        self.algorithm.replay = StoreReplay(store, record.id, layout, self.algorithm.reward_of)
+        self.seq = 0
+        self.updates = 0
+        self._restore()
+
+    def _restore(self) -> None:
+        snapshot = self.store.load_snapshot(self.search_id)
+        if snapshot is not None:
+            state = from_bytes(snapshot.state)
+            self.algorithm.load_state_dict(state["algorithm"])
+            self.seq = int(state["seq"])
+            log.info("search %s: resumed from snapshot %d (results up to #%d)",
+                     self.name, snapshot.version, self.seq)
+        trials = self.store.list_trials(self.search_id)
+        self.algorithm.mark_proposed(self.algorithm.layout.from_dict(t.action) for t in trials)
+
+    def tick(self) -> SearchOutcome | None:
+        """One round of the loop; returns the outcome once the search is over."""
+        record = self.store.get_search_by_id(self.search_id)
+        if record is None:
+            raise SearchNotFoundError(f"search {self.name!r} was deleted")
+        search = parse_spec(record.spec)  # parallelism and maxTrials may be edited live
+        budget = search.spec.budget
+        self._requeue(budget)
+        self._take_results()
+        counts = self.store.counts(self.search_id)
+        results = counts.get("completed", 0) + counts.get("diverged", 0)
+        failures = counts.get("failed", 0)
+        if record.state in ("finished", "failed"):
+            return self.outcome(record.state, results, failures)
+        if failures >= budget.max_failed_trials or results >= budget.max_trials:
+            state = "failed" if failures >= budget.max_failed_trials else "finished"
+            self.store.set_search_state(self.search_id, state)
+            log.info("search %s %s: %d results, %d failures", self.name, state, results, failures)
+            return self.outcome(state, results, failures)
+        if record.state == "running":
+            self._top_up(search, budget, results, counts)
+        return None
+
+    def _requeue(self, budget: Budget) -> None:
+        requeued, failed = self.store.requeue_expired(self.search_id, budget.max_retries)
+        if requeued or failed:
+            metrics.LEASE_EXPIRIES.labels(self.name).inc(requeued + failed)
+            log.warning("search %s: %d expired leases requeued, %d failed for good",
+                        self.name, requeued, failed)
+
+    def _take_results(self) -> None:
+        new = self.store.finished_since(self.search_id, self.seq)
+        if not new:
+            return
+        self.algorithm.observe([result_of(r) for r in new])
+        self.seq = int(new[-1].finished_seq or self.seq)
+        started = time.perf_counter()
+        stats = self.algorithm.update()
+        metrics.LEARNER_UPDATE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        self.updates += 1
+        self._export(stats)
+        state = {"algorithm": self.algorithm.state_dict(), "seq": self.seq}
+        self.store.save_snapshot(self.search_id, self.algorithm.policy_version, to_bytes(state),
+                                 {**stats, "seq": self.seq})
+
+    def _export(self, stats: dict[str, Any]) -> None:
+        for agent, value in stats.get("entropy", {}).items():
+            metrics.POLICY_ENTROPY.labels(self.name, agent).set(value)
+        for agent, value in stats.get("credit", {}).items():
+            metrics.AGENT_CREDIT.labels(self.name, agent).set(value)
+        if stats.get("critic_loss") is not None:
+            metrics.CRITIC_LOSS.labels(self.name).set(stats["critic_loss"])
+
+    def _top_up(self, search: PipelineSearch, budget: Budget, results: int,
+                counts: dict[str, int]) -> None:
+        outstanding = counts.get("pending", 0) + counts.get("running", 0)
+        wanted = min(budget.parallelism + budget.prefetch, budget.max_trials - results)
+        missing = wanted - outstanding
+        if missing <= 0:
+            return
+        proposals = [
+            TrialProposal(self.space.decode(p.action), p.action, p.logp, p.policy_version)
+            for p in self.algorithm.propose(missing)
+        ]
+        self.store.enqueue_trials(self.search_id, proposals)
+
+    def outcome(self, state: str, results: int | None = None,
+                failures: int | None = None) -> SearchOutcome:
+        """The search's outcome now; counts are read from the store unless given."""
+        if results is None or failures is None:
+            counts = self.store.counts(self.search_id)
+            results = counts.get("completed", 0) + counts.get("diverged", 0)
+            failures = counts.get("failed", 0)
+        best = self.store.best_trial(self.search_id)
+        return SearchOutcome(self.name, state, results, failures, best.id if best else None,
+                             best.reward if best else None, self.updates)
+
+
+def run_learner(store: Store, search_name: str, *, stop: threading.Event | None = None,
+                poll_seconds: float = 0.5) -> SearchOutcome:
+    """Run the learner of ``search_name`` until the search ends or ``stop`` is set.
+
+    A database that cannot be reached is retried every ``RETRY_SECONDS``;
+    every other error propagates (the pod restarts and resumes from the store).
+    """
+    stop = stop or threading.Event()
+    learner = Learner(store, search_name)
+    while not stop.is_set():
+        try:
+            outcome = learner.tick()
+        except StoreUnavailableError as exc:
+            log.warning("search %s: store unavailable (%s); retrying", search_name, exc)
+            stop.wait(RETRY_SECONDS)
+            continue
+        if outcome is not None:
+            return outcome
+        stop.wait(poll_seconds)
+    return learner.outcome("stopped")

@@ -1,0 +1,104 @@
+"""REINFORCE baselines on fresh results: MA2ML-Lite and independent learners.
+
+Neither keeps a critic or learns from the replay: each update takes one
+Adam step on the results observed since the previous update. Results may
+come from a slightly older policy (prefetched trials), so the score
+function is weighted by the truncated importance ratio pi / behaviour,
+computed from log-probabilities clamped in log space (never NaN).
+
+* ``MA2MLLite``: the joint policy on the shared reward with one moving
+  baseline, divergence-regularised toward the target policies (DMAC).
+* ``Independent``: one REINFORCE learner per agent, each with its own
+  baseline and its own importance ratio, and no coordination at all.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import torch
+
+from ma2ml.learner.actor_critic import LOG_RATIO_BOUND
+from ma2ml.learner.base import Algorithm
+from ma2ml.learner.policy import soft_update
+
+
+def truncated_ratio(log_pi: torch.Tensor, log_behaviour: torch.Tensor,
+                    clip: float) -> torch.Tensor:
+    """min(pi / behaviour, clip), safe for any log-probabilities (including -inf)."""
+    log_ratio = torch.nan_to_num(log_pi - log_behaviour, nan=0.0)
+    return log_ratio.clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND).exp().clamp(max=clip)
+
+
+class _Reinforce(Algorithm):
+    """Shared machinery: an optimiser over the logits and moving baselines."""
+
+    def _build(self) -> None:
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.settings.reinforce_lr)
+        self.baselines = torch.zeros(self.layout.n_agents)
+        self._baseline_ready = False
+
+    def _moving_baseline(self, rewards: torch.Tensor) -> torch.Tensor:
+        """The baseline before this batch (the batch mean when there is none yet)."""
+        if not self._baseline_ready:
+            self.baselines.fill_(rewards.mean().item())
+            self._baseline_ready = True
+        before = self.baselines.clone()
+        decay = self.settings.baseline_decay
+        self.baselines.mul_(decay).add_((1 - decay) * rewards.mean())
+        return before
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"reinforce": self.optimizer}
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"baselines": self.baselines.clone(), "ready": self._baseline_ready}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.baselines = state["baselines"].clone()
+        self._baseline_ready = bool(state["ready"])
+
+
+class MA2MLLite(_Reinforce):
+    """REINFORCE on the joint action with a moving baseline and a DMAC divergence term."""
+
+    name: ClassVar[str] = "ma2ml-lite"
+
+    def _build(self) -> None:
+        super()._build()
+        self.target = copy.deepcopy(self.policy).requires_grad_(False)
+
+    def _learn(self) -> dict[str, Any]:
+        actions, rewards, behaviour = self.fresh_batch()
+        advantage = rewards - self._moving_baseline(rewards)[0]  # (n,)
+        log_pi = self.policy.log_prob_agents(actions).sum(1)  # (n,) joint log-probability
+        ratio = truncated_ratio(log_pi.detach(), behaviour.sum(1), self.settings.importance_clip)
+        divergence = self.policy.kl_to(self.target).sum()
+        self._step(-(ratio * advantage * log_pi).mean() + self.settings.alpha * divergence)
+        soft_update(self.target, self.policy, self.settings.tau)
+        credit = advantage.abs().mean().item()
+        return {"credit": dict.fromkeys(self.layout.agent_names, credit)}
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy, "target": self.target}
+
+
+class Independent(_Reinforce):
+    """One REINFORCE learner per agent on the shared reward (no credit, no coordination)."""
+
+    name: ClassVar[str] = "independent"
+
+    def _learn(self) -> dict[str, Any]:
+        actions, rewards, behaviour = self.fresh_batch()
+        advantage = rewards[:, None] - self._moving_baseline(rewards)[None, :]  # (n, n_agents)
+        log_pi = self.policy.log_prob_agents(actions)  # (n, n_agents)
+        ratio = truncated_ratio(log_pi.detach(), behaviour, self.settings.importance_clip)
+        self._step(-(ratio * advantage * log_pi).mean(0).sum())
+        credit = advantage.abs().mean(0).tolist()
+        return {"credit": dict(zip(self.layout.agent_names, credit, strict=True))}

@@ -1,0 +1,85 @@
+"""Replay buffers and per-search reward normalisation.
+
+The algorithms see a replay through the ``Replay`` protocol only, so the
+matrix-game tests and the benchmark use ``InMemoryReplay`` while the learner
+loop plugs in a view of the store (``loop.StoreReplay``). Rewards held here
+are raw (after failure substitution); ``RewardNormaliser`` maps them to a
+per-search standard score before the critic sees them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Replay(Protocol):
+    """Every finished trial of one search, as (joint action row, raw reward) pairs."""
+
+    def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Record fresh results: (n, n_decisions) int actions and (n,) rewards."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``n`` stored results drawn uniformly (fewer only if the replay holds fewer
+        and draws without replacement); cost independent of the replay size."""
+
+    def __len__(self) -> int: ...
+
+
+class InMemoryReplay:
+    """A growable pair of arrays; doubling keeps ``add`` amortised O(1)."""
+
+    def __init__(self, n_decisions: int, capacity: int = 1024) -> None:
+        self._actions = np.zeros((capacity, n_decisions), dtype=np.int64)
+        self._rewards = np.zeros(capacity, dtype=np.float64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        n = len(rewards)
+        while self._size + n > len(self._rewards):
+            self._actions = np.concatenate([self._actions, np.zeros_like(self._actions)])
+            self._rewards = np.concatenate([self._rewards, np.zeros_like(self._rewards)])
+        self._actions[self._size:self._size + n] = actions
+        self._rewards[self._size:self._size + n] = rewards
+        self._size += n
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if self._size == 0:
+            return self._actions[:0], self._rewards[:0]
+        index = rng.integers(self._size, size=n)  # with replacement
+        return self._actions[index], self._rewards[index]
+
+
+class RewardNormaliser:
+    """Running mean and standard deviation (Welford) of every reward seen by a search."""
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, rewards: np.ndarray) -> None:
+        for r in np.asarray(rewards, dtype=np.float64).tolist():  # Python floats: snapshots
+            self.count += 1
+            delta = r - self.mean
+            self.mean += delta / self.count
+            self.m2 += delta * (r - self.mean)
+
+    @property
+    def std(self) -> float:
+        if self.count < 2:
+            return 1.0
+        std = math.sqrt(self.m2 / (self.count - 1))
+        return std if std > 1e-8 else 1.0  # equal rewards: nothing to scale
+
+    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        return (np.asarray(rewards, dtype=np.float64) - self.mean) / self.std
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count, self.mean, self.m2 = int(state["count"]), state["mean"], state["m2"]
