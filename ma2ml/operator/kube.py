@@ -1,0 +1,124 @@
+"""The only module that talks to the Kubernetes API (through the ``kubernetes`` client).
+
+Objects go in and come out as plain dicts, the same shape the builders make;
+responses are read raw (``_preload_content=False``) so nothing is lost in a
+round trip through the client's model classes. Only the kinds the operator
+owns are supported: Deployments and ConfigMaps, plus the status of a
+PipelineSearch (written with optimistic concurrency).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+
+from ma2ml.spec import API_GROUP, API_VERSION, PLURAL
+
+Obj = dict[str, Any]
+#: Answers to a conditional write whose object changed (or vanished) meanwhile.
+_CONFLICTS = (404, 409, 422)
+
+
+class Kube:
+    """Get, create, patch and scale the operator's children."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        apps = kubernetes.client.AppsV1Api(api_client)
+        core = kubernetes.client.CoreV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._calls: dict[str, dict[str, Callable[..., Any]]] = {
+            "Deployment": {"read": apps.read_namespaced_deployment,
+                           "create": apps.create_namespaced_deployment,
+                           "patch": apps.patch_namespaced_deployment},
+            "ConfigMap": {"read": core.read_namespaced_config_map,
+                          "create": core.create_namespaced_config_map,
+                          "patch": core.patch_namespaced_config_map},
+        }
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """In a pod: the service account; elsewhere: ``$KUBECONFIG`` or ``~/.kube/config``."""
+        try:
+            kubernetes.config.load_incluster_config()
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config()
+        return cls(kubernetes.client.ApiClient())
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The object, or None when it does not exist."""
+        try:
+            response = self._calls[kind]["read"](name, namespace, _preload_content=False)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _body(response)
+
+    def ensure(self, obj: Obj) -> tuple[Obj, bool]:
+        """``(object, created)``: look first, create only what is missing."""
+        kind, meta = obj["kind"], obj["metadata"]
+        existing = self.get(kind, meta["namespace"], meta["name"])
+        if existing is not None:
+            return existing, False
+        try:
+            response = self._calls[kind]["create"](meta["namespace"], obj, _preload_content=False)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            # Created meanwhile by a handler of the same search (timer vs. change handler).
+            found = self.get(kind, meta["namespace"], meta["name"])
+            if found is None:
+                raise
+            return found, False
+        return _body(response), True
+
+    def patch(self, kind: str, namespace: str, name: str, patch: Obj | list[Obj]) -> Obj:
+        """A strategic-merge patch (dict) or a JSON patch (list of operations)."""
+        response = self._calls[kind]["patch"](name, namespace, patch, _preload_content=False)
+        return _body(response)
+
+    def scale(self, deployment: Obj, replicas: int) -> bool:
+        """Set a Deployment's replicas; False when they were already right."""
+        if deployment.get("spec", {}).get("replicas") == replicas:
+            return False
+        meta = deployment["metadata"]
+        self.patch("Deployment", meta["namespace"], meta["name"], {"spec": {"replicas": replicas}})
+        return True
+
+
+    def get_search(self, namespace: str, name: str) -> Obj | None:
+        """A PipelineSearch as stored now, or None when it is gone."""
+        try:
+            response = self._custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, _preload_content=False)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _body(response)
+
+    def replace_status(self, namespace: str, name: str, resource_version: str,
+                       status: Obj) -> bool:
+        """Replace a PipelineSearch's status if it is still at ``resource_version``.
+
+        False when the object changed (or went) meanwhile: the caller's view is
+        stale, and whatever it derived from it (Events) must not be published.
+        """
+        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+               {"op": "add", "path": "/status", "value": status}]
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, ops,
+                _content_type="application/json-patch+json", _preload_content=False)
+        except kubernetes.client.ApiException as exc:
+            if exc.status in _CONFLICTS:
+                return False
+            raise
+        return True
+
+
+def _body(response: Any) -> Obj:
+    return json.loads(response.data)

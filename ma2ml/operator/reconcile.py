@@ -1,0 +1,179 @@
+"""One idempotent reconcile of a PipelineSearch, shared by every kopf handler.
+
+validate -> register in the store (mirroring spec edits and ``suspend``) ->
+read the store's counts -> decide phase and replicas -> make the children
+exist with those replicas -> compute the status and the Events to post.
+Running it twice in a row changes nothing the second time; running it after
+a restart picks up from the store and the existing children.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ma2ml.operator import builders, status
+from ma2ml.operator.config import OperatorConfig
+from ma2ml.operator.kube import Kube
+from ma2ml.spec import PipelineSearch, Retention, SpecError, parse_spec, spec_to_document
+from ma2ml.store import SearchRecord, Store
+
+_RESOURCE_KEYS = ("apiVersion", "kind", "metadata", "spec")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a handler writes back: the new status (None: unchanged) and Events."""
+
+    phase: str
+    status: dict[str, Any] | None
+    events: list[status.Milestone] = field(default_factory=list)
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def plain(value: Any) -> Any:
+    """kopf's read-only body views -> plain dicts and lists (what pydantic validates)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def validate(body: Mapping[str, Any], config: OperatorConfig) -> PipelineSearch:
+    """The search, or ``SpecError`` with one ``field: problem`` line per problem."""
+    search = parse_spec({k: body[k] for k in _RESOURCE_KEYS if k in body})
+    try:
+        builders.database_env(search, config.pod_database_url)
+    except builders.BuildError as exc:
+        raise SpecError([str(exc)]) from None
+    return search
+
+
+def reconcile(body: Mapping[str, Any], store: Store, kube: Kube,
+              config: OperatorConfig) -> Outcome:
+    """Bring the children and the status in line with the spec and the store."""
+    body = plain(body)
+    old = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    try:
+        search = validate(body, config)
+    except SpecError as exc:
+        return _invalid(body, exc.lines, kube, generation)
+    record = register(store, search)
+    counts = store.counts(record.id)
+    top = store.best_trial(record.id)
+    best = None if top is None or top.reward is None else status.Best(
+        number=top.number, reward=top.reward, metrics=top.metrics or {}, pipeline=top.pipeline)
+    verdict = status.decide(search.spec, record.state, counts)
+    learner, workers = status.desired_replicas(search.spec, verdict.phase, counts)
+    sync_children(kube, search, body["metadata"], learner, workers, config)
+    new = status.build_status(verdict, counts, best, old, generation, now_iso())
+    threshold = status.failure_threshold(search.spec, config.failure_warning_fraction)
+    events = status.milestones(old, new, threshold)
+    return Outcome(verdict.phase, None if status.same_status(old, new) else new, events)
+
+
+def _invalid(body: Mapping[str, Any], lines: list[str], kube: Kube,
+             generation: int | None) -> Outcome:
+    # No children are created for an invalid spec; ones left from an earlier
+    # valid spec are scaled to zero, as for any Failed search.
+    meta = body["metadata"]
+    for component in (builders.LEARNER, builders.WORKER):
+        name = builders.child_name(meta["name"], component)
+        existing = kube.get("Deployment", meta.get("namespace", "default"), name)
+        if existing is not None:
+            kube.scale(existing, 0)
+    old = body.get("status") or {}
+    verdict = status.invalid_verdict(lines)
+    new = status.build_status(verdict, {}, None, old, generation, now_iso(),
+                              invalid=verdict.message)
+    events = status.milestones(old, new, failure_threshold=1)
+    return Outcome(verdict.phase, None if status.same_status(old, new) else new, events)
+
+
+def register(store: Store, search: PipelineSearch) -> SearchRecord:
+    """Create the store's search (or find it) and mirror spec edits and ``suspend`` into it."""
+    document = spec_to_document(search)
+    record = store.create_search(search.key, document)
+    if record.spec != document:
+        previous = record.spec
+        record = store.update_search_spec(search.key, document)
+        record = _reopen_if_extended(store, record, previous, search)
+    wanted = _store_state(record.state, search.spec.suspend)
+    if wanted != record.state:
+        record = store.set_search_state(record.id, wanted)
+    return record
+
+
+def _reopen_if_extended(store: Store, record: SearchRecord, previous: Mapping[str, Any],
+                        search: PipelineSearch) -> SearchRecord:
+    # A finished search whose maxTrials was raised above its results runs on.
+    old_max = previous.get("spec", {}).get("budget", {}).get("maxTrials", 0)
+    new_max = search.spec.budget.max_trials
+    if record.state != "finished" or new_max <= old_max:
+        return record
+    counts = store.counts(record.id)
+    if counts.get("completed", 0) + counts.get("diverged", 0) >= new_max:
+        return record
+    return store.set_search_state(record.id, "running")
+
+
+def _store_state(state: str, suspend: bool) -> str:
+    # The learner reads 'suspended' and stops proposing; finished/failed stay as they are.
+    if suspend and state == "running":
+        return "suspended"
+    if not suspend and state == "suspended":
+        return "running"
+    return state
+
+
+def sync_children(kube: Kube, search: PipelineSearch, owner_meta: Mapping[str, Any],
+                  learner: int, workers: int, config: OperatorConfig) -> None:
+    """Create missing children, roll changed templates, set replicas."""
+    owner = builders.owner_reference(owner_meta)
+    url = config.pod_database_url
+    configmap = builders.build_spec_configmap(search, owner=owner)
+    current, created = kube.ensure(configmap)
+    if not created and current.get("data") != configmap["data"]:
+        kube.patch("ConfigMap", search.metadata.namespace, current["metadata"]["name"],
+                   {"data": configmap["data"]})
+    for desired in (
+        builders.build_learner_deployment(search, learner, fallback_url=url, owner=owner),
+        builders.build_worker_deployment(search, workers, fallback_url=url, owner=owner),
+    ):
+        current, created = kube.ensure(desired)
+        if not created:
+            _update_deployment(kube, current, desired)
+
+
+def _update_deployment(kube: Kube, current: dict[str, Any], desired: dict[str, Any]) -> None:
+    meta = current["metadata"]
+    wanted_hash = desired["metadata"]["annotations"][builders.TEMPLATE_HASH]
+    if (meta.get("annotations") or {}).get(builders.TEMPLATE_HASH) != wanted_hash:
+        # The API server defaults fields inside the template, so compare our own
+        # hash of what we built, and replace the template wholesale (JSON patch):
+        # a strategic merge would keep env entries or volumes the spec dropped.
+        annotation = "/metadata/annotations/" + builders.TEMPLATE_HASH.replace("/", "~1")
+        kube.patch("Deployment", meta["namespace"], meta["name"], [
+            {"op": "add", "path": "/metadata/annotations", "value": meta.get("annotations") or {}},
+            {"op": "add", "path": annotation, "value": wanted_hash},
+            {"op": "replace", "path": "/spec/template", "value": desired["spec"]["template"]},
+        ])
+    kube.scale(current, desired["spec"]["replicas"])
+
+
+def finalize(body: Mapping[str, Any], store: Store) -> bool:
+    """On deletion: delete the store's rows when ``retention: delete``; True if deleted."""
+    body = plain(body)
+    meta = body["metadata"]
+    key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+    retention = (body.get("spec") or {}).get("retention", Retention.keep)
+    if retention != Retention.delete:
+        return False
+    return store.delete_search(key)

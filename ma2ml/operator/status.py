@@ -1,0 +1,230 @@
+"""Pure status logic: store counts + best trial -> phase, replicas, ``.status`` and Events.
+
+Decided by counting, as Katib does: results = completed + diverged trials;
+the search succeeds at ``maxTrials`` results (or when the learner marks it
+finished) and fails at ``maxFailedTrials`` failures (or when the learner marks
+it failed). The status has a fixed shape: counters, the best trial with a
+compact pipeline, and the same five conditions, however many trials ran.
+Milestone Events are derived from the change between the old and new status,
+so no process has to remember what it already announced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ma2ml.spec import (
+    BestTrial,
+    Condition,
+    Phase,
+    PipelineSearchSpec,
+    PipelineSearchStatus,
+    TrialCounts,
+)
+
+#: Characters of one agent's compact pipeline kept in the status (bounds the CR size).
+MAX_PIPELINE_CHARS = 512
+CONDITION_TYPES = ("SpecValid", "Running", "Suspended", "Succeeded", "Failed")
+TERMINAL = frozenset({Phase.succeeded, Phase.failed})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The phase and why; the reason is a CamelCase word, the message a sentence."""
+
+    phase: Phase
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Best:
+    """What the status shows of the best trial (a slice of the store's TrialRecord)."""
+
+    number: int
+    reward: float
+    metrics: Mapping[str, Any]
+    pipeline: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """A Kubernetes Event to post: type Normal or Warning."""
+
+    type: str
+    reason: str
+    message: str
+
+
+def decide(spec: PipelineSearchSpec, store_state: str | None,
+           counts: Mapping[str, int]) -> Verdict:
+    """The phase of a valid search from the store's state and trial counts."""
+    budget = spec.budget
+    results = counts.get("completed", 0) + counts.get("diverged", 0)
+    failed = counts.get("failed", 0)
+    if store_state == "failed":
+        return Verdict(Phase.failed, "LearnerFailed", "the learner marked the search failed")
+    if failed >= budget.max_failed_trials:
+        return Verdict(Phase.failed, "TooManyFailedTrials",
+                       f"{failed} trials failed (maxFailedTrials {budget.max_failed_trials})")
+    if results >= budget.max_trials:
+        return Verdict(Phase.succeeded, "MaxTrialsReached",
+                       f"{results} trials finished (maxTrials {budget.max_trials})")
+    if store_state == "finished":
+        return Verdict(Phase.succeeded, "LearnerFinished", "the learner marked the search finished")
+    if spec.suspend:
+        return Verdict(Phase.suspended, "Suspended", "spec.suspend is true: workers scaled to 0")
+    return Verdict(Phase.running, "TrialsRunning",
+                   f"{results}/{budget.max_trials} trials finished")
+
+
+def desired_replicas(spec: PipelineSearchSpec, phase: Phase,
+                     counts: Mapping[str, int]) -> tuple[int, int]:
+    """``(learner, workers)``: workers = min(parallelism, trials still to finish)."""
+    if phase in TERMINAL:
+        return 0, 0
+    if phase != Phase.running:
+        return 1, 0
+    results = counts.get("completed", 0) + counts.get("diverged", 0)
+    remaining = max(spec.budget.max_trials - results, 0)
+    return 1, min(spec.budget.parallelism, remaining)
+
+
+def compact_pipeline(pipeline: Mapping[str, Any]) -> dict[str, str]:
+    """``{"aug": {"sp0_op0": "rotate", ...}}`` -> ``{"aug": "sp0_op0=rotate,..."}``, capped."""
+    compact = {}
+    for agent, decisions in pipeline.items():
+        if isinstance(decisions, Mapping):
+            text = ",".join(f"{name}={value}" for name, value in decisions.items())
+        else:
+            text = str(decisions)
+        if len(text) > MAX_PIPELINE_CHARS:
+            text = text[:MAX_PIPELINE_CHARS - 3] + "..."
+        compact[str(agent)] = text
+    return compact
+
+
+def best_trial(best: Best | None) -> BestTrial | None:
+    """The status' best trial; accuracy and FLOPs come from the worker's ``metrics``."""
+    if best is None:
+        return None
+    return BestTrial(
+        trial=best.number, reward=best.reward,
+        accuracy=_number(best.metrics.get("accuracy")), flops=_number(best.metrics.get("flops")),
+        pipeline=compact_pipeline(best.pipeline))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def trial_counts(counts: Mapping[str, int]) -> TrialCounts:
+    fields = ("pending", "running", "completed", "diverged", "failed")
+    values = {name: int(counts.get(name, 0)) for name in fields}
+    return TrialCounts(total=sum(values.values()), **values)
+
+
+def conditions(verdict: Verdict, old: Mapping[str, Any], now: str,
+               invalid: str | None = None) -> list[Condition]:
+    """The five conditions; a transition time changes only when the status does."""
+    previous = {c.get("type"): c for c in old.get("conditions", []) if isinstance(c, Mapping)}
+    states = {
+        "SpecValid": (invalid is None, "InvalidSpec" if invalid else "Valid", invalid or ""),
+        "Running": (verdict.phase == Phase.running, verdict.reason, verdict.message),
+        "Suspended": (verdict.phase == Phase.suspended, verdict.reason, verdict.message),
+        "Succeeded": (verdict.phase == Phase.succeeded, verdict.reason, verdict.message),
+        "Failed": (verdict.phase == Phase.failed, verdict.reason, verdict.message),
+    }
+    result = []
+    for kind in CONDITION_TYPES:
+        true, reason, message = states[kind]
+        status = "True" if true else "False"
+        before = previous.get(kind, {})
+        since = before.get("lastTransitionTime") if before.get("status") == status else None
+        result.append(Condition(type=kind, status=status, reason=reason, message=message,
+                                last_transition_time=since or now))
+    return result
+
+
+def build_status(verdict: Verdict, counts: Mapping[str, int], best: Best | None,
+                 old: Mapping[str, Any], generation: int | None, now: str,
+                 invalid: str | None = None) -> dict[str, Any]:
+    """The whole ``.status`` as JSON (unset fields left out)."""
+    terminal = verdict.phase in TERMINAL
+    started = old.get("startTime") or (now if verdict.phase == Phase.running else None)
+    finished = (old.get("completionTime") or now) if terminal else None
+    status = PipelineSearchStatus(
+        phase=verdict.phase, observed_generation=generation,
+        conditions=conditions(verdict, old, now, invalid),
+        trials=trial_counts(counts), best=best_trial(best),
+        start_time=started, completion_time=finished, message=verdict.message)
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def invalid_verdict(lines: list[str]) -> Verdict:
+    return Verdict(Phase.failed, "InvalidSpec", "; ".join(lines))
+
+
+def same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Equal up to keys whose value is None (absent and null mean the same)."""
+    return _drop_none(old) == _drop_none(new)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def milestones(old: Mapping[str, Any], new: Mapping[str, Any], failure_threshold: int
+               ) -> list[Milestone]:
+    """Events for what changed: started, suspended/resumed, new best, failures, finished."""
+    spec_events = _spec_events(old, new)
+    events = list(spec_events)
+    before, after = old.get("phase"), new["phase"]
+    if after == Phase.running and before in (None, Phase.pending):
+        events.append(Milestone("Normal", "Started", "learner and workers created"))
+    elif after == Phase.running and before == Phase.suspended:
+        events.append(Milestone("Normal", "Resumed", "workers scaled back up"))
+    elif after == Phase.suspended and before != Phase.suspended:
+        events.append(Milestone("Normal", "Suspended", "workers scaled to 0; the store is kept"))
+    old_best, new_best = old.get("best") or {}, new.get("best") or {}
+    if new_best and new_best.get("trial") != old_best.get("trial"):
+        accuracy = new_best.get("accuracy")
+        detail = f" (accuracy {accuracy:.4f})" if accuracy is not None else ""
+        events.append(Milestone("Normal", "NewBest",
+                                f"trial {new_best['trial']}: reward {new_best['reward']:.4f}"
+                                f"{detail}"))
+    failed_before = (old.get("trials") or {}).get("failed", 0)
+    if failed_before < failure_threshold <= new["trials"]["failed"]:
+        events.append(Milestone("Warning", "TrialsFailing",
+                                f"{new['trials']['failed']} trials failed"))
+    if after in TERMINAL and before != after and not spec_events:
+        kind = "Normal" if after == Phase.succeeded else "Warning"
+        events.append(Milestone(kind, after, new.get("message", "")))
+    return events
+
+
+def _spec_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Milestone]:
+    """An InvalidSpec warning when the spec became invalid or its problems changed."""
+    def spec_valid(status: Mapping[str, Any]) -> Mapping[str, Any]:
+        found = [c for c in status.get("conditions") or [] if c.get("type") == "SpecValid"]
+        return found[0] if found else {}
+
+    now, then = spec_valid(new), spec_valid(old)
+    if now.get("status") == "False" and (then.get("status"), then.get("message")) != (
+            "False", now.get("message")):
+        return [Milestone("Warning", "InvalidSpec", now.get("message", ""))]
+    return []
+
+
+def failure_threshold(spec: PipelineSearchSpec, fraction: float) -> int:
+    """Failed trials at which the TrialsFailing warning is posted (at least 1)."""
+    return max(1, math.ceil(spec.budget.max_failed_trials * fraction))

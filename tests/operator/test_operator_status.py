@@ -1,0 +1,116 @@
+"""The pure status logic: phases by counting, replicas, constant-size status, Events."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ma2ml.operator import status
+from ma2ml.spec import Phase, PipelineSearchSpec, PipelineSearchStatus, parse_spec
+
+EXAMPLE = yaml.safe_load((Path(__file__).parents[2] / "examples/fashion-mnist.yaml").read_text())
+NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
+
+
+def spec(**budget: Any) -> PipelineSearchSpec:
+    document = copy.deepcopy(EXAMPLE)
+    document["spec"]["budget"] = {"maxTrials": 10, "maxFailedTrials": 4, "parallelism": 3,
+                                  **budget}
+    return parse_spec(document).spec
+
+
+def counts(**values: int) -> dict[str, int]:
+    return {"pending": 0, "running": 0, "completed": 0, "diverged": 0, "failed": 0, **values}
+
+
+def test_phase_by_counting_and_by_the_learners_verdict() -> None:
+    s = spec()
+    assert status.decide(s, "running", counts(completed=3)).phase == Phase.running
+    done = status.decide(s, "running", counts(completed=8, diverged=2))
+    assert (done.phase, done.reason) == (Phase.succeeded, "MaxTrialsReached")
+    failed = status.decide(s, "running", counts(completed=9, failed=4))
+    assert (failed.phase, failed.reason) == (Phase.failed, "TooManyFailedTrials")
+    assert status.decide(s, "finished", counts()).reason == "LearnerFinished"
+    assert status.decide(s, "failed", counts()).reason == "LearnerFailed"
+    suspended = spec().model_copy(update={"suspend": True})
+    assert status.decide(suspended, "suspended", counts()).phase == Phase.suspended
+
+
+def test_replicas_follow_parallelism_then_the_remaining_trials() -> None:
+    s = spec()
+    assert status.desired_replicas(s, Phase.running, counts(completed=2)) == (1, 3)
+    assert status.desired_replicas(s, Phase.running, counts(completed=8, running=2)) == (1, 2)
+    assert status.desired_replicas(s, Phase.suspended, counts()) == (1, 0)
+    assert status.desired_replicas(s, Phase.succeeded, counts(completed=10)) == (0, 0)
+    assert status.desired_replicas(s, Phase.failed, counts(failed=4)) == (0, 0)
+
+
+def big_pipeline(n: int) -> dict[str, dict[str, Any]]:
+    return {"aug": {f"sp{i}_op0": "rotate" for i in range(n)}, "hpo": {"lr": 0.1}}
+
+
+def test_status_size_does_not_grow_with_trials_or_pipelines() -> None:
+    verdict = status.Verdict(Phase.running, "TrialsRunning", "…")
+    sizes = []
+    for n in (1, 1000, 100000):
+        best = status.Best(number=n, reward=0.9, metrics={"accuracy": 0.9, "flops": 1e9},
+                           pipeline=big_pipeline(n))
+        built = status.build_status(verdict, counts(completed=n), best, {}, 1, NOW)
+        PipelineSearchStatus.model_validate(built)  # the CRD's status schema
+        sizes.append(len(json.dumps(built)) - len(str(n)) * 3)
+    assert sizes[1] == sizes[2]
+    assert len(built["best"]["pipeline"]["aug"]) == status.MAX_PIPELINE_CHARS
+    assert built["best"]["pipeline"]["hpo"] == "lr=0.1"
+
+
+def test_conditions_keep_their_transition_time_until_they_change() -> None:
+    running = status.Verdict(Phase.running, "TrialsRunning", "1/10")
+    first = status.build_status(running, counts(), None, {}, 1, NOW)
+    again = status.build_status(running, counts(completed=1), None, first, 1, LATER)
+    assert [c["lastTransitionTime"] for c in again["conditions"]] == [NOW] * 5
+    done = status.Verdict(Phase.succeeded, "MaxTrialsReached", "10/10")
+    final = status.build_status(done, counts(completed=10), None, again, 1, LATER)
+    times = {c["type"]: c["lastTransitionTime"] for c in final["conditions"]}
+    assert times == {"SpecValid": NOW, "Running": LATER, "Suspended": NOW,
+                     "Succeeded": LATER, "Failed": NOW}
+    assert final["startTime"] == NOW and final["completionTime"] == LATER
+
+
+def test_best_trial_takes_accuracy_and_flops_from_metrics_when_numbers() -> None:
+    best = status.best_trial(status.Best(3, 0.8, {"accuracy": "n/a", "flops": 2e6},
+                                         {"nas": {"k": 3}}))
+    assert (best.trial, best.reward, best.accuracy, best.flops) == (3, 0.8, None, 2e6)
+    assert best.pipeline == {"nas": "k=3"}
+
+
+def test_milestones_once_per_transition() -> None:
+    s = spec()
+    threshold = status.failure_threshold(s, 0.5)
+    assert threshold == 2
+    running = status.Verdict(Phase.running, "TrialsRunning", "")
+    best = status.Best(1, 0.5, {"accuracy": 0.5}, {"hpo": {"lr": 0.1}})
+    first = status.build_status(running, counts(completed=1), best, {}, 1, NOW)
+    assert [m.reason for m in status.milestones({}, first, threshold)] == ["Started", "NewBest"]
+    assert status.milestones(first, first, threshold) == []
+    failing = status.build_status(running, counts(completed=1, failed=2), best, first, 1, NOW)
+    assert [(m.type, m.reason) for m in status.milestones(first, failing, threshold)] == [
+        ("Warning", "TrialsFailing")]
+    done = status.Verdict(Phase.succeeded, "MaxTrialsReached", "10 trials finished")
+    final = status.build_status(done, counts(completed=10), best, failing, 1, NOW)
+    assert [m.reason for m in status.milestones(failing, final, threshold)] == ["Succeeded"]
+
+
+def test_invalid_spec_status_and_single_warning() -> None:
+    verdict = status.invalid_verdict(["spec.budget.parallelism: must be >= 1, got 0"])
+    built = status.build_status(verdict, {}, None, {}, 2, NOW, invalid=verdict.message)
+    valid = next(c for c in built["conditions"] if c["type"] == "SpecValid")
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
+    assert valid["message"].startswith("spec.budget.parallelism")
+    assert built["phase"] == "Failed" and built["observedGeneration"] == 2
+    events = status.milestones({}, built, 1)
+    assert [(m.type, m.reason) for m in events] == [("Warning", "InvalidSpec")]
+    assert status.milestones(built, built, 1) == []
