@@ -36,7 +36,7 @@ test: setup-test lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 run: setup
-	$(VENV)/bin/ma2ml validate $(SPEC)
+	$(VENV)/bin/ma2ml run $(SPEC)
 
 # Regenerate the CRD from the spec model (tests fail when either copy drifts).
 crd: $(VENV)/.installed

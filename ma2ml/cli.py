@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ma2ml.spec import PipelineSearch, SpecError, load_spec
+from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="MA2ML: joint AutoML search with multi-agent RL.")
@@ -21,22 +21,6 @@ db_app = typer.Typer(no_args_is_help=True, help="Database (store) administration
 app.add_typer(db_app, name="db")
 console = Console()
 err_console = Console(stderr=True)
-
-#: Exit code for bad input (spec, arguments), as in Unix usage errors.
-EXIT_BAD_INPUT = 2
-
-
-def load_or_exit(path: Path) -> PipelineSearch:
-    """Load a spec; on error print one line per problem and exit with code 2."""
-    try:
-        return load_spec(path)
-    except SpecError as exc:
-        # Plain writes: one unwrapped line per problem, easy to grep.
-        typer.echo(f"error: {path} is not a valid PipelineSearch:", err=True)
-        for line in exc.lines:
-            typer.echo(f"  {line}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-
 
 @app.command()
 def crd() -> None:
@@ -84,3 +68,79 @@ def _redact(url: str) -> str:
 
 # Commands of the other rooms (learner, worker, local run, operator, results)
 # register below this line.
+
+
+@app.command("operator")
+def operator_command(
+    namespace: list[str] = typer.Option([], "--namespace", "-n",
+                                        help="Namespace to watch (repeatable)."),
+    all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A",
+                                        help="Watch every namespace."),
+    liveness_port: int = typer.Option(8081, help="Port of /healthz (0: off)."),
+    metrics_port: int = typer.Option(9090, help="Port of the Prometheus /metrics (0: off)."),
+    peering: str = typer.Option(None, help="KopfPeering name for leader election (HA)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Run the Kubernetes operator for PipelineSearch resources."""
+    if bool(namespace) == all_namespaces:
+        typer.echo("error: give --namespace NS (repeatable) or --all-namespaces", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    from ma2ml.operator.main import run_operator
+
+    run_operator(namespace, all_namespaces=all_namespaces, liveness_port=liveness_port,
+                 metrics_port=metrics_port, peering=peering, verbose=verbose)
+
+
+def _register_local_commands() -> None:
+    from ma2ml.local import commands
+
+    for name in ("run", "status", "trials", "best", "export", "report"):
+        app.command(name)(getattr(commands, name))
+
+
+_register_local_commands()
+
+
+@app.command()
+def worker(
+    search: str = typer.Option(..., "--search", envvar="MA2ML_SEARCH",
+                               help="Search name in the store (namespace/name)."),
+    db: str = typer.Option(None, "--db", envvar="MA2ML_DATABASE_URL", help="Database URL."),
+    worker_id: str = typer.Option(None, "--worker-id", envvar="MA2ML_WORKER_NAME",
+                                  help="Default: hostname-pid."),
+    metrics_port: int = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
+    spool_dir: Path = typer.Option(Path(".ma2ml-spool"), "--spool-dir", envvar="MA2ML_SPOOL_DIR",
+                                   help="Unsent reports and local checkpoints."),
+) -> None:
+    """Claim and train trials of a search until it ends; SIGTERM releases the trial, exits 0."""
+    from ma2ml.worker.cli import worker_command
+
+    worker_command(search, db, worker_id, metrics_port, threads, spool_dir)
+
+
+@app.command("augment-preview")
+def augment_preview(
+    file: Path = typer.Argument(..., help="PipelineSearch YAML file."),
+    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    pipeline: str = typer.Option(None, "--pipeline", help="Pipeline JSON (default: random)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random policy and its draws."),
+) -> None:
+    """Save a grid of augmented training images: originals on top, a policy's draws below."""
+    from ma2ml.worker.cli import preview_command
+
+    preview_command(load_or_exit(file), out, pipeline, seed)
+
+
+@app.command("learner")
+def learner_command(
+    search: str = typer.Option(..., "--search", help="Search name in the store (namespace/name)."),
+    db: str = typer.Option(None, "--db", envvar="MA2ML_DATABASE_URL",
+                           help="Database URL (default: sqlite:///ma2ml.db)."),
+    metrics_port: int = typer.Option(0, "--metrics-port", help="Serve Prometheus metrics on "
+                                     "this port (0: off)."),
+) -> None:
+    """Run the MA2ML learner of one search until it ends (what the learner pod runs)."""
+    from ma2ml.learner.cli import serve_learner
+
+    raise typer.Exit(serve_learner(search, db, metrics_port))

@@ -1,0 +1,7 @@
+"""One-machine mode: ``ma2ml run`` and the result commands.
+
+``runner`` starts the learner (in-process) and worker processes on one
+store; ``progress`` draws the live view; ``results`` answers status, trials
+and best; ``export`` writes a retraining script; ``report`` writes plots and
+an HTML page. The learner, worker and store code are the cluster's own.
+"""

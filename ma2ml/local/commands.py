@@ -1,0 +1,224 @@
+"""Typer commands of one-machine mode: run, status, trials, best, export, report.
+
+Registered on the ``ma2ml`` app by ``ma2ml.cli``. Heavy modules are imported
+inside each command so ``ma2ml --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
+
+# Piped output (scripts, CI logs) is not truncated to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+DB_OPTION = typer.Option(None, "--db", help="Database URL (default: the SQLite file beside "
+                         "the spec, or MA2ML_DATABASE_URL, or sqlite:///ma2ml.db).")
+TARGET = typer.Argument(None, help="Spec file (its database and name) or search name "
+                        "(namespace/name; a bare name means default/name).")
+
+
+def run(
+    spec: Path = typer.Argument(..., help="PipelineSearch YAML file."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1,
+                                help="Worker processes (default: spec.budget.parallelism)."),
+    db: str = DB_OPTION,
+    metrics_port: int = typer.Option(None, "--metrics-port", min=1, max=65535,
+                                     help="Serve Prometheus metrics on 127.0.0.1:PORT "
+                                     "(workers on PORT+1..PORT+N)."),
+) -> None:
+    """Run a search on this machine (resumes when run again)."""
+    from ma2ml.local.progress import ProgressView
+    from ma2ml.local.runner import run_local
+    from ma2ml.local.searches import SearchConflictError
+    from ma2ml.logs import setup_logging
+
+    search = load_or_exit(spec)
+    setup_logging()
+    try:
+        with ProgressView(console) as view:
+            result = run_local(spec, search, workers=workers, db=db,
+                               metrics_port=metrics_port, on_tick=view)
+    except SearchConflictError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _print_outcome(result.url, result.key)
+    if result.interrupted:
+        console.print(f"stopped; run `ma2ml run {spec}` again to resume.", highlight=False)
+        raise typer.Exit(130)
+    if result.state == "failed":
+        raise typer.Exit(1)
+
+
+def _print_outcome(url: str, key: str) -> None:
+    from ma2ml.local.results import summarize
+    from ma2ml.store import Store
+
+    with Store(url) as store:
+        record = store.get_search(key)
+        if record is None:
+            return
+        summary = summarize(store, record, now=time.time())
+    console.print(f"search {key}: {summary.state}, {summary.done}/{summary.max_trials} trials, "
+                  f"{summary.counts.get('failed', 0)} failed", highlight=False)
+    if summary.best is not None:
+        accuracy = (summary.best.metrics or {}).get("accuracy")
+        console.print(f"best:   reward {summary.best.reward:.4f}, accuracy {accuracy:.4f} "
+                      f"(trial {summary.best.number})", highlight=False)
+    if summary.random_mean is not None:
+        console.print(f"random: mean accuracy {summary.random_mean:.4f} over "
+                      f"{len(summary.random_accuracies)} pipelines sampled uniformly at random "
+                      f"(the initial policy)", highlight=False)
+
+
+def _open(target: str | None, db: str | None):  # noqa: ANN202 - (Store, SearchRecord | None)
+    from ma2ml.local.searches import resolve_target
+    from ma2ml.store import Store
+
+    resolved = resolve_target(target, db)
+    store = Store(resolved.url)
+    record = store.get_search(resolved.key) if resolved.key else None
+    if resolved.key and record is None:
+        store.close()
+        typer.echo(f"error: no search {resolved.key!r} in {resolved.url}", err=True)
+        raise typer.Exit(1)
+    return store, record
+
+
+def status(target: str = TARGET, db: str = DB_OPTION) -> None:
+    """Show searches with their progress."""
+    from ma2ml.local.results import summarize
+
+    store, record = _open(target, db)
+    with store:
+        records = [record] if record else store.list_searches()
+        table = Table()
+        for column in ("search", "state", "trials", "running", "pending", "failed", "best",
+                       "elapsed"):
+            table.add_column(column)
+        for rec in records:
+            s = summarize(store, rec, now=time.time())
+            table.add_row(s.key, s.state, f"{s.done}/{s.max_trials}",
+                          str(s.counts["running"]), str(s.counts["pending"]),
+                          str(s.counts["failed"]), f"{s.best.reward:.4f}" if s.best else "-",
+                          f"{s.elapsed:.0f}s")
+        console.print(table)
+
+
+def trials(
+    target: str = TARGET,
+    db: str = DB_OPTION,
+    status_filter: str = typer.Option(None, "--status", help="pending, running, completed, "
+                                      "diverged or failed."),
+    sort: str = typer.Option("number", "--sort", help="number, reward or finished."),
+    descending: bool = typer.Option(False, "--desc"),
+    limit: int = typer.Option(None, "--limit", min=1),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List a search's trials."""
+    from ma2ml.local.results import trial_row
+    from ma2ml.store import STATUSES
+
+    if status_filter is not None and status_filter not in STATUSES:
+        raise typer.BadParameter(f"expected one of {', '.join(STATUSES)}, got {status_filter!r}",
+                                 param_hint="--status")
+    orders = {"number": "number", "reward": "reward", "finished": "finished_seq"}
+    if sort not in orders:
+        raise typer.BadParameter(f"expected one of {', '.join(orders)}, got {sort!r}",
+                                 param_hint="--sort")
+    store, record = _requires_search(target, db)
+    with store:
+        rows = [trial_row(t) for t in store.list_trials(
+            record.id, status=status_filter, order_by=orders[sort], descending=descending,
+            limit=limit)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{record.name}: {len(rows)} trials")
+    columns = ("number", "status", "reward", "accuracy", "flops", "seconds", "policy_version",
+               "attempt", "error")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def _requires_search(target: str | None, db: str | None):  # noqa: ANN202
+    if not target:
+        raise typer.BadParameter("name a search (or its spec file)", param_hint="TARGET")
+    return _open(target, db)
+
+
+def best(target: str = TARGET, db: str = DB_OPTION,
+         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the best pipeline and its metrics."""
+    store, record = _requires_search(target, db)
+    with store:
+        top = store.best_trial(record.id)
+    if top is None:
+        typer.echo(f"error: search {record.name} has no completed trial yet", err=True)
+        raise typer.Exit(1)
+    payload = {"search": record.name, "trial": top.number, "reward": top.reward,
+               "metrics": top.metrics, "pipeline": top.pipeline}
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    console.print(f"[bold]{record.name}[/] best trial {top.number}: reward {top.reward:.4f}",
+                  highlight=False)
+    for key, value in sorted((top.metrics or {}).items()):
+        console.print(f"  {key}: {value}", highlight=False)
+    for agent, values in top.pipeline.items():
+        console.print(f"[bold]{agent}[/]", highlight=False)
+        for name, value in values.items():
+            console.print(f"  {name} = {value}", highlight=False)
+
+
+def export(target: str = TARGET, db: str = DB_OPTION,
+           out: Path = typer.Option(Path("ma2ml-export"), "--out", help="Directory to write."),
+           epochs: int = typer.Option(None, "--epochs", min=1, help="Retraining epochs "
+                                      "(default: max(10, 5 x trialEpochs)).")) -> None:
+    """Write the best pipeline as recipe.json plus a retrain.py that evaluates on the test set."""
+    from ma2ml.local.export import export_best
+
+    store, record = _requires_search(target, db)
+    with store:
+        try:
+            written = export_best(store, record, out, epochs)
+        except LookupError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    console.print(f"wrote {written.recipe}", highlight=False)
+    if written.script is not None:
+        console.print(f"wrote {written.script}; run: python {written.script}", highlight=False)
+    else:
+        console.print("custom trainer: feed recipe.json's pipeline to your command",
+                      highlight=False)
+
+
+def report(target: str = TARGET, db: str = DB_OPTION,
+           out: Path = typer.Option(Path("ma2ml-report"), "--out",
+                                    help="Directory for the PNGs and index.html.")) -> None:
+    """Write plots (PNG) and one self-contained HTML page for a search."""
+    from ma2ml.local.report import write_report
+
+    store, record = _requires_search(target, db)
+    with store:
+        written = write_report(store, record, out)
+    console.print(f"wrote {written.html} and {len(written.images)} plots", highlight=False)

@@ -1,0 +1,80 @@
+"""The live view of ``ma2ml run``: a rich panel on a terminal, JSON lines otherwise."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from ma2ml.local.results import Summary, compact_pipeline, summarize
+from ma2ml.store import Store
+
+log = logging.getLogger("ma2ml.progress")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def render(summary: Summary) -> Group:
+    """The panel: counters, best pipeline and per-agent entropy."""
+    counts = summary.counts
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        f"[bold]{summary.key}[/] ({summary.state})",
+        f"trials [bold]{summary.done}[/]/{summary.max_trials}",
+        f"running {counts.get('running', 0)}", f"pending {counts.get('pending', 0)}",
+        f"failed {counts.get('failed', 0)}", f"diverged {counts.get('diverged', 0)}",
+        f"elapsed {_duration(summary.elapsed)}", f"left ~{_duration(summary.eta_seconds())}",
+    )
+    best = Table(title="best pipeline", show_header=False, expand=True)
+    if summary.best is not None:
+        accuracy = (summary.best.metrics or {}).get("accuracy")
+        best.add_row("reward", f"{summary.best.reward:.4f} (trial {summary.best.number}, "
+                     f"accuracy {accuracy if accuracy is None else round(accuracy, 4)})")
+        for agent, text in compact_pipeline(summary.best.pipeline).items():
+            best.add_row(agent, text)
+    entropy = "  ".join(f"{a}: {h:.2f}" for a, h in summary.entropy.items()) or "-"
+    return Group(head, best, f"policy entropy (nats)  {entropy}")
+
+
+class ProgressView:
+    """``on_tick`` callback for ``run_local``: redraws or logs on change."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.live: Live | None = None
+        self._last: tuple[int, ...] | None = None
+
+    def __enter__(self) -> ProgressView:
+        if self.console.is_terminal:
+            self.live = Live(console=self.console, refresh_per_second=2, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def __call__(self, store: Store, search_id: int) -> None:
+        record = store.get_search_by_id(search_id)
+        if record is None:
+            return
+        summary = summarize(store, record, now=time.time())
+        if self.live is not None:
+            self.live.update(render(summary))
+            return
+        state = (summary.done, *summary.counts.values())
+        if state != self._last:  # structured progress line only when something moved
+            self._last = state
+            log.info("progress", extra={
+                "search": summary.key, "done": summary.done, "max_trials": summary.max_trials,
+                **{f"trials_{k}": v for k, v in summary.counts.items()},
+                "best_reward": summary.best.reward if summary.best else None,
+                "entropy": summary.entropy, "elapsed_s": round(summary.elapsed, 1)})

@@ -1,0 +1,89 @@
+"""Reading a search's results from the store: counts, best trial, baseline.
+
+Shared by the live view, the end-of-run summary and the ``status``,
+``trials`` and ``best`` commands, so they always agree.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from ma2ml.store import SearchRecord, Store, TrialRecord
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a person wants to know about a search at a glance."""
+
+    key: str
+    state: str
+    max_trials: int
+    counts: dict[str, int]
+    best: TrialRecord | None
+    random_accuracies: list[float]
+    entropy: dict[str, float]
+    elapsed: float
+
+    @property
+    def done(self) -> int:
+        return self.counts.get("completed", 0) + self.counts.get("diverged", 0)
+
+    @property
+    def random_mean(self) -> float | None:
+        return statistics.fmean(self.random_accuracies) if self.random_accuracies else None
+
+    def eta_seconds(self) -> float | None:
+        if self.done == 0 or self.done >= self.max_trials:
+            return None
+        return self.elapsed / self.done * (self.max_trials - self.done)
+
+
+def accuracy_of(trial: TrialRecord) -> float | None:
+    value = (trial.metrics or {}).get("accuracy")
+    return float(value) if value is not None else None
+
+
+def summarize(store: Store, record: SearchRecord, now: float | None = None) -> Summary:
+    """Counts, best trial, per-agent entropy and the random-pipeline baseline."""
+    counts = store.counts(record.id)
+    # Policy version 0 is the uniform initial policy: its trials are pipelines
+    # sampled at random, the honest baseline for "what did the search buy".
+    initial = [t for t in store.list_trials(record.id, status="completed")
+               if t.policy_version == 0]
+    snapshot = store.load_snapshot(record.id)
+    entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
+    end = record.finished_at or now
+    elapsed = (end - record.created_at) if end else 0.0
+    return Summary(
+        key=record.name, state=record.state,
+        max_trials=int(record.spec["spec"]["budget"]["maxTrials"]),
+        counts=counts, best=store.best_trial(record.id),
+        random_accuracies=[a for a in map(accuracy_of, initial) if a is not None],
+        entropy={k: float(v) for k, v in entropy.items()}, elapsed=max(0.0, elapsed),
+    )
+
+
+def compact_pipeline(pipeline: dict[str, Any], width: int = 6) -> dict[str, str]:
+    """``agent -> 'decision=value, ...'`` for one-line display."""
+    out = {}
+    for agent, values in pipeline.items():
+        items = [f"{k}={v}" for k, v in values.items()]
+        more = f", +{len(items) - width} more" if len(items) > width else ""
+        out[agent] = ", ".join(items[:width]) + more
+    return out
+
+
+def trial_row(trial: TrialRecord) -> dict[str, Any]:
+    """One trial as a flat row for tables and JSON."""
+    metrics = trial.metrics or {}
+    duration = (trial.finished_at - trial.started_at
+                if trial.finished_at and trial.started_at else None)
+    return {
+        "number": trial.number, "status": trial.status, "reward": trial.reward,
+        "accuracy": metrics.get("accuracy"), "flops": metrics.get("flops"),
+        "params": metrics.get("params"), "seconds": duration,
+        "policy_version": trial.policy_version, "attempt": trial.attempt,
+        "worker": trial.worker, "error": trial.error,
+    }
