@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,9 +34,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-from psycopg2 import sql as pg_sql
-from sqlalchemy.engine import make_url
+from ma2ml.store.scratch import scratch_database
 
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 MAX_ERRORS = 50
@@ -84,25 +81,8 @@ def fresh_database(backend: str, admin_url: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="ma2ml-bench-") as directory:
             yield f"sqlite:///{Path(directory) / 'bench.db'}"
         return
-    admin = make_url(admin_url)
-    name = f"ma2ml_bench_{uuid.uuid4().hex[:10]}"
-    connection = psycopg2.connect(
-        host=admin.host,
-        port=admin.port or 5432,
-        user=admin.username,
-        password=admin.password,
-        dbname=admin.database or "postgres",
-    )
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(pg_sql.SQL("CREATE DATABASE {}").format(pg_sql.Identifier(name)))
-        yield admin.set(database=name).render_as_string(hide_password=False)
-        with connection.cursor() as cursor:
-            drop = pg_sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            cursor.execute(drop.format(pg_sql.Identifier(name)))
-    finally:
-        connection.close()
+    with scratch_database(admin_url, "ma2ml_bench") as url:
+        yield url
 
 
 # -- worker processes ----------------------------------------------------------------------

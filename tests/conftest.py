@@ -10,15 +10,15 @@ from __future__ import annotations
 # where they fail. Override the server with MA2ML_TEST_POSTGRES_URL
 # (e.g. postgresql+psycopg2://user@host:5432/postgres).
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg2
 import pytest
-from psycopg2 import sql as pg_sql
 from sqlalchemy.engine import URL, make_url
+
+from ma2ml.store.scratch import admin_connect, scratch_database
 
 if TYPE_CHECKING:
     from ma2ml.store import Store
@@ -29,19 +29,6 @@ _POSTGRES_CANDIDATES = (
 )
 
 
-def _admin_connect(url: URL) -> psycopg2.extensions.connection:
-    connection = psycopg2.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        dbname=url.database or "postgres",
-        connect_timeout=5,
-    )
-    connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    return connection
-
-
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> URL:
     """URL of the maintenance database of a reachable PostgreSQL server."""
@@ -50,7 +37,7 @@ def postgres_admin_url() -> URL:
     for candidate in (explicit,) if explicit else _POSTGRES_CANDIDATES:
         url = make_url(candidate)
         try:
-            _admin_connect(url).close()
+            admin_connect(url).close()
         except psycopg2.Error as error:
             errors.append(f"{url.render_as_string(hide_password=True)}: {error}".strip())
             continue
@@ -64,20 +51,8 @@ def postgres_admin_url() -> URL:
 @pytest.fixture
 def postgres_url(postgres_admin_url: URL) -> Iterator[str]:
     """A fresh PostgreSQL database, dropped (WITH FORCE) after the test."""
-    name = f"ma2ml_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_connect(postgres_admin_url)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(pg_sql.SQL("CREATE DATABASE {}").format(pg_sql.Identifier(name)))
-        yield postgres_admin_url.set(database=name).render_as_string(hide_password=False)
-        with admin.cursor() as cursor:
-            cursor.execute(
-                pg_sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    pg_sql.Identifier(name)
-                )
-            )
-    finally:
-        admin.close()
+    with scratch_database(postgres_admin_url, "ma2ml_test") as url:
+        yield url
 
 
 @pytest.fixture

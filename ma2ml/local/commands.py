@@ -73,9 +73,10 @@ def _print_outcome(url: str, key: str) -> None:
         console.print(f"best:   reward {summary.best.reward:.4f}, accuracy {accuracy:.4f} "
                       f"(trial {summary.best.number})", highlight=False)
     if summary.random_mean is not None:
-        console.print(f"random: mean accuracy {summary.random_mean:.4f} over "
+        console.print(f"random: mean accuracy {summary.random_mean:.4f} (best "
+                      f"{max(summary.random_accuracies):.4f}) over "
                       f"{len(summary.random_accuracies)} pipelines sampled uniformly at random "
-                      f"(the initial policy)", highlight=False)
+                      f"(before the policies learned)", highlight=False)
 
 
 def _open(target: str | None, db: str | None):  # noqa: ANN202 - (Store, SearchRecord | None)

@@ -6,10 +6,12 @@ Shared by the live view, the end-of-run summary and the ``status``,
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from ma2ml.spec import parse_spec
 from ma2ml.store import SearchRecord, Store, TrialRecord
 
 
@@ -48,10 +50,11 @@ def accuracy_of(trial: TrialRecord) -> float | None:
 def summarize(store: Store, record: SearchRecord, now: float | None = None) -> Summary:
     """Counts, best trial, per-agent entropy and the random-pipeline baseline."""
     counts = store.counts(record.id)
-    # Policy version 0 is the uniform initial policy: its trials are pipelines
-    # sampled at random, the honest baseline for "what did the search buy".
+    # Trials drawn while every policy was still uniform are pipelines sampled
+    # at random: the honest baseline for "what did the search buy".
+    uniform = uniform_logp(record)
     initial = [t for t in store.list_trials(record.id, status="completed")
-               if t.policy_version == 0]
+               if was_uniform(t, uniform)]
     snapshot = store.load_snapshot(record.id)
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
     end = record.finished_at or now
@@ -63,6 +66,20 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None) -> S
         random_accuracies=[a for a in map(accuracy_of, initial) if a is not None],
         entropy={k: float(v) for k, v in entropy.items()}, elapsed=max(0.0, elapsed),
     )
+
+
+def uniform_logp(record: SearchRecord) -> dict[str, float]:
+    """log pi_i(a_i) of any action under a uniform policy, per agent."""
+    space = parse_spec(record.spec).spec.search_space()
+    return {a.name: -sum(math.log(n) for n in a.sizes) for a in space.agents}
+
+
+def was_uniform(trial: TrialRecord, uniform: dict[str, float]) -> bool:
+    """Whether the behaviour policy that proposed ``trial`` was uniform for every agent."""
+    logp = trial.behaviour_logp or {}
+    return bool(logp) and all(
+        math.isclose(float(logp.get(agent, math.inf)), value, abs_tol=1e-4)
+        for agent, value in uniform.items())
 
 
 def compact_pipeline(pipeline: dict[str, Any], width: int = 6) -> dict[str, str]:

@@ -20,20 +20,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes
-import psycopg2
 import pytest
 import yaml
 from ma2ml_kube_emulator import EmulatorThread
-from psycopg2 import sql as pg_sql
 from sqlalchemy.engine import URL
 
 from ma2ml.store import Store
+from ma2ml.store.scratch import scratch_database
 
 ROOT = Path(__file__).parents[2]
 GROUP, VERSION, PLURAL = "ma2ml.io", "v1alpha1", "pipelinesearches"
@@ -86,21 +84,8 @@ def kubeconfig(kube_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def operator_db(postgres_admin_url: URL) -> Iterator[str]:
     """A fresh PostgreSQL database for one module, dropped (WITH FORCE) afterwards."""
-    name = f"ma2ml_operator_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(host=postgres_admin_url.host, port=postgres_admin_url.port or 5432,
-                             user=postgres_admin_url.username,
-                             password=postgres_admin_url.password,
-                             dbname=postgres_admin_url.database or "postgres")
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(pg_sql.SQL("CREATE DATABASE {}").format(pg_sql.Identifier(name)))
-        yield postgres_admin_url.set(database=name).render_as_string(hide_password=False)
-        with admin.cursor() as cursor:
-            cursor.execute(pg_sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                           .format(pg_sql.Identifier(name)))
-    finally:
-        admin.close()
+    with scratch_database(postgres_admin_url, "ma2ml_operator") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

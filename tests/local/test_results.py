@@ -1,0 +1,31 @@
+"""Result summaries: which trials count as the random-pipeline baseline."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ma2ml.local.results import summarize, uniform_logp
+from ma2ml.spec import parse_spec, spec_to_document
+from ma2ml.store import Store, TrialProposal
+
+from .test_run import tiny_spec
+
+
+def test_random_baseline_is_the_trials_of_uniform_policies(tmp_path: Path) -> None:
+    search = parse_spec(tiny_spec("baseline"))
+    space = search.spec.search_space()
+    with Store(f"sqlite:///{tmp_path / 'b.db'}") as store:
+        record = store.create_search(search.key, spec_to_document(search))
+        uniform = uniform_logp(record)
+        assert math.isclose(uniform["hpo"], -sum(math.log(n) for n in space.agent("hpo").sizes))
+        learned = {**uniform, "nas": uniform["nas"] + 0.7}  # one agent had learned something
+        action = {a.name: [0] * len(a.decisions) for a in space.agents}
+        for logp, accuracy in ((uniform, 0.4), (uniform, 0.6), (learned, 0.9)):
+            store.enqueue_trials(record.id, [TrialProposal(space.decode(action), action, logp, 0)])
+            claimed = store.claim(record.id, "w", 30)
+            store.complete(claimed.id, claimed.attempt, accuracy, {"accuracy": accuracy})
+        summary = summarize(store, record)
+    assert sorted(summary.random_accuracies) == [0.4, 0.6]
+    assert math.isclose(summary.random_mean, 0.5)
+    assert summary.best is not None and summary.best.reward == 0.9
