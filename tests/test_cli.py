@@ -48,3 +48,18 @@ def test_crd_command_prints_the_generated_crd() -> None:
     result = ma2ml("crd")
     assert result.returncode == 0
     assert yaml.safe_load(result.stdout) == build_crd()
+
+
+def test_db_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None:
+    import sqlalchemy
+
+    for _ in range(2):
+        result = ma2ml("db", "upgrade", "--url", database_url)
+        assert result.returncode == 0, result.stderr
+        assert "database at revision head" in result.stdout
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"searches", "trials", "policy_snapshots", "alembic_version"} <= tables
