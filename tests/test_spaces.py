@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_booleans_and_numbers_are_distinct_values() -> None:
         (lambda: build_agent("a", decisions=[("x", [1])]).encode({}), "missing decisions ['x']"),
     ],
 )
-def test_space_errors_say_what_is_wrong(call, message: str) -> None:  # noqa: ANN001
+def test_space_errors_say_what_is_wrong(call: Callable[[], object], message: str) -> None:
     with pytest.raises(SpaceError) as info:
         call()
     assert message in str(info.value)

@@ -10,12 +10,16 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
+
+if TYPE_CHECKING:
+    from ma2ml.store import SearchRecord, Store
 
 # Piped output (scripts, CI logs) is not truncated to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -79,7 +83,8 @@ def _print_outcome(url: str, key: str) -> None:
                       f"(before the policies learned)", highlight=False)
 
 
-def _open(target: str | None, db: str | None):  # noqa: ANN202 - (Store, SearchRecord | None)
+def _open(target: str | None, db: str | None) -> tuple[Store, SearchRecord | None]:
+    """The store named by ``target``/``db`` and the search in it (None: all searches)."""
     from ma2ml.local.searches import resolve_target
     from ma2ml.store import Store
 
@@ -161,10 +166,12 @@ def _cell(value: object) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
-def _requires_search(target: str | None, db: str | None):  # noqa: ANN202
+def _requires_search(target: str | None, db: str | None) -> tuple[Store, SearchRecord]:
     if not target:
         raise typer.BadParameter("name a search (or its spec file)", param_hint="TARGET")
-    return _open(target, db)
+    store, record = _open(target, db)
+    assert record is not None  # _open exits when a named search is missing
+    return store, record
 
 
 def best(target: str = TARGET, db: str = DB_OPTION,

@@ -123,8 +123,8 @@ def write_report(store: Store, record: SearchRecord, out_dir: Path) -> Report:
         plot_rewards(trials, summary, out_dir / "rewards.png"),
         plot_agent_stat(stats, "entropy", "entropy (nats)", "policy entropy per agent",
                         out_dir / "entropy.png"),
-        plot_agent_stat(stats, "credit", "mean credit", "mean counterfactual credit per agent",
-                        out_dir / "credit.png"),
+        plot_agent_stat(stats, "credit", "mean |A_i|",
+                        "mean absolute counterfactual credit per agent", out_dir / "credit.png"),
     ]
     preview = _augment_preview(record, summary.best, out_dir / "augment_preview.png")
     if preview is not None:
@@ -157,6 +157,7 @@ def render_html(summary: Summary, trials: list[TrialRecord], images: list[Path])
 <html lang="en"><head><meta charset="utf-8"><title>ma2ml report: {html.escape(summary.key)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 figure{{display:inline-block;margin:.5em}} img{{max-width:520px}}
+img[alt="augment preview"]{{width:520px;image-rendering:pixelated}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}
 </style></head><body>
 <h1>Search {html.escape(summary.key)}</h1>
