@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -105,6 +107,25 @@ def dumps_json(value: Any) -> str:
         return json.dumps(sanitised, separators=(",", ":"), allow_nan=False)
 
 
+def _enable_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode = WAL``, retried: while several processes open a brand-new
+    file at once, the switch can fail with "database is locked" without waiting on the
+    busy handler (seen in CI); the mode is persistent, so only the first switch races."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     # Disable pysqlite's implicit BEGIN; _sqlite_on_begin emits our own.
     dbapi_connection.isolation_level = None
@@ -112,7 +133,7 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     try:
         # busy_timeout first: switching to WAL needs a lock other processes may hold.
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         # NORMAL is durable across application crashes in WAL mode (not power loss).
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 
@@ -15,8 +16,8 @@ def open_fresh(url: str, barrier: Barrier, results: Queue) -> None:
         with Store(url) as store:
             search = store.create_search("shared/first-use", {"k": 1})
             results.put(("ok", search.id))
-    except Exception as error:  # reported to the parent, which asserts on it
-        results.put(("error", repr(error)))
+    except Exception:  # reported to the parent, which asserts on it (with the traceback)
+        results.put(("error", traceback.format_exc()))
 
 
 def claim_until_empty(
