@@ -110,7 +110,7 @@ def status(target: str = TARGET, db: str = DB_OPTION) -> None:
                        "elapsed"):
             table.add_column(column)
         for rec in records:
-            s = summarize(store, rec, now=time.time())
+            s = summarize(store, rec, now=time.time(), baseline=False)
             table.add_row(s.key, s.state, f"{s.done}/{s.max_trials}",
                           str(s.counts["running"]), str(s.counts["pending"]),
                           str(s.counts["failed"]), f"{s.best.reward:.4f}" if s.best else "-",

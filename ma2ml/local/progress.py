@@ -66,7 +66,7 @@ class ProgressView:
         record = store.get_search_by_id(search_id)
         if record is None:
             return
-        summary = summarize(store, record, now=time.time())
+        summary = summarize(store, record, now=time.time(), baseline=False)
         if self.live is not None:
             self.live.update(render(summary))
             return

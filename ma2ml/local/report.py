@@ -33,10 +33,6 @@ class Report:
     images: list[Path]
 
 
-def _finished(store: Store, search_id: int) -> list[TrialRecord]:
-    return store.finished_since(search_id, 0)
-
-
 def plot_best_so_far(trials: list[TrialRecord], summary: Summary, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     best, xs, ys = float("-inf"), [], []
@@ -116,7 +112,7 @@ def write_report(store: Store, record: SearchRecord, out_dir: Path) -> Report:
     """Write the PNGs and ``index.html`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(store, record)
-    trials = _finished(store, record.id)
+    trials = store.finished_since(record.id, 0)  # every finished trial, in order
     stats = store.snapshot_stats(record.id)
     images = [
         plot_best_so_far(trials, summary, out_dir / "best_so_far.png"),

@@ -47,14 +47,18 @@ def accuracy_of(trial: TrialRecord) -> float | None:
     return float(value) if value is not None else None
 
 
-def summarize(store: Store, record: SearchRecord, now: float | None = None) -> Summary:
-    """Counts, best trial, per-agent entropy and the random-pipeline baseline."""
+def summarize(store: Store, record: SearchRecord, now: float | None = None,
+              baseline: bool = True) -> Summary:
+    """Counts, best trial, per-agent entropy and (unless ``baseline=False``, as the
+    once-a-second live view asks) the random-pipeline baseline, which reads every trial."""
     counts = store.counts(record.id)
     # Trials drawn while every policy was still uniform are pipelines sampled
     # at random: the honest baseline for "what did the search buy".
-    uniform = uniform_logp(record)
-    initial = [t for t in store.list_trials(record.id, status="completed")
-               if was_uniform(t, uniform)]
+    initial = []
+    if baseline:
+        uniform = uniform_logp(record)
+        initial = [t for t in store.list_trials(record.id, status="completed")
+                   if was_uniform(t, uniform)]
     snapshot = store.load_snapshot(record.id)
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
     end = record.finished_at or now

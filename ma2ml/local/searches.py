@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ma2ml.spec import PipelineSearch, load_spec, parse_spec, spec_to_document
-from ma2ml.store import SearchRecord, Store
+from ma2ml.store import SearchRecord, Store, resolve_database_url
 
 
 class SearchConflictError(ValueError):
@@ -44,7 +44,7 @@ def resolve_target(name_or_spec: str | None, db: str | None) -> Target:
     if path is not None and path.suffix in (".yaml", ".yml") and path.is_file():
         search = load_spec(path)
         return Target(resolve_run_url(path, search, db), search.key)
-    url = db or os.environ.get("MA2ML_DATABASE_URL") or "sqlite:///ma2ml.db"
+    url = resolve_database_url(db)
     key = name_or_spec or ""
     if key and "/" not in key:
         key = f"default/{key}"
