@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -93,28 +94,44 @@ def test_run_to_completion_then_inspect_export(tmp_path: Path) -> None:
 
 
 def _finished_rows(db: Path) -> dict[int, tuple]:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         rows = conn.execute(
             "SELECT number, status, reward, metrics, finished_seq FROM trials "
             "WHERE status IN ('completed', 'diverged', 'failed')").fetchall()
     return {row[0]: row[1:] for row in rows}
 
 
+def _wait_for_finished(db: Path, count: int, process: subprocess.Popen, timeout: float) -> None:
+    """Poll the store a running `ma2ml run` writes until `count` trials have finished.
+
+    The file appears a moment before its tables do, so "no such table" means "not yet".
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(1)
+        try:
+            if db.exists() and len(_finished_rows(db)) >= count:
+                return
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+    raise AssertionError(f"the run did not finish {count} trials in time "
+                         f"(exit code {process.poll()})")
+
+
 def test_sigint_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     spec = write(tmp_path / "resume.yaml", tiny_spec("resume", max_trials=8))
     db = tmp_path / "resume.db"
-    process = subprocess.Popen([sys.executable, "-m", "ma2ml", "run", str(spec)], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        if db.exists() and len(_finished_rows(db)) >= 3:
-            break
-    else:
-        process.kill()
-        raise AssertionError("the run did not finish 3 trials in time")
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    with subprocess.Popen([sys.executable, "-m", "ma2ml", "run", str(spec)], cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            _wait_for_finished(db, 3, process, timeout=240)
+        except BaseException:
+            process.kill()
+            process.communicate()
+            raise
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     before = _finished_rows(db)
     assert 3 <= len(before) < 8
@@ -127,7 +144,7 @@ def test_sigint_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
     after = _finished_rows(db)
     assert len([r for r in after.values() if r[0] in ("completed", "diverged")]) == 8
     assert all(after[n] == row for n, row in before.items()), "finished results untouched"
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         numbers = [n for (n,) in conn.execute("SELECT number FROM trials")]
         seqs = sorted(s for (s,) in conn.execute(
             "SELECT finished_seq FROM trials WHERE finished_seq IS NOT NULL"))
