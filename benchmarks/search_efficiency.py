@@ -231,11 +231,11 @@ def plot(runs: dict[tuple[str, str], list[np.ndarray]], tasks: Sequence[str],
     plt.close(fig)
 
 
-def evaluate(tasks: Sequence[str], methods: Sequence[str], seeds: int, budget: int, batch: int,
-             jobs: int, overrides: dict | None = None,
+def evaluate(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], budget: int,
+             batch: int, jobs: int, overrides: dict | None = None,
              progress: Callable[[str], None] = print) -> dict:
     work = [(t, m, s, budget, batch, overrides or {})
-            for t, m, s in itertools.product(tasks, methods, range(seeds))]
+            for t, m, s in itertools.product(tasks, methods, seeds)]
     runs: dict[tuple[str, str], list[np.ndarray]] = {(t, m): [] for t in tasks for m in methods}
     started = time.perf_counter()
     if jobs > 1:
@@ -323,11 +323,28 @@ def _filled_store(url: str, task: Task, n: int):
 # -- main ------------------------------------------------------------------------------
 
 
+def _override(text: str) -> tuple[str, object]:
+    """``key=value`` with the value parsed as YAML (numbers, booleans, strings)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are first-seed .. first-seed + seeds - 1 (tune on other "
+                             "seeds than you report)")
+    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append",
+                        default=[], type=_override,
+                        help="a learner setting for every learner, as in spec.algorithm.settings"
+                             " (repeatable)")
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--batch", type=int, default=4, help="trials per learner update")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
@@ -345,7 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             24, 1
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
     started = time.perf_counter()
-    runs = evaluate(args.tasks, args.methods, args.seeds, args.budget, args.batch, args.jobs)
+    overrides = dict(args.overrides)
+    Settings.from_overrides(overrides)  # refuse a bad key before any work starts
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    runs = evaluate(args.tasks, args.methods, seeds, args.budget, args.batch, args.jobs,
+                    overrides)
     elapsed = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     table = summarise(runs, checkpoints)
