@@ -18,6 +18,7 @@ from typing import Any
 
 CREDIT_ESTIMATORS = ("decision", "agent")
 CRITIC_REDUCTIONS = ("mean", "min")
+REWARD_TRANSFORMS = ("rank", "zscore")
 
 
 class SettingsError(ValueError):
@@ -43,6 +44,8 @@ class Settings:
     """How the ensemble's predictions are combined: mean or min."""
     batch_size: int = 64
     """Replay trials per critic minibatch (plus every fresh result)."""
+    reward_transform: str = "rank"
+    """Rewards as learners see them: 'rank' (normal score of the rank) or 'zscore'."""
     # -- actor (DMAC-style divergence-regularised update) ------------------------------
     alpha: float = 0.1
     """Temperature: weight of the divergence to the target policy, in normalised-reward units."""
@@ -52,6 +55,8 @@ class Settings:
     """Adam learning rate of the policy logits."""
     actor_steps: int = 4
     """Actor gradient steps per learner update."""
+    results_per_update: int = 4
+    """Fresh results that one full actor update (actor_steps, tau) is sized for."""
     actor_samples: int = 128
     """Joint actions re-sampled from the current policies and scored by the critic."""
     credit: str = "decision"
@@ -68,6 +73,12 @@ class Settings:
     importance_clip: float = 2.0
     """Upper clip of the importance ratio pi / behaviour on fresh results."""
     # -- proposals and rewards ---------------------------------------------------------
+    exploration: float = 0.0
+    """Share of each proposed decision drawn uniformly instead of from the policy."""
+    proposal_candidates: int = 1
+    """Policy draws per proposal; the critic's favourite is proposed (1: plain sampling)."""
+    proposal_optimism: float = 0.0
+    """Weight of the critic ensemble's spread in a candidate's score (optimism)."""
     dedupe_tries: int = 8
     """Re-draws of a proposal whose joint action was already proposed (0: allow repeats)."""
     failed_reward: float = 0.0
@@ -78,14 +89,16 @@ class Settings:
     def __post_init__(self) -> None:
         _check_choice("credit", self.credit, CREDIT_ESTIMATORS)
         _check_choice("critic_reduce", self.critic_reduce, CRITIC_REDUCTIONS)
+        _check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
         for name in ("critic_ensemble", "critic_hidden", "critic_layers", "batch_size",
-                     "actor_samples", "mc_samples"):
+                     "actor_samples", "mc_samples", "proposal_candidates",
+                     "results_per_update"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_PATH}.{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("alpha", "critic_lr", "actor_lr", "reinforce_lr"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{_PATH}.{name}: must be > 0, got {getattr(self, name)}")
-        for name in ("tau", "baseline_decay"):
+        for name in ("tau", "baseline_decay", "exploration"):
             if not 0 <= getattr(self, name) <= 1:
                 raise SettingsError(f"{_PATH}.{name}: must be in [0, 1], got {getattr(self, name)}")
         if self.importance_clip < 1:

@@ -22,6 +22,12 @@ One update (DESIGN.md section 3):
    log-probabilities.
 3. Target policies: rho <- (1 - tau) rho + tau pi.
 
+Steps 2 and 3 are sized per result: ``actor_steps`` and ``tau`` are what
+``results_per_update`` fresh results buy, and an update with fewer or more
+results takes its share (tau compounded). In a real search results arrive
+one by one, as workers finish; sized per update instead, the policies would
+concentrate faster the more often the learner happens to update.
+
 ``MA2MLNoCredit`` weights whole sampled joint actions by exp(Q(a)/alpha)
 (no per-unit counterfactual); ``MA2MLOnPolicy`` trains the critic on fresh
 results only (no replay).
@@ -68,9 +74,23 @@ class MA2ML(Algorithm):
     def _learn(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"critic_loss": self._train_critic()}
         if self.n_results >= self.settings.warmup_results:
-            stats["credit"] = self._train_actor()
-            soft_update(self.target, self.policy, self.settings.tau)
+            share = len(self._fresh) / self.settings.results_per_update
+            stats["credit"] = self._train_actor(max(1, round(self.settings.actor_steps * share)))
+            soft_update(self.target, self.policy, 1.0 - (1.0 - self.settings.tau) ** share)
         return stats
+
+    # -- proposals ---------------------------------------------------------------------
+
+    def _can_score(self) -> bool:
+        return self.n_results >= self.settings.warmup_results
+
+    def _score(self, rows: list[list[int]]) -> list[float]:
+        with torch.no_grad():
+            all_q = self.critic.predict_all(torch.tensor(rows, dtype=torch.long))
+        score = all_q.mean(0)
+        if self.settings.proposal_optimism and all_q.shape[0] > 1:
+            score = score + self.settings.proposal_optimism * all_q.std(0)
+        return score.tolist()
 
     # -- critic ------------------------------------------------------------------------
 
@@ -114,7 +134,7 @@ class MA2ML(Algorithm):
 
     # -- actor -------------------------------------------------------------------------
 
-    def _train_actor(self) -> dict[str, float]:
+    def _train_actor(self, steps: int) -> dict[str, float]:
         s = self.settings
         contexts = self.policy.sample(s.actor_samples, self.generator)  # (samples, n_decisions)
         with torch.no_grad():  # log(rho/pi) of every decision of every context
@@ -126,7 +146,7 @@ class MA2ML(Algorithm):
             loss_fn, credit = self._decision_targets(contexts, log_ratio)
         else:
             loss_fn, credit = self._agent_targets(contexts, log_ratio)
-        for _ in range(s.actor_steps):
+        for _ in range(steps):
             loss = loss_fn()
             self.actor_optimizer.zero_grad()
             loss.backward()

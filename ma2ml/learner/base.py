@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ma2ml.learner.policy import JointPolicy, Layout
-from ma2ml.learner.replay import InMemoryReplay, Replay, RewardNormaliser
+from ma2ml.learner.replay import InMemoryReplay, Replay, make_normaliser
 from ma2ml.settings import Settings
 from ma2ml.spaces import SearchSpace
 
@@ -65,7 +65,7 @@ class Algorithm:
             self.policy = JointPolicy(self.layout)
             self._build()
         self.replay = replay if replay is not None else InMemoryReplay(self.layout.n_decisions)
-        self.normaliser = RewardNormaliser()
+        self.normaliser = make_normaliser(self.settings.reward_transform)
         self.policy_version = 0
         self.n_results = 0
         self._fresh: list[tuple[list[int], float, dict[str, float]]] = []
@@ -80,11 +80,16 @@ class Algorithm:
         """``n`` joint actions from the current policies, avoiding repeats when it can."""
         if n <= 0:
             return []
-        draws = self.policy.sample(n * (1 + self.settings.dedupe_tries), self.generator)
-        chosen = self._pick_unseen(draws.tolist(), n)
+        s = self.settings
+        candidates = max(1, s.proposal_candidates) if self._can_score() else 1
+        draws = self.policy.sample(n * (candidates + s.dedupe_tries), self.generator,
+                                   s.exploration).tolist()
+        if candidates > 1:
+            chosen = self._pick_best_unseen(draws, n, candidates)
+        else:
+            chosen = self._pick_unseen(draws, n)
         actions = torch.tensor(chosen, dtype=torch.long)
-        with torch.no_grad():
-            logp = self.policy.log_prob_agents(actions)
+        logp = self.policy.behaviour_log_prob_agents(actions, s.exploration)
         self.mark_proposed(chosen)
         names = self.layout.agent_names
         return [Proposal(self.layout.to_dict(row),
@@ -104,6 +109,36 @@ class Algorithm:
                 if len(chosen) == n:
                     return chosen
         return chosen + draws[:n - len(chosen)]
+
+    def _pick_best_unseen(self, draws: list[list[int]], n: int, candidates: int
+                          ) -> list[list[int]]:
+        """For each of the ``n`` slots, the best-scored of ``candidates`` unseen draws.
+
+        Drawing from the policy keeps proposals where the policy puts its mass;
+        choosing among a few by the learner's own score (as TPE picks the best of
+        its candidates) spends each expensive trial on the most promising of them.
+        Slots draw from disjoint candidate groups so a batch does not collapse
+        onto one configuration.
+        """
+        unseen, seen = [], set(self._proposed)
+        for row in draws:
+            if tuple(row) not in seen and len(unseen) < n * candidates:
+                unseen.append(row)
+                seen.add(tuple(row))
+        if len(unseen) <= n:  # too few to choose among: as plain sampling
+            return self._pick_unseen(draws, n)
+        scores = self._score(unseen)
+        # Interleaved groups: slot k judges draws k, k + n, k + 2n, ...
+        return [unseen[max(range(slot, len(unseen), n), key=scores.__getitem__)]
+                for slot in range(n)]
+
+    def _can_score(self) -> bool:
+        """Whether ``_score`` can rank proposals yet (algorithms with a critic)."""
+        return False
+
+    def _score(self, rows: list[list[int]]) -> list[float]:
+        """How promising each joint action looks to the learner (higher is better)."""
+        raise NotImplementedError
 
     def mark_proposed(self, actions: Iterable[Sequence[int]]) -> None:
         """Remember joint actions already proposed (the loop calls this after a restart)."""

@@ -8,6 +8,7 @@ has no input: its parameters are the logits themselves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,12 +91,29 @@ class JointPolicy(nn.Module):
         """(size_j,) log-probabilities of every decision j, in column order."""
         return [lp for agent in self.agents for lp in agent.log_probs()]
 
+    def mixed_log_probs(self, uniform: float = 0.0) -> list[torch.Tensor]:
+        """Per decision, log((1 - uniform) pi_j + uniform / size_j): the policy with a
+        share ``uniform`` of every decision's draws spread evenly over its values."""
+        if uniform <= 0:
+            return self.decision_log_probs()
+        return [torch.logaddexp(lp + math.log1p(-uniform),
+                                torch.full_like(lp, math.log(uniform / lp.shape[0])))
+                for lp in self.decision_log_probs()]
+
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """(n, n_decisions) joint actions drawn from the policies."""
+    def sample(self, n: int, generator: torch.Generator, uniform: float = 0.0) -> torch.Tensor:
+        """(n, n_decisions) joint actions drawn from the policies (mixed with ``uniform``)."""
         columns = [torch.multinomial(lp.exp(), n, replacement=True, generator=generator)
-                   for lp in self.decision_log_probs()]
+                   for lp in self.mixed_log_probs(uniform)]
         return torch.stack(columns, dim=1)
+
+    @torch.no_grad()
+    def behaviour_log_prob_agents(self, actions: torch.Tensor, uniform: float = 0.0
+                                  ) -> torch.Tensor:
+        """(batch, n_agents) log-probability each agent's part had under ``sample``."""
+        per_decision = torch.stack([lp[actions[:, j]] for j, lp in
+                                    enumerate(self.mixed_log_probs(uniform))], dim=1)
+        return per_decision @ self.layout.agent_matrix()
 
     def log_prob_decisions(self, actions: torch.Tensor) -> torch.Tensor:
         """(batch, n_decisions) log-probability of each decision of ``actions``."""

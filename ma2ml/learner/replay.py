@@ -3,8 +3,10 @@
 The algorithms see a replay through the ``Replay`` protocol only, so the
 matrix-game tests and the benchmark use ``InMemoryReplay`` while the learner
 loop plugs in a view of the store (``loop.StoreReplay``). Rewards held here
-are raw (after failure substitution); ``RewardNormaliser`` maps them to a
-per-search standard score before the critic sees them.
+are raw (after failure substitution); a normaliser maps them to per-search
+scores before the critic sees them: ``RankNormaliser`` (the default) to the
+normal quantile of their rank among every reward of the search,
+``RewardNormaliser`` to a standard score.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 
 class Replay(Protocol):
@@ -83,3 +86,72 @@ class RewardNormaliser:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.count, self.mean, self.m2 = int(state["count"]), state["mean"], state["m2"]
+
+
+class RankNormaliser:
+    """Normal scores of ranks: r -> Phi^-1(F(r)), F the search's empirical reward CDF.
+
+    Rewards of a search are skewed: a few failed or diverged configurations
+    sit far below the rest, and the configurations worth telling apart are
+    packed into the top percent. A standard score spends the critic's range
+    on the outliers and leaves the best trials a fraction of a standard
+    deviation apart, too little for the temperature to separate; the rank
+    transform (a Gaussian copula, as in Salinas et al., 2020) is invariant to
+    any monotone change of the metric, bounds the outliers and spreads the top
+    evenly. Ties take their mid-rank. Memory is bounded: beyond ``capacity``
+    distinct points the sorted sample is compacted to evenly spaced weighted
+    quantiles, which keeps every rank within 1 / capacity of the exact one.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self.values = np.zeros(0)
+        self.weights = np.zeros(0)
+
+    @property
+    def count(self) -> float:
+        return float(self.weights.sum())
+
+    def update(self, rewards: np.ndarray) -> None:
+        rewards = np.asarray(rewards, dtype=np.float64)
+        values = np.concatenate([self.values, rewards])
+        weights = np.concatenate([self.weights, np.ones(len(rewards))])
+        order = np.argsort(values, kind="stable")
+        self.values, self.weights = values[order], weights[order]
+        if len(self.values) > self.capacity:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep ``capacity // 2`` equally weighted points at evenly spaced quantiles."""
+        keep = self.capacity // 2
+        total = self.weights.sum()
+        cumulative = np.cumsum(self.weights) - self.weights / 2
+        targets = (np.arange(keep) + 0.5) * total / keep
+        # Interpolating the quantile function (not picking the nearest point)
+        # keeps repeated compactions from drifting the tails inward.
+        self.values = np.interp(targets, cumulative, self.values)
+        self.weights = np.full(keep, total / keep)
+
+    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        rewards = np.asarray(rewards, dtype=np.float64)
+        total = self.count
+        if total < 2:
+            return np.zeros_like(rewards)
+        cumulative = np.concatenate([[0.0], np.cumsum(self.weights)])
+        below = cumulative[np.searchsorted(self.values, rewards, side="left")]
+        up_to = cumulative[np.searchsorted(self.values, rewards, side="right")]
+        # Mid-rank, shrunk into (0, 1) so the best and worst map to finite scores.
+        quantile = ((below + up_to) / 2 + 0.5) / (total + 1)
+        return torch.special.ndtri(torch.as_tensor(quantile)).numpy()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": self.values.tolist(), "weights": self.weights.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.values = np.asarray(state["values"], dtype=np.float64)
+        self.weights = np.asarray(state["weights"], dtype=np.float64)
+
+
+def make_normaliser(kind: str) -> RankNormaliser | RewardNormaliser:
+    """The normaliser named by ``Settings.reward_transform``."""
+    return RankNormaliser() if kind == "rank" else RewardNormaliser()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -135,3 +136,50 @@ def test_proposals_avoid_repeats_until_the_space_runs_out() -> None:
     assert len(more) == 10
     for p in more:
         assert set(p.logp) == {"nas", "hpo"} and p.logp["hpo"] == pytest.approx(math.log(1 / 4))
+
+
+def test_critic_chooses_among_candidate_draws() -> None:
+    """With ``proposal_candidates`` > 1 each proposal is the critic's favourite of its draws:
+    better by the critic and by the true reward than plain draws from the same policy."""
+    flat = Settings(actor_lr=1e-9, proposal_candidates=1)  # the policy stays near uniform
+    algo = make_algorithm("ma2ml", SPACE, flat, seed=4)
+    _drive(algo, 6)
+    plain, picky = copy.deepcopy(algo), copy.deepcopy(algo)
+    picky.settings = dataclasses.replace(algo.settings, proposal_candidates=16)
+    plain_rows = [plain.layout.from_dict(p.action) for p in plain.propose(8)]
+    picky_proposals = picky.propose(8)
+    picky_rows = [picky.layout.from_dict(p.action) for p in picky_proposals]
+    assert sum(picky._score(picky_rows)) > sum(plain._score(plain_rows))
+    assert sum(toy_reward(p.action) for p in picky_proposals) > \
+        sum(toy_reward(plain.layout.to_dict(r)) for r in plain_rows)
+    assert len({tuple(r) for r in picky_rows}) == 8, "slots choose among disjoint draws"
+    assert not {tuple(r) for r in picky_rows} & algo._proposed, "still no repeats"
+
+
+def test_candidates_wait_for_the_critic() -> None:
+    """Before ``warmup_results`` the critic is untrained: proposals are plain draws."""
+    settings = Settings(proposal_candidates=16, warmup_results=8)
+    plain = make_algorithm("ma2ml", SPACE, Settings(proposal_candidates=1, warmup_results=8),
+                           seed=5)
+    picky = make_algorithm("ma2ml", SPACE, settings, seed=5)
+    assert [p.action for p in picky.propose(4)] == [p.action for p in plain.propose(4)]
+
+
+def test_exploration_mixes_uniform_draws_and_logs_their_true_probability() -> None:
+    algo = make_algorithm("random", SPACE, Settings(exploration=0.5, dedupe_tries=0), seed=6)
+    with torch.no_grad():  # a policy sure of value 0 everywhere
+        for parameter in algo.policy.parameters():
+            parameter.zero_()
+            parameter[0] = 50.0
+    proposals = algo.propose(400)
+    rows = torch.tensor([algo.layout.from_dict(p.action) for p in proposals])
+    # Each decision: value 0 with probability 0.5 + 0.5 / size, the others evenly.
+    for j, size in enumerate(algo.layout.sizes):
+        share_zero = (rows[:, j] == 0).float().mean().item()
+        assert share_zero == pytest.approx(0.5 + 0.5 / size, abs=0.08)
+    first = proposals[0]
+    expected = {name: 0.0 for name in first.action}
+    for name, values in first.action.items():
+        for v, size in zip(values, [d.size for d in SPACE.agent(name).decisions], strict=True):
+            expected[name] += math.log((0.5 if v == 0 else 0.0) + 0.5 / size)
+    assert first.logp == pytest.approx(expected, abs=1e-5)

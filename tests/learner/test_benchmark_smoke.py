@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,3 +41,26 @@ def test_quick_run_writes_table_and_plot(tmp_path: Path, capsys) -> None:
         assert f"| nb201-cifar10 | {method} |" in table
     assert (tmp_path / "search_efficiency.png").stat().st_size > 10_000
     assert "regret@24" in capsys.readouterr().out
+
+
+def test_mann_whitney_matches_the_textbook_normal_approximation() -> None:
+    bench = _benchmark()
+    # Fully separated 10 vs 10: U = 0, mean 50, sd sqrt(10*10*21/12); continuity-corrected.
+    assert bench.mann_whitney_p(np.arange(10.0), np.arange(10.0) + 10) == \
+        pytest.approx(math.erfc((50 - 0.5) / math.sqrt(175) / math.sqrt(2)))
+    assert bench.mann_whitney_p(np.zeros(20), np.zeros(20)) == 1.0  # all tied: no evidence
+    same = bench.mann_whitney_p(np.array([0.0, 0.0, 1.0, 2.0]), np.array([2.0, 1.0, 0.0, 0.0]))
+    assert same == 1.0
+
+
+def test_comparison_calls_only_detectable_differences() -> None:
+    bench = _benchmark()
+    rng = np.random.default_rng(0)
+    runs = {("a", "ma2ml"): list(rng.uniform(0, 1, (20, 1))),
+            ("a", "tpe"): list(rng.uniform(0, 1, (20, 1))),
+            ("b", "ma2ml"): list(rng.uniform(0, 1, (20, 1))),
+            ("b", "tpe"): list(rng.uniform(2, 3, (20, 1)))}
+    text = bench.compare(runs, "ma2ml", "tpe", checkpoint=1)
+    assert "| a |" in text and "| match |" in text.split("| a |")[1].split("\n")[0]
+    assert "better" in text.split("| b |")[1].split("\n")[0]
+    assert text.endswith("better on 1, match on 1, worse on 0")

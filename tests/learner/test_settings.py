@@ -37,6 +37,11 @@ def test_overrides_are_coerced() -> None:
     ({"credit": "both"}, r"spec\.algorithm\.settings\.credit: expected one of decision, agent"),
     ({"tau": 1.5}, r"spec\.algorithm\.settings\.tau: must be in \[0, 1\], got 1\.5"),
     ({"alpha": 0}, r"spec\.algorithm\.settings\.alpha: must be > 0"),
+    ({"exploration": 1.2}, r"spec\.algorithm\.settings\.exploration: must be in \[0, 1\]"),
+    ({"proposal_candidates": 0},
+     r"spec\.algorithm\.settings\.proposal_candidates: must be >= 1, got 0"),
+    ({"reward_transform": "log"},
+     r"spec\.algorithm\.settings\.reward_transform: expected one of rank, zscore"),
 ])
 def test_bad_overrides_name_the_field(overrides: dict, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
