@@ -183,3 +183,25 @@ def test_exploration_mixes_uniform_draws_and_logs_their_true_probability() -> No
         for v, size in zip(values, [d.size for d in SPACE.agent(name).decisions], strict=True):
             expected[name] += math.log((0.5 if v == 0 else 0.0) + 0.5 / size)
     assert first.logp == pytest.approx(expected, abs=1e-5)
+
+
+def test_policies_move_per_result_not_per_update() -> None:
+    """The same results taken one at a time or four at a time concentrate the policies
+    alike; sized per update (results_per_update=1), one-at-a-time runs away."""
+    rows = make_algorithm("random", SPACE, Settings(), seed=8).propose(32)
+    results = [Result(p.action, toy_reward(p.action), behaviour_logp=p.logp) for p in rows]
+
+    def entropy_after(batch: int, settings: Settings) -> float:
+        algo = make_algorithm("ma2ml", SPACE, settings, seed=8)
+        for start in range(0, len(results), batch):
+            algo.observe(results[start:start + batch])
+            algo.update()
+        with torch.no_grad():
+            return float(algo.policy.entropy().sum())
+
+    fours = entropy_after(4, Settings())
+    ones = entropy_after(1, Settings())
+    ones_per_update = entropy_after(1, Settings(results_per_update=1))
+    uniform = math.log(3) * 2 + math.log(4)
+    assert uniform - ones_per_update > 2 * (uniform - ones)
+    assert abs(ones - fours) < 0.5 * (uniform - fours)
