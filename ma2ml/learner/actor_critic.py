@@ -73,7 +73,7 @@ class MA2ML(Algorithm):
 
     def _learn(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"critic_loss": self._train_critic()}
-        if self.n_results >= self.settings.warmup_results:
+        if self._critic_ready():
             share = len(self._fresh) / self.settings.results_per_update
             stats["credit"] = self._train_actor(max(1, round(self.settings.actor_steps * share)))
             soft_update(self.target, self.policy, 1.0 - (1.0 - self.settings.tau) ** share)
@@ -81,7 +81,7 @@ class MA2ML(Algorithm):
 
     # -- proposals ---------------------------------------------------------------------
 
-    def _can_score(self) -> bool:
+    def _critic_ready(self) -> bool:
         return self.n_results >= self.settings.warmup_results
 
     def _score(self, rows: list[list[int]]) -> list[float]:

@@ -81,15 +81,13 @@ class Algorithm:
         if n <= 0:
             return []
         s = self.settings
-        candidates = max(1, s.proposal_candidates) if self._can_score() else 1
+        candidates = s.proposal_candidates if self._critic_ready() else 1
         draws = self.policy.sample(n * (candidates + s.dedupe_tries), self.generator,
                                    s.exploration).tolist()
-        if candidates > 1:
-            chosen = self._pick_best_unseen(draws, n, candidates)
-        else:
-            chosen = self._pick_unseen(draws, n)
+        chosen = self._pick_best_unseen(draws, n, candidates)
         actions = torch.tensor(chosen, dtype=torch.long)
-        logp = self.policy.behaviour_log_prob_agents(actions, s.exploration)
+        with torch.no_grad():
+            logp = self.policy.log_prob_agents(actions, s.exploration)
         self.mark_proposed(chosen)
         names = self.layout.agent_names
         return [Proposal(self.layout.to_dict(row),
@@ -97,43 +95,40 @@ class Algorithm:
                          self.policy_version)
                 for row, lp in zip(chosen, logp, strict=True)]
 
-    def _pick_unseen(self, draws: list[list[int]], n: int) -> list[list[int]]:
-        # Re-evaluating a pipeline wastes a trial, so prefer draws not proposed
-        # before; when the policy is too concentrated to find n of them, fall
-        # back to the first draws in order (a converged policy may repeat).
-        chosen, seen = [], set(self._proposed)
+    def _unseen(self, draws: list[list[int]], limit: int) -> list[list[int]]:
+        """Up to ``limit`` distinct draws not proposed before, in draw order."""
+        unseen, seen = [], set(self._proposed)
         for row in draws:
+            if len(unseen) == limit:
+                break
             if tuple(row) not in seen:
-                chosen.append(row)
+                unseen.append(row)
                 seen.add(tuple(row))
-                if len(chosen) == n:
-                    return chosen
-        return chosen + draws[:n - len(chosen)]
+        return unseen
 
     def _pick_best_unseen(self, draws: list[list[int]], n: int, candidates: int
                           ) -> list[list[int]]:
         """For each of the ``n`` slots, the best-scored of ``candidates`` unseen draws.
 
-        Drawing from the policy keeps proposals where the policy puts its mass;
-        choosing among a few by the learner's own score (as TPE picks the best of
-        its candidates) spends each expensive trial on the most promising of them.
-        Slots draw from disjoint candidate groups so a batch does not collapse
-        onto one configuration.
+        Re-evaluating a pipeline wastes a trial, so draws proposed before are
+        skipped; when the policy is too concentrated to find n unseen ones, the
+        first draws fill the rest (a converged policy may repeat). Drawing from
+        the policy keeps proposals where the policy puts its mass; choosing
+        among a few by the learner's own score (as TPE picks the best of its
+        candidates) spends each expensive trial on the most promising of them.
+        Slots judge disjoint candidate groups so a batch does not collapse onto
+        one configuration.
         """
-        unseen, seen = [], set(self._proposed)
-        for row in draws:
-            if tuple(row) not in seen and len(unseen) < n * candidates:
-                unseen.append(row)
-                seen.add(tuple(row))
-        if len(unseen) <= n:  # too few to choose among: as plain sampling
-            return self._pick_unseen(draws, n)
+        unseen = self._unseen(draws, n * candidates)
+        if len(unseen) <= n:  # nothing to choose among
+            return unseen + draws[:n - len(unseen)]
         scores = self._score(unseen)
         # Interleaved groups: slot k judges draws k, k + n, k + 2n, ...
         return [unseen[max(range(slot, len(unseen), n), key=scores.__getitem__)]
                 for slot in range(n)]
 
-    def _can_score(self) -> bool:
-        """Whether ``_score`` can rank proposals yet (algorithms with a critic)."""
+    def _critic_ready(self) -> bool:
+        """Whether a critic has seen enough results to act on (and ``_score`` to rank)."""
         return False
 
     def _score(self, rows: list[list[int]]) -> list[float]:

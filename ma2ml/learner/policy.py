@@ -107,22 +107,15 @@ class JointPolicy(nn.Module):
                    for lp in self.mixed_log_probs(uniform)]
         return torch.stack(columns, dim=1)
 
-    @torch.no_grad()
-    def behaviour_log_prob_agents(self, actions: torch.Tensor, uniform: float = 0.0
-                                  ) -> torch.Tensor:
-        """(batch, n_agents) log-probability each agent's part had under ``sample``."""
-        per_decision = torch.stack([lp[actions[:, j]] for j, lp in
-                                    enumerate(self.mixed_log_probs(uniform))], dim=1)
-        return per_decision @ self.layout.agent_matrix()
+    def log_prob_decisions(self, actions: torch.Tensor, uniform: float = 0.0) -> torch.Tensor:
+        """(batch, n_decisions) log-probability of each decision of ``actions`` (under the
+        policy mixed with ``uniform``, as ``sample`` drew them)."""
+        return torch.stack([lp[actions[:, j]] for j, lp in
+                            enumerate(self.mixed_log_probs(uniform))], dim=1)
 
-    def log_prob_decisions(self, actions: torch.Tensor) -> torch.Tensor:
-        """(batch, n_decisions) log-probability of each decision of ``actions``."""
-        return torch.stack([lp[actions[:, j]] for j, lp in enumerate(self.decision_log_probs())],
-                           dim=1)
-
-    def log_prob_agents(self, actions: torch.Tensor) -> torch.Tensor:
-        """(batch, n_agents) log pi_i(a_i) of each agent."""
-        return self.log_prob_decisions(actions) @ self.layout.agent_matrix()
+    def log_prob_agents(self, actions: torch.Tensor, uniform: float = 0.0) -> torch.Tensor:
+        """(batch, n_agents) log pi_i(a_i) of each agent (mixed with ``uniform``)."""
+        return self.log_prob_decisions(actions, uniform) @ self.layout.agent_matrix()
 
     def entropy(self) -> torch.Tensor:
         """(n_agents,) entropy of each agent's policy (sum over its decisions)."""
