@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
+import json
 import math
 import multiprocessing
 import pickle
@@ -214,6 +215,18 @@ def summarise(runs: dict[tuple[str, str], list[np.ndarray]], checkpoints: Sequen
     return "\n".join(lines)
 
 
+def per_seed(runs: dict[tuple[str, str], list[np.ndarray]], seeds: Sequence[int],
+             checkpoints: Sequence[int], batch: int) -> dict:
+    """Every seed's best-so-far regret at each checkpoint, for counts a mean hides
+    (how many searches reached the optimum, how many stayed stuck)."""
+    regret: dict[str, dict[str, list[list[float]]]] = {}
+    for (task, method), curves in runs.items():
+        regret.setdefault(task, {})[method] = [
+            [float(curve[min(c, len(curve)) - 1]) for c in checkpoints] for curve in curves]
+    return {"seeds": list(seeds), "checkpoints": list(checkpoints), "batch": batch,
+            "regret": regret}
+
+
 def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided p-value of the Mann-Whitney U test (normal approximation, tie-corrected).
 
@@ -298,19 +311,22 @@ def evaluate(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
              progress: Callable[[str], None] = print) -> dict:
     work = [(t, m, s, budget, batch, overrides or {})
             for t, m, s in itertools.product(tasks, methods, seeds)]
-    runs: dict[tuple[str, str], list[np.ndarray]] = {(t, m): [] for t in tasks for m in methods}
+    by_seed: dict[tuple[str, str], dict[int, np.ndarray]] = {
+        (t, m): {} for t in tasks for m in methods}
     started = time.perf_counter()
     if jobs > 1:
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
             outputs = pool.imap_unordered(run_one, work)
-            for k, (task, method, _, regrets) in enumerate(outputs, 1):
-                runs[(task, method)].append(best_so_far(regrets))
+            for k, (task, method, seed, regrets) in enumerate(outputs, 1):
+                by_seed[(task, method)][seed] = best_so_far(regrets)
                 if k % max(1, len(work) // 10) == 0:
                     progress(f"  {k}/{len(work)} runs, {time.perf_counter() - started:.0f} s")
     else:
         for job in work:
-            task, method, _, regrets = run_one(job)
-            runs[(task, method)].append(best_so_far(regrets))
+            task, method, seed, regrets = run_one(job)
+            by_seed[(task, method)][seed] = best_so_far(regrets)
+    # In seed order whatever order the pool finished in, so curves line up with seeds.
+    runs = {key: [curves[s] for s in seeds] for key, curves in by_seed.items()}
     return runs
 
 
@@ -436,11 +452,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for method in [m for m in args.methods if m in ("ma2ml", "ma2ml-no-credit")]:
             table += "\n\n" + compare(runs, method, "tpe", checkpoints[-1])
     (args.out / "search_efficiency.md").write_text(table + "\n")
+    (args.out / "search_efficiency.json").write_text(json.dumps(
+        per_seed(runs, seeds, checkpoints, args.batch), indent=1) + "\n")
     plot(runs, args.tasks, args.out / "search_efficiency.png")
     print(table)
     print(f"\n{len(args.tasks)} tasks x {len(args.methods)} methods x {args.seeds} seeds x "
           f"{args.budget} evaluations in {elapsed:.0f} s; wrote {args.out}/search_efficiency"
-          ".{md,png}")
+          ".{md,json,png}")
     return 0
 
 

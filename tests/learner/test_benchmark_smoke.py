@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -41,6 +42,26 @@ def test_quick_run_writes_table_and_plot(tmp_path: Path, capsys) -> None:
         assert f"| nb201-cifar10 | {method} |" in table
     assert (tmp_path / "search_efficiency.png").stat().st_size > 10_000
     assert "regret@24" in capsys.readouterr().out
+    data = json.loads((tmp_path / "search_efficiency.json").read_text())
+    assert data["seeds"] == [0, 1] and data["checkpoints"] == [24]
+    per_seed = data["regret"]["nb201-cifar10"]["ma2ml"]
+    assert len(per_seed) == 2 and all(len(row) == 1 and row[0] >= 0 for row in per_seed)
+    # The table's mean is the mean of the per-seed regrets written beside it.
+    mean = sum(row[0] for row in per_seed) / 2
+    assert f"| nb201-cifar10 | ma2ml | {mean:.4g} ± " in table
+
+
+def test_runs_come_back_in_seed_order_from_the_pool(monkeypatch) -> None:
+    """Two worker processes finish in any order; curves must still line up with seeds."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # spawned workers import it by name
+    bench = _benchmark()
+    seeds = [3, 0, 2]
+    pooled = bench.evaluate(["nb201-cifar10"], ["random"], seeds, 10, 4, jobs=2,
+                            progress=lambda _: None)
+    serial = bench.evaluate(["nb201-cifar10"], ["random"], seeds, 10, 4, jobs=1)
+    for a, b in zip(pooled[("nb201-cifar10", "random")], serial[("nb201-cifar10", "random")],
+                    strict=True):
+        assert list(a) == list(b)
 
 
 def test_mann_whitney_matches_the_textbook_normal_approximation() -> None:
