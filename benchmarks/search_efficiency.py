@@ -33,9 +33,10 @@ heavy-tailed (most seeds reach the optimum, a few stay stuck), so a ratio of
 means alone is a poor verdict. Learner defaults were tuned with
 ``--first-seed 100``; the reported runs use seeds 0-99. A hundred seeds,
 not forty: on NAS-Bench-201 CIFAR-10 a mean at 200 evaluations is set by
-the few searches (9 of 100 for ma2ml, 3 for TPE) that stay on a cell 0.46 points
-from the optimum, and at 40 seeds one such seed more or less moves the mean
-by more than the gaps between methods.
+the few searches that stay on a cell 0.46 points from the optimum
+(``search_efficiency.json`` holds every seed's regret to count them), and at
+40 seeds one such seed more or less moves the mean by more than the gaps
+between methods.
 
 Run (from the repository root):
     PYTHONPATH=. .venv/bin/python benchmarks/search_efficiency.py [--quick]
@@ -45,6 +46,7 @@ Run (from the repository root):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import itertools
 import json
@@ -314,17 +316,16 @@ def evaluate(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
     by_seed: dict[tuple[str, str], dict[int, np.ndarray]] = {
         (t, m): {} for t in tasks for m in methods}
     started = time.perf_counter()
-    if jobs > 1:
-        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+    with contextlib.ExitStack() as stack:
+        if jobs > 1:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(jobs))
             outputs = pool.imap_unordered(run_one, work)
-            for k, (task, method, seed, regrets) in enumerate(outputs, 1):
-                by_seed[(task, method)][seed] = best_so_far(regrets)
-                if k % max(1, len(work) // 10) == 0:
-                    progress(f"  {k}/{len(work)} runs, {time.perf_counter() - started:.0f} s")
-    else:
-        for job in work:
-            task, method, seed, regrets = run_one(job)
+        else:
+            outputs = map(run_one, work)
+        for k, (task, method, seed, regrets) in enumerate(outputs, 1):
             by_seed[(task, method)][seed] = best_so_far(regrets)
+            if k % max(1, len(work) // 10) == 0:
+                progress(f"  {k}/{len(work)} runs, {time.perf_counter() - started:.0f} s")
     # In seed order whatever order the pool finished in, so curves line up with seeds.
     runs = {key: [curves[s] for s in seeds] for key, curves in by_seed.items()}
     return runs
