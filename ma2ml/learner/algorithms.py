@@ -6,7 +6,7 @@ from ma2ml.learner.actor_critic import MA2ML, MA2MLNoCredit, MA2MLOnPolicy
 from ma2ml.learner.base import Algorithm
 from ma2ml.learner.policy import Layout
 from ma2ml.learner.reinforce import Independent, MA2MLLite
-from ma2ml.learner.replay import Replay
+from ma2ml.learner.replay_buffer import Replay
 from ma2ml.settings import Settings
 from ma2ml.spaces import SearchSpace
 

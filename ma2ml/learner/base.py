@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ma2ml.learner.normalisers import make_normaliser
 from ma2ml.learner.policy import JointPolicy, Layout
-from ma2ml.learner.replay import InMemoryReplay, Replay, make_normaliser
+from ma2ml.learner.replay_buffer import InMemoryReplay, Replay
 from ma2ml.settings import Settings
 from ma2ml.spaces import SearchSpace
 

@@ -7,7 +7,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from ma2ml.learner.replay import RankNormaliser, RewardNormaliser, make_normaliser
+from ma2ml.learner.normalisers import RankNormaliser, RewardNormaliser, make_normaliser
 
 
 def exact_normal_scores(seen: np.ndarray, rewards: np.ndarray) -> np.ndarray:

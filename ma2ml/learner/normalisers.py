@@ -1,61 +1,18 @@
-"""Replay buffers and per-search reward normalisation.
+"""Per-search reward normalisation.
 
-The algorithms see a replay through the ``Replay`` protocol only, so the
-matrix-game tests and the benchmark use ``InMemoryReplay`` while the learner
-loop plugs in a view of the store (``loop.StoreReplay``). Rewards held here
-are raw (after failure substitution); a normaliser maps them to per-search
-scores before the critic sees them: ``RankNormaliser`` (the default) to the
-normal quantile of their rank among every reward of the search,
-``RewardNormaliser`` to a standard score.
+The replay holds raw rewards (after failure substitution); a normaliser maps
+them to per-search scores before the critic and the REINFORCE baselines see
+them: ``RankNormaliser`` (the default) to the normal quantile of their rank
+among every reward of the search, ``RewardNormaliser`` to a standard score.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
-
-
-class Replay(Protocol):
-    """Every finished trial of one search, as (joint action row, raw reward) pairs."""
-
-    def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
-        """Record fresh results: (n, n_decisions) int actions and (n,) rewards."""
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``n`` stored results drawn uniformly (fewer only if the replay holds fewer
-        and draws without replacement); cost independent of the replay size."""
-
-    def __len__(self) -> int: ...
-
-
-class InMemoryReplay:
-    """A growable pair of arrays; doubling keeps ``add`` amortised O(1)."""
-
-    def __init__(self, n_decisions: int, capacity: int = 1024) -> None:
-        self._actions = np.zeros((capacity, n_decisions), dtype=np.int64)
-        self._rewards = np.zeros(capacity, dtype=np.float64)
-        self._size = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
-        n = len(rewards)
-        while self._size + n > len(self._rewards):
-            self._actions = np.concatenate([self._actions, np.zeros_like(self._actions)])
-            self._rewards = np.concatenate([self._rewards, np.zeros_like(self._rewards)])
-        self._actions[self._size:self._size + n] = actions
-        self._rewards[self._size:self._size + n] = rewards
-        self._size += n
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if self._size == 0:
-            return self._actions[:0], self._rewards[:0]
-        index = rng.integers(self._size, size=n)  # with replacement
-        return self._actions[index], self._rewards[index]
 
 
 class RewardNormaliser:
