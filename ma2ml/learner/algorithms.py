@@ -5,6 +5,7 @@ from __future__ import annotations
 from ma2ml.learner.actor_critic import MA2ML, MA2MLNoCredit, MA2MLOnPolicy
 from ma2ml.learner.base import Algorithm
 from ma2ml.learner.policy import Layout
+from ma2ml.learner.random_search import RandomSearch
 from ma2ml.learner.reinforce import Independent, MA2MLLite
 from ma2ml.learner.replay_buffer import Replay
 from ma2ml.settings import Settings
@@ -13,7 +14,7 @@ from ma2ml.spaces import SearchSpace
 #: Algorithm name (as in the spec) -> class. ``ma2ml`` is the default.
 ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls
-    for cls in (MA2ML, MA2MLLite, Independent, MA2MLNoCredit, MA2MLOnPolicy, Algorithm)
+    for cls in (MA2ML, MA2MLLite, Independent, MA2MLNoCredit, MA2MLOnPolicy, RandomSearch)
 }
 
 

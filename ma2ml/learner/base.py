@@ -1,10 +1,13 @@
-"""What every search algorithm shares: proposals, observations, state, and random search.
+"""What every search algorithm shares: the ``Algorithm`` base class and its data.
 
 An algorithm never touches the store. ``propose(n)`` samples joint actions
 from the current policies (with their per-agent behaviour log-probabilities),
 ``observe(results)`` takes finished trials in, ``update()`` learns from them
 and returns statistics, and ``state_dict()`` / ``load_state_dict()`` make a
-snapshot. Same seed, same calls: same proposals.
+snapshot (``to_bytes`` / ``from_bytes`` for the store). Same seed, same
+calls: same proposals. Subclasses train the policies in ``_learn``; random
+search (``random_search``) is the base class with nothing learned, and
+``screening`` chooses which draws become proposals.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from ma2ml.learner.normalisers import make_normaliser
 from ma2ml.learner.policy import JointPolicy, Layout
 from ma2ml.learner.replay_buffer import InMemoryReplay, Replay
+from ma2ml.learner.screening import pick_best_unseen
 from ma2ml.settings import Settings
 from ma2ml.spaces import SearchSpace
 
@@ -44,13 +48,13 @@ class Result:
 
 
 class Algorithm:
-    """Random search, and the base class of the learning algorithms.
+    """The base class of the search algorithms.
 
-    The policies start uniform and, here, never change: subclasses override
-    ``_learn`` to train them.
+    The policies start uniform and, here, never change: subclasses set
+    ``name`` and override ``_learn`` to train them.
     """
 
-    name: ClassVar[str] = "random"
+    name: ClassVar[str]
 
     def __init__(self, space: SearchSpace | Layout, settings: Settings | None = None,
                  seed: int = 0, replay: Replay | None = None) -> None:
@@ -85,7 +89,7 @@ class Algorithm:
         candidates = s.proposal_candidates if self._critic_ready() else 1
         draws = self.policy.sample(n * (candidates + s.dedupe_tries), self.generator,
                                    s.exploration).tolist()
-        chosen = self._pick_best_unseen(draws, n, candidates)
+        chosen = pick_best_unseen(draws, self._proposed, n, candidates, self._score)
         actions = torch.tensor(chosen, dtype=torch.long)
         with torch.no_grad():
             logp = self.policy.log_prob_agents(actions, s.exploration)
@@ -95,38 +99,6 @@ class Algorithm:
                          {name: float(v) for name, v in zip(names, lp.tolist(), strict=True)},
                          self.policy_version)
                 for row, lp in zip(chosen, logp, strict=True)]
-
-    def _unseen(self, draws: list[list[int]], limit: int) -> list[list[int]]:
-        """Up to ``limit`` distinct draws not proposed before, in draw order."""
-        unseen, seen = [], set(self._proposed)
-        for row in draws:
-            if len(unseen) == limit:
-                break
-            if tuple(row) not in seen:
-                unseen.append(row)
-                seen.add(tuple(row))
-        return unseen
-
-    def _pick_best_unseen(self, draws: list[list[int]], n: int, candidates: int
-                          ) -> list[list[int]]:
-        """For each of the ``n`` slots, the best-scored of ``candidates`` unseen draws.
-
-        Re-evaluating a pipeline wastes a trial, so draws proposed before are
-        skipped; when the policy is too concentrated to find n unseen ones, the
-        first draws fill the rest (a converged policy may repeat). Drawing from
-        the policy keeps proposals where the policy puts its mass; choosing
-        among a few by the learner's own score (as TPE picks the best of its
-        candidates) spends each expensive trial on the most promising of them.
-        Slots judge disjoint candidate groups so a batch does not collapse onto
-        one configuration.
-        """
-        unseen = self._unseen(draws, n * candidates)
-        if len(unseen) <= n:  # nothing to choose among
-            return unseen + draws[:n - len(unseen)]
-        scores = self._score(unseen)
-        # Interleaved groups: slot k judges draws k, k + n, k + 2n, ...
-        return [unseen[max(range(slot, len(unseen), n), key=scores.__getitem__)]
-                for slot in range(n)]
 
     def _critic_ready(self) -> bool:
         """Whether a critic has seen enough results to act on (and ``_score`` to rank)."""
@@ -178,21 +150,6 @@ class Algorithm:
 
     def _learn(self) -> dict[str, Any]:
         return {}
-
-    def fresh_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Fresh results: actions (n, n_decisions), normalised rewards (n,), behaviour
-        log-probabilities (n, n_agents); a missing behaviour log-prob counts as on-policy."""
-        actions = torch.tensor([row for row, _, _ in self._fresh], dtype=torch.long)
-        rewards = torch.tensor(self.normaliser([r for _, r, _ in self._fresh]),
-                               dtype=torch.float32)
-        with torch.no_grad():
-            current = self.policy.log_prob_agents(actions)
-        behaviour = current.clone()
-        for k, (_, _, logp) in enumerate(self._fresh):
-            for i, name in enumerate(self.layout.agent_names):
-                if name in logp:
-                    behaviour[k, i] = logp[name]
-        return actions, rewards, behaviour
 
     # -- snapshots ---------------------------------------------------------------------
 

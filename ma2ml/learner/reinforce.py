@@ -32,12 +32,27 @@ def truncated_ratio(log_pi: torch.Tensor, log_behaviour: torch.Tensor,
 
 
 class _Reinforce(Algorithm):
-    """Shared machinery: an optimiser over the logits and moving baselines."""
+    """Shared machinery: the fresh batch, an optimiser over the logits and moving baselines."""
 
     def _build(self) -> None:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.settings.reinforce_lr)
         self.baselines = torch.zeros(self.layout.n_agents)
         self._baseline_ready = False
+
+    def fresh_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fresh results: actions (n, n_decisions), normalised rewards (n,), behaviour
+        log-probabilities (n, n_agents); a missing behaviour log-prob counts as on-policy."""
+        actions = torch.tensor([row for row, _, _ in self._fresh], dtype=torch.long)
+        rewards = torch.tensor(self.normaliser([r for _, r, _ in self._fresh]),
+                               dtype=torch.float32)
+        with torch.no_grad():
+            current = self.policy.log_prob_agents(actions)
+        behaviour = current.clone()
+        for k, (_, _, logp) in enumerate(self._fresh):
+            for i, name in enumerate(self.layout.agent_names):
+                if name in logp:
+                    behaviour[k, i] = logp[name]
+        return actions, rewards, behaviour
 
     def _moving_baseline(self, rewards: torch.Tensor) -> torch.Tensor:
         """The baseline before this batch (the batch mean when there is none yet)."""
