@@ -63,9 +63,9 @@ import torch
 
 from ma2ml.learner import Result, Settings, make_algorithm
 from ma2ml.spaces import AgentSpace, Decision, SearchSpace
+from ma2ml.spec import AlgorithmName
 
-LEARNERS = ("ma2ml", "ma2ml-lite", "independent", "ma2ml-no-credit", "ma2ml-on-policy",
-            "random")
+LEARNERS = tuple(name.value for name in AlgorithmName)  # every algorithm of the spec
 METHODS = (*LEARNERS, "tpe")
 CHECKPOINTS = (50, 100, 200)
 

@@ -46,6 +46,7 @@ from ma2ml.learner.base import Algorithm
 from ma2ml.learner.credit import agent_values, decision_values, log_mean_exp
 from ma2ml.learner.critic import Critic
 from ma2ml.learner.policy import soft_update
+from ma2ml.spec import AlgorithmName
 
 #: Bound on log(rho/pi) in the weights: beyond e^20 a ratio carries no information.
 LOG_RATIO_BOUND = 20.0
@@ -56,7 +57,7 @@ LossFn = Callable[[], torch.Tensor]
 class MA2ML(Algorithm):
     """Multi-agent actor-critic with counterfactual credit and off-policy replay."""
 
-    name: ClassVar[str] = "ma2ml"
+    name: ClassVar[AlgorithmName] = AlgorithmName.ma2ml
     use_credit: ClassVar[bool] = True
     use_replay: ClassVar[bool] = True
 
@@ -245,12 +246,12 @@ class MA2ML(Algorithm):
 class MA2MLNoCredit(MA2ML):
     """Ablation: every agent is credited with the joint Q(a), no counterfactual baseline."""
 
-    name: ClassVar[str] = "ma2ml-no-credit"
+    name: ClassVar[AlgorithmName] = AlgorithmName.ma2ml_no_credit
     use_credit: ClassVar[bool] = False
 
 
 class MA2MLOnPolicy(MA2ML):
     """Ablation: the critic learns from the fresh on-policy results only (no replay)."""
 
-    name: ClassVar[str] = "ma2ml-on-policy"
+    name: ClassVar[AlgorithmName] = AlgorithmName.ma2ml_on_policy
     use_replay: ClassVar[bool] = False

@@ -26,6 +26,7 @@ from ma2ml.learner.replay_buffer import InMemoryReplay, Replay
 from ma2ml.learner.screening import pick_best_unseen
 from ma2ml.settings import Settings
 from ma2ml.spaces import SearchSpace
+from ma2ml.spec import AlgorithmName
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Algorithm:
     ``name`` and override ``_learn`` to train them.
     """
 
-    name: ClassVar[str]
+    name: ClassVar[AlgorithmName]
 
     def __init__(self, space: SearchSpace | Layout, settings: Settings | None = None,
                  seed: int = 0, replay: Replay | None = None) -> None:
@@ -156,7 +157,8 @@ class Algorithm:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: networks, optimisers, generators, stats."""
         return {
-            "algorithm": self.name,
+            # The plain string: a weights_only load refuses enum classes.
+            "algorithm": self.name.value,
             "modules": {k: m.state_dict() for k, m in self._modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
             "generator": self.generator.get_state(),
@@ -170,7 +172,7 @@ class Algorithm:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["algorithm"] != self.name:
             raise ValueError(f"snapshot of algorithm {state['algorithm']!r} cannot be loaded "
-                             f"into {self.name!r}")
+                             f"into {self.name.value!r}")
         for key, module in self._modules().items():
             module.load_state_dict(state["modules"][key])
         for key, optimizer in self._optimizers().items():

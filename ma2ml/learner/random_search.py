@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ma2ml.learner.base import Algorithm
+from ma2ml.spec import AlgorithmName
 
 
 class RandomSearch(Algorithm):
     """Uniform draws over the search space, never repeating a pipeline while it can."""
 
-    name: ClassVar[str] = "random"
+    name: ClassVar[AlgorithmName] = AlgorithmName.random

@@ -22,6 +22,7 @@ import torch
 from ma2ml.learner.actor_critic import LOG_RATIO_BOUND
 from ma2ml.learner.base import Algorithm
 from ma2ml.learner.policy import soft_update
+from ma2ml.spec import AlgorithmName
 
 
 def truncated_ratio(log_pi: torch.Tensor, log_behaviour: torch.Tensor,
@@ -83,7 +84,7 @@ class _Reinforce(Algorithm):
 class MA2MLLite(_Reinforce):
     """REINFORCE on the joint action with a moving baseline and a DMAC divergence term."""
 
-    name: ClassVar[str] = "ma2ml-lite"
+    name: ClassVar[AlgorithmName] = AlgorithmName.ma2ml_lite
 
     def _build(self) -> None:
         super()._build()
@@ -107,7 +108,7 @@ class MA2MLLite(_Reinforce):
 class Independent(_Reinforce):
     """One REINFORCE learner per agent on the shared reward (no credit, no coordination)."""
 
-    name: ClassVar[str] = "independent"
+    name: ClassVar[AlgorithmName] = AlgorithmName.independent
 
     def _learn(self) -> dict[str, Any]:
         actions, rewards, behaviour = self.fresh_batch()

@@ -10,14 +10,17 @@ import pytest
 import torch
 
 from ma2ml.learner import ALGORITHMS, Result, Settings, make_algorithm
+from ma2ml.learner.actor_critic import MA2ML
+from ma2ml.learner.algorithms import build_registry
 from ma2ml.learner.base import from_bytes, to_bytes
+from ma2ml.learner.random_search import RandomSearch
 from ma2ml.learner.reinforce import truncated_ratio
-from ma2ml.spec import parse_spec
+from ma2ml.spec import AlgorithmName, parse_spec
 
 from .helpers import search_document, toy_reward
 
 SPACE = parse_spec(search_document()).spec.search_space()
-NAMES = ["ma2ml", "ma2ml-lite", "independent", "ma2ml-no-credit", "ma2ml-on-policy", "random"]
+NAMES = [name.value for name in AlgorithmName]  # the spec is the one list of names
 
 
 def _drive(algo, rounds: int, batch: int = 4) -> list[dict]:
@@ -31,9 +34,17 @@ def _drive(algo, rounds: int, batch: int = 4) -> list[dict]:
 
 
 def test_registry_names_match_the_spec() -> None:
-    assert list(ALGORITHMS) == NAMES
+    assert list(ALGORITHMS) == list(AlgorithmName)  # every name, in the spec's order
+    assert all(cls.name is name for name, cls in ALGORITHMS.items())
     with pytest.raises(ValueError, match="spec.algorithm.name: unknown algorithm 'nope'"):
         make_algorithm("nope", SPACE)
+
+
+@pytest.mark.parametrize("classes", [(MA2ML, RandomSearch), (*ALGORITHMS.values(), MA2ML)],
+                         ids=["missing", "duplicate"])
+def test_registry_refuses_classes_that_do_not_cover_the_spec(classes) -> None:
+    with pytest.raises(RuntimeError, match="do not match the spec's AlgorithmName"):
+        build_registry(classes)
 
 
 @pytest.mark.parametrize("name", NAMES)
