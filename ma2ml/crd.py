@@ -22,7 +22,8 @@ from ma2ml.spec import (
     PipelineSearchStatus,
 )
 
-_DROP = {"title", "default", "$defs", "additionalProperties", "discriminator"}
+# OpenAPI v3 in a CRD has no ``propertyNames``: map keys are checked by pydantic only.
+_DROP = {"title", "default", "$defs", "additionalProperties", "discriminator", "propertyNames"}
 _FREE = {"x-kubernetes-preserve-unknown-fields": True}
 
 

@@ -7,12 +7,17 @@ torch-using learner) so that ``ma2ml validate``, ``ma2ml run`` and the
 operator refuse a bad setting before any process starts. Defaults were tuned on
 the climbing and penalty games and on the FCNet / NAS-Bench-201 tables with
 seeds 100-139 (``benchmarks/search_efficiency.py --first-seed 100``); the
-reported benchmark uses seeds 0-39. They are the same for every task.
+reported benchmark uses seeds 0-99. They are the same for every task.
+
+Every numeric setting has a range (``RANGES``), upper bound included: a
+typo such as ``critic_steps: 1000000`` is refused at validation instead of
+holding a learner for hours or exhausting its memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -23,7 +28,33 @@ REWARD_TRANSFORMS = ("rank", "zscore")
 
 
 class SettingsError(ValueError):
-    """An override in ``spec.algorithm.settings`` that cannot be used."""
+    """An override in ``spec.algorithm.settings`` that cannot be used.
+
+    ``key`` names the setting and ``problem`` says what is wrong with it, so
+    that the spec can report the field path without parsing this message.
+    """
+
+    def __init__(self, message: str, *, key: str, problem: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric setting: ``low`` to ``high``, both included
+    unless ``open_low`` (then ``low`` itself is refused)."""
+
+    low: float
+    high: float
+    open_low: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        return above and value <= self.high
+
+    def __str__(self) -> str:
+        return f"{'(' if self.open_low else '['}{_num(self.low)}, {_num(self.high)}]"
 
 
 @dataclass(frozen=True)
@@ -95,20 +126,12 @@ class Settings:
         _check_choice("credit", self.credit, CREDIT_ESTIMATORS)
         _check_choice("critic_reduce", self.critic_reduce, CRITIC_REDUCTIONS)
         _check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
-        for name in ("critic_ensemble", "critic_hidden", "critic_layers", "batch_size",
-                     "actor_samples", "mc_samples", "proposal_candidates",
-                     "results_per_update"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{_PATH}.{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("alpha", "critic_lr", "actor_lr", "reinforce_lr"):
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"{_PATH}.{name}: must be > 0, got {getattr(self, name)}")
-        for name in ("tau", "baseline_decay", "exploration"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise SettingsError(f"{_PATH}.{name}: must be in [0, 1], got {getattr(self, name)}")
-        if self.importance_clip < 1:
-            raise SettingsError(
-                f"{_PATH}.importance_clip: must be >= 1, got {self.importance_clip}")
+        for name, allowed in RANGES.items():
+            value = getattr(self, name)
+            if not allowed.contains(value):
+                raise SettingsError(f"{_PATH}.{name}: must be in {allowed}, got {_short(value)}",
+                                    key=name, problem=f"must be in {allowed}, "
+                                                      f"got {_short(value)}")
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any] | None) -> Settings:
@@ -117,8 +140,9 @@ class Settings:
         values: dict[str, Any] = {}
         for key, value in (overrides or {}).items():
             if key not in known:
-                raise SettingsError(f"{_PATH}.{key}: unknown setting "
-                                    f"(known: {', '.join(sorted(known))})")
+                problem = f"unknown setting (known: {', '.join(sorted(known))})"
+                raise SettingsError(f"{_PATH}.{key}: {problem}", key=str(key)[:60],
+                                    problem=problem)
             values[key] = _coerce(key, known[key].type, value)
         return cls(**values)
 
@@ -126,18 +150,66 @@ class Settings:
         return dataclasses.asdict(self)
 
 
+#: The range of every numeric setting. Lower bounds are what the math needs
+#: (a learning rate > 0, a probability in [0, 1]); upper bounds are generous
+#: multiples of the defaults that still bound a learner's time and memory.
+RANGES: dict[str, Range] = {
+    "critic_ensemble": Range(1, 16),
+    "critic_hidden": Range(1, 4096),
+    "critic_layers": Range(1, 16),
+    "critic_lr": Range(0, 10, open_low=True),
+    "critic_steps": Range(0, 10_000),
+    "batch_size": Range(1, 65_536),
+    "alpha": Range(0, 1000, open_low=True),
+    "tau": Range(0, 1),
+    "actor_lr": Range(0, 10, open_low=True),
+    "actor_steps": Range(0, 10_000),
+    "results_per_update": Range(1, 10_000),
+    "actor_samples": Range(1, 4096),
+    "mc_samples": Range(1, 1024),
+    "warmup_results": Range(0, 1_000_000),
+    "reinforce_lr": Range(0, 10, open_low=True),
+    "baseline_decay": Range(0, 1),
+    "importance_clip": Range(1, 1000),
+    "exploration": Range(0, 1),
+    "proposal_candidates": Range(1, 1024),
+    "proposal_optimism": Range(-100, 100),
+    "dedupe_tries": Range(0, 1000),
+    "failed_reward": Range(-1e6, 1e6),
+    "diverged_reward": Range(-1e6, 1e6),
+}
+
+
+def ranges_text() -> str:
+    """``name [low, high]`` for every numeric setting, for documentation (the CRD)."""
+    return ", ".join(f"{name} {allowed}" for name, allowed in RANGES.items())
+
+
 _PATH = "spec.algorithm.settings"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def _short(value: Any) -> str:
+    # Settings values are scalars, but a string may be long: never quote it whole.
+    text = repr(value[:60] + "...") if isinstance(value, str) and len(value) > 60 else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise SettingsError(f"{_PATH}.{name}: expected one of {', '.join(choices)}, "
-                            f"got {value!r}")
+        problem = f"expected one of {', '.join(choices)}, got {_short(value)}"
+        raise SettingsError(f"{_PATH}.{name}: {problem}", key=name, problem=problem)
 
 
 def _coerce(key: str, kind: Any, value: Any) -> Any:
     # ``from __future__ import annotations`` makes field types strings.
     kind = {"int": int, "float": float, "str": str, "bool": bool}.get(str(kind), kind)
+    if isinstance(value, float) and not math.isfinite(value) and kind in (int, float):
+        problem = f"expected a finite number, got {value!r}"
+        raise SettingsError(f"{_PATH}.{key}: {problem}", key=key, problem=problem)
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
@@ -147,4 +219,5 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
     if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
         return value
     words = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    raise SettingsError(f"{_PATH}.{key}: expected {words[kind]}, got {value!r}")
+    problem = f"expected {words[kind]}, got {_short(value)}"
+    raise SettingsError(f"{_PATH}.{key}: {problem}", key=key, problem=problem)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def test_examples_validate(path: Path) -> None:
         ({"agents": [{"name": "a", "decisions": [{"name": "x", "values": [1, 1]}]}]},
          "spec.agents[0].decisions[0].values: values must be distinct, got [1, 1]"),
         ({"agents": [{"name": "a", "decisions": [{"name": "x", "values": [{"k": 1}]}]}]},
-         "spec.agents[0].decisions[0].values: values must be strings, numbers or booleans, "
+         "spec.agents[0].decisions[0].values[0]: must be a string, number or boolean, "
          "got {'k': 1}"),
         ({"agents": [{"name": "a", "preset": "recipe"}, {"name": "a", "preset": "recipe"}]},
          "spec.agents: agent names must be unique, got ['a', 'a']"),
@@ -96,7 +97,7 @@ def test_examples_validate(path: Path) -> None:
          "spec.algorithm.settings.alpha: expected a number or an integer or true or false "
          "or a string, got [1]"),
         ({"algorithm": {"settings": {"alpha": 0}}},
-         "spec.algorithm.settings.alpha: must be > 0, got 0.0"),
+         "spec.algorithm.settings.alpha: must be in (0, 1000], got 0.0"),
         ({"algorithm": {"settings": {"credit": "shapley"}}},
          "spec.algorithm.settings.credit: expected one of decision, agent, got 'shapley'"),
         ({"trainer": {"type": "command"}},
@@ -153,3 +154,158 @@ def test_spec_is_immutable() -> None:
     search = parse_spec(minimal())
     with pytest.raises(Exception, match="frozen"):
         search.spec.budget.max_trials = 3  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def _decisions(*sizes: int) -> list[dict[str, Any]]:
+    return [{"name": f"d{i}", "values": list(range(n))} for i, n in enumerate(sizes)]
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (minimal(budget={"prefetch": 1_000_000}),
+         "spec.budget.prefetch: must be <= 1024, got 1000000"),
+        (minimal(budget={"maxTrials": 10**7}),
+         "spec.budget.maxTrials: must be <= 1000000, got 10000000"),
+        (minimal(budget={"leaseSeconds": 1e9}),
+         "spec.budget.leaseSeconds: must be <= 86400, got 1000000000.0"),
+        (minimal(budget={"leaseSeconds": float("inf")}),
+         "spec.budget.leaseSeconds: must be a finite number, got inf"),
+        (minimal(trainer={"timeoutSeconds": float("nan")}),
+         "spec.trainer.timeoutSeconds: must be a finite number, got nan"),
+        (minimal(dataset={"splitSeed": 2**32}),
+         "spec.dataset.splitSeed: must be <= 4294967295, got 4294967296"),
+        (minimal(agents=[{"name": "a", "decisions": [{"name": "x", "values": [1, float("nan")]}]}]),
+         "spec.agents[0].decisions[0].values[1]: must be a finite number, got nan"),
+        (minimal(agents=[{"name": "a", "decisions": [{"name": "x", "values": [float("-inf")]}]}]),
+         "spec.agents[0].decisions[0].values[0]: must be a finite number, got -inf"),
+        (minimal(agents=[{"name": "a", "decisions": [{"name": "x", "values": ["v" * 2000]}]}]),
+         "spec.agents[0].decisions[0].values[0]: must be at most 1024 characters, got 2000"),
+        (minimal(agents=[{"name": "a", "decisions": _decisions(1001)}]),
+         "spec.agents[0].decisions[0].values: must have at most 1000 item(s), got 1001"),
+        (minimal(agents=[{"name": "a", "decisions": _decisions(*[1] * 513)}]),
+         "spec.agents[0].decisions: must have at most 512 item(s), got 513"),
+        (minimal(agents=[{"name": "a", "decisions": _decisions(*[1000] * 5)}]),
+         "spec.agents: the agents' decisions have 5000 values in all (limit 4096, the learner's "
+         "critic input width)"),
+        (minimal(worker={"tolerations": [{}] * 65}),
+         "spec.worker.tolerations: must have at most 64 item(s), got 65"),
+        (minimal(worker={"env": [{"name": "X"}] * 257}),
+         "spec.worker.env: must have at most 256 item(s), got 257"),
+        (minimal(worker={"image": "i" * 2000}),
+         "spec.worker.image: must be at most 1024 characters, got 2000 characters"),
+        (minimal(worker={"resources": {"limits": {f"r{i}": 1 for i in range(33)}}}),
+         "spec.worker.resources.limits: must have at most 32 item(s), got 33"),
+        (minimal(trainer={"type": "command", "command": ["x"] * 257}),
+         "spec.trainer.command: must have at most 256 item(s), got 257"),
+        (minimal(algorithm={"settings": {"critic_steps": 10**6}}),
+         "spec.algorithm.settings.critic_steps: must be in [0, 10000], got 1000000"),
+        (minimal(algorithm={"settings": {"alpha": float("nan")}}),
+         "spec.algorithm.settings.alpha: must be a finite number, got nan"),
+        (minimal(algorithm={"settings": {"credit": "c" * 10_000}}),
+         "spec.algorithm.settings.credit: expected one of decision, agent, got '" + "c" * 60
+         + "...'"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_every_input_is_bounded(doc: dict[str, Any], expected: str) -> None:
+    assert errors_of(doc) == [expected]
+
+
+def test_long_metadata_name_states_the_limit() -> None:
+    doc = minimal()
+    doc["metadata"]["name"] = "a" * 300
+    assert errors_of(doc) == ["metadata.name: must be at most 63 characters, got 300 characters"]
+
+
+def test_describe_is_bounded_for_a_shared_reference_bomb() -> None:
+    # What yaml.safe_load makes of "billion laughs": 9 levels of 9 references
+    # to one list, 9**9 leaves; repr() would never finish.
+    from ma2ml.spec import _describe
+
+    bomb: Any = "lol"
+    for _ in range(9):
+        bomb = [bomb] * 9
+    started = time.monotonic()
+    text = _describe({"bomb": bomb, "n": 10**5000})
+    assert time.monotonic() - started < 0.1
+    assert len(text) <= 60 and text.startswith("{'bomb': [[[")
+    assert _describe(10**5000) == "<integer of about 5001 digits>"
+    assert _describe("x" * 10**6).endswith("...") and len(_describe("x" * 10**6)) == 60
+
+
+def test_unknown_field_holding_a_large_structure_is_reported_briefly() -> None:
+    bomb: Any = "lol"
+    for _ in range(9):
+        bomb = [bomb] * 9
+    [line] = errors_of(minimal(bomb=bomb))
+    assert line.startswith("spec.bomb: unknown field (given [[[") and len(line) < 120
+
+
+LAUGHS = "".join(f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n"
+                 for i in range(1, 10))
+
+
+def _spec_file(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "search.yaml"
+    path.write_text("apiVersion: ma2ml.io/v1alpha1\nkind: PipelineSearch\n"
+                    "metadata: {name: demo}\nspec:\n  agents: [{name: hpo, preset: recipe}]\n"
+                    + extra)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("  bomb:\n    l0: &l0 lol\n" + LAUGHS,
+         "spec.bomb.l6[0]: the spec has more than 100000 values once YAML aliases are expanded "
+         "(limit 100000)"),
+        ("  worker:\n    tolerations: &t [*t]\n",
+         "spec.worker.tolerations[0]: YAML alias *'t' refers to a node that contains it "
+         "(a recursive structure)"),
+        ("  worker:\n    env: [" + ", ".join(["{name: X}"] * 10_001) + "]\n",
+         "spec.worker.env: a list of more than 10000 items (limit 10000)"),
+        ("  budget: {prefetch: " + "9" * 200 + "}\n",
+         "spec.budget.prefetch: a number of 200 characters (limit 100)"),
+        ("  bomb: " + "[" * 70 + "]" * 70 + "\n",
+         "spec.bomb" + "[0]" * 36 + "...: nested more than 64 levels deep (limit 64)"),
+    ],
+    ids=["alias-bomb", "recursive-alias", "long-list", "long-number", "deep"],
+)
+def test_yaml_shape_limits(tmp_path: Path, extra: str, expected: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(_spec_file(tmp_path, extra))
+    assert info.value.lines == [expected]
+
+
+def test_aliases_within_the_limits_are_fine(tmp_path: Path) -> None:
+    extra = ("  worker:\n    tolerations:\n      - &t {key: gpu, operator: Exists}\n"
+             "      - *t\n")
+    search = load_spec(_spec_file(tmp_path, extra))
+    assert search.spec.worker.tolerations[0] == search.spec.worker.tolerations[1]
+
+
+def test_spec_file_size_is_capped(tmp_path: Path) -> None:
+    entries = "      - {name: X, value: yyyy}\n" * 40_000
+    path = _spec_file(tmp_path, "  worker:\n    env:\n" + entries)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.lines == [f"{path}: the file is larger than 1048576 bytes (1 MiB), "
+                                "the limit of a spec"]
+
+
+def test_yaml_errors_are_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("spec: [unclosed\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    [line] = info.value.lines
+    assert "\n" not in line and "not valid YAML" in line
+
+
+def test_a_long_unknown_key_is_clipped_in_the_path() -> None:
+    [line] = errors_of(minimal(**{"k" * 100_000: 1}))
+    assert line.startswith("spec.'kkkk") and len(line) < 120

@@ -10,6 +10,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ma2ml.spaces.base import (
+    MAX_AGENTS,
+    MAX_DECISIONS_PER_AGENT,
+    MAX_TOTAL_VALUES,
+    MAX_VALUES_PER_DECISION,
     Action,
     AgentSpace,
     Decision,
@@ -30,10 +34,14 @@ def build_agent(
     """One agent from a preset (plus options) or from custom ``(name, values)`` pairs."""
     if preset is not None:
         if preset not in PRESETS:
-            raise SpaceError(f"preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+            raise SpaceError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})",
+                             ("preset",))
         built = PRESETS[preset].decisions(options)
     else:
         built = [Decision(n, tuple(v)) for n, v in decisions]
+    if len(built) > MAX_DECISIONS_PER_AGENT:
+        raise SpaceError(f"agent {name!r} has {len(built)} decisions "
+                         f"(limit {MAX_DECISIONS_PER_AGENT})")
     names = [d.name for d in built]
     if len(set(names)) != len(names):
         raise SpaceError(f"agent {name!r} has duplicate decision names")
@@ -41,14 +49,22 @@ def build_agent(
 
 
 def build_space(agents: Iterable[AgentSpace]) -> SearchSpace:
+    """The joint space of ``agents``; refuses duplicate names and a space over the limits."""
     agents = tuple(agents)
     names = [a.name for a in agents]
+    if len(names) > MAX_AGENTS:
+        raise SpaceError(f"{len(names)} agents (limit {MAX_AGENTS})")
     if len(set(names)) != len(names):
         raise SpaceError(f"agent names must be unique, got {names}")
+    total = sum(sum(a.sizes) for a in agents)
+    if total > MAX_TOTAL_VALUES:
+        raise SpaceError(f"the agents' decisions have {total} values in all "
+                         f"(limit {MAX_TOTAL_VALUES}, the learner's critic input width)")
     return SearchSpace(agents)
 
 
 __all__ = [
-    "AUGMENT_OPS", "PRESETS", "Action", "AgentSpace", "Decision", "Pipeline", "Preset",
+    "AUGMENT_OPS", "MAX_AGENTS", "MAX_DECISIONS_PER_AGENT", "MAX_TOTAL_VALUES",
+    "MAX_VALUES_PER_DECISION", "PRESETS", "Action", "AgentSpace", "Decision", "Pipeline", "Preset",
     "Scalar", "SearchSpace", "SpaceError", "build_agent", "build_space",
 ]

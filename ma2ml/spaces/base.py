@@ -16,9 +16,34 @@ Scalar = str | int | float | bool
 Pipeline = dict[str, dict[str, Scalar]]
 Action = dict[str, list[int]]
 
+# Size limits of a search space. The learner's critic embeds a joint action
+# one-hot over every value of every decision, and exact per-decision credit
+# evaluates each value of each decision, so its memory grows with the square
+# of the total value count W (about actor_samples * W**2 floats): these caps
+# bound it. Every built-in preset, at its largest options, fits.
+#: Agents (AutoML modules) in one search.
+MAX_AGENTS = 16
+#: Decisions one agent controls (autoaugment at its largest has 300).
+MAX_DECISIONS_PER_AGENT = 512
+#: Candidate values of one decision.
+MAX_VALUES_PER_DECISION = 1000
+#: Values summed over every decision of every agent (the critic's input width).
+MAX_TOTAL_VALUES = 4096
+
 
 class SpaceError(ValueError):
-    """A search space that cannot be built, or an action/pipeline outside it."""
+    """A search space that cannot be built, or an action/pipeline outside it.
+
+    ``loc`` is the field path of the problem inside the agent's description
+    (``("options", "stages")``, ``("preset",)``), or empty; ``problem`` is
+    the message without it. ``str()`` joins them as ``options.stages: ...``.
+    """
+
+    def __init__(self, problem: str, loc: tuple[str | int, ...] = ()) -> None:
+        self.problem = problem
+        self.loc = loc
+        path = ".".join(str(part) for part in loc)
+        super().__init__(f"{path}: {problem}" if path else problem)
 
 
 @dataclass(frozen=True)
@@ -31,6 +56,9 @@ class Decision:
     def __post_init__(self) -> None:
         if not self.values:
             raise SpaceError(f"decision {self.name!r} has no values")
+        if len(self.values) > MAX_VALUES_PER_DECISION:
+            raise SpaceError(f"decision {self.name!r} has {len(self.values)} values "
+                             f"(limit {MAX_VALUES_PER_DECISION})")
         if len(set(map(_key, self.values))) != len(self.values):
             raise SpaceError(f"decision {self.name!r} has duplicate values")
 

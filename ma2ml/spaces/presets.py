@@ -117,12 +117,12 @@ class Preset:
         for key, value in (options or {}).items():
             if key not in self.options:
                 known = ", ".join(sorted(self.options)) or "none"
-                raise SpaceError(
-                    f"options.{key}: unknown option of preset {self.name!r} (known: {known})")
+                raise SpaceError(f"unknown option of preset {self.name!r} (known: {known})",
+                                 ("options", key))
             keyword, _default, low, high = self.options[key]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise SpaceError(
-                    f"options.{key}: must be an integer in [{low}, {high}], got {value!r}")
+                raise SpaceError(f"must be an integer in [{low}, {high}], got {value!r}",
+                                 ("options", key))
             kwargs[keyword] = value
         return self.build(**kwargs)
 
