@@ -16,6 +16,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ma2ml.spec import Phase
+
 if TYPE_CHECKING:
     from ma2ml.store import Store
 
@@ -93,8 +95,6 @@ class SearchPhaseCollector(Collector):
     deleted search drops out with ``forget``.
     """
 
-    PHASES = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
-
     def __init__(self) -> None:
         self._phases: dict[str, str] = {}
         self._lock = threading.Lock()  # written from kopf's handler threads
@@ -112,7 +112,7 @@ class SearchPhaseCollector(Collector):
                                    labels=["phase"])
         with self._lock:
             phases = list(self._phases.values())
-        for phase in self.PHASES:
+        for phase in Phase:
             family.add_metric([phase], phases.count(phase))
         yield family
 

@@ -25,9 +25,19 @@ from ma2ml.learner.algorithms import make_algorithm
 from ma2ml.learner.base import Algorithm, Result, from_bytes, to_bytes
 from ma2ml.learner.policy import Layout
 from ma2ml.settings import Settings
-from ma2ml.spec import Budget, PipelineSearch, parse_spec
-from ma2ml.store import SearchNotFoundError, Store, StoreUnavailableError, TrialProposal
-from ma2ml.store.records import TERMINAL_STATUSES, TrialRecord
+from ma2ml.spec import Budget, parse_spec
+from ma2ml.store import (
+    TERMINAL_SEARCH_STATES,
+    Actor,
+    Counts,
+    SearchNotFoundError,
+    SearchState,
+    Store,
+    StoreUnavailableError,
+    TrialProposal,
+    TrialRecord,
+    budget_verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +47,7 @@ RETRY_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """How ``run_learner`` ended: 'finished', 'failed' or 'stopped' (asked to stop)."""
+    """How ``run_learner`` ended: a terminal ``SearchState``, or 'stopped' (asked to stop)."""
 
     name: str
     state: str
@@ -65,8 +75,7 @@ class StoreReplay:
         self.reward_of = reward_of
 
     def __len__(self) -> int:
-        counts = self.store.counts(self.search_id)
-        return sum(counts.get(status, 0) for status in TERMINAL_STATUSES)
+        return self.store.counts(self.search_id).finished
 
     def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
         """Nothing to do: the workers wrote these results to the store."""
@@ -117,19 +126,21 @@ class Learner:
         search = parse_spec(record.spec)  # parallelism and maxTrials may be edited live
         budget = search.spec.budget
         self._requeue(budget)
-        self._take_results()
+        # Counts first, results second: every result the stop rule counts has then
+        # been observed (and is in the final snapshot) when the search ends.
         counts = self.store.counts(self.search_id)
-        results = counts.get("completed", 0) + counts.get("diverged", 0)
-        failures = counts.get("failed", 0)
-        if record.state in ("finished", "failed"):
-            return self.outcome(record.state, results, failures)
-        if failures >= budget.max_failed_trials or results >= budget.max_trials:
-            state = "failed" if failures >= budget.max_failed_trials else "finished"
-            self.store.set_search_state(self.search_id, state)
-            log.info("search %s %s: %d results, %d failures", self.name, state, results, failures)
-            return self.outcome(state, results, failures)
-        if record.state == "running":
-            self._top_up(search, budget, results, counts)
+        self._take_results()
+        if record.state in TERMINAL_SEARCH_STATES:
+            return self.outcome(record.state, counts)
+        verdict = budget_verdict(budget, counts)
+        if verdict.state is not None:
+            # The learner owns the running/suspended -> finished/failed edges; the
+            # store returns the state that holds now (someone may have moved it first).
+            record = self.store.move_search(self.search_id, verdict.state, by=Actor.learner)
+            log.info("search %s %s: %s", self.name, record.state, verdict.message)
+            return self.outcome(record.state, counts)
+        if record.state == SearchState.running:
+            self._top_up(budget, counts)
         return None
 
     def _requeue(self, budget: Budget) -> None:
@@ -162,11 +173,9 @@ class Learner:
         if stats.get("critic_loss") is not None:
             metrics.CRITIC_LOSS.labels(self.name).set(stats["critic_loss"])
 
-    def _top_up(self, search: PipelineSearch, budget: Budget, results: int,
-                counts: dict[str, int]) -> None:
-        outstanding = counts.get("pending", 0) + counts.get("running", 0)
-        wanted = min(budget.parallelism + budget.prefetch, budget.max_trials - results)
-        missing = wanted - outstanding
+    def _top_up(self, budget: Budget, counts: Counts) -> None:
+        wanted = min(budget.parallelism + budget.prefetch, budget.max_trials - counts.results)
+        missing = wanted - counts.outstanding
         if missing <= 0:
             return
         proposals = [
@@ -175,16 +184,13 @@ class Learner:
         ]
         self.store.enqueue_trials(self.search_id, proposals)
 
-    def outcome(self, state: str, results: int | None = None,
-                failures: int | None = None) -> SearchOutcome:
+    def outcome(self, state: str, counts: Counts | None = None) -> SearchOutcome:
         """The search's outcome now; counts are read from the store unless given."""
-        if results is None or failures is None:
-            counts = self.store.counts(self.search_id)
-            results = counts.get("completed", 0) + counts.get("diverged", 0)
-            failures = counts.get("failed", 0)
+        counts = counts if counts is not None else self.store.counts(self.search_id)
         best = self.store.best_trial(self.search_id)
-        return SearchOutcome(self.name, state, results, failures, best.id if best else None,
-                             best.reward if best else None, self.updates)
+        return SearchOutcome(self.name, state, counts.results, counts.failures,
+                             best.id if best else None, best.reward if best else None,
+                             self.updates)
 
 
 def run_learner(store: Store, search_name: str, *, stop: threading.Event | None = None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ma2ml.spec import parse_spec
-from ma2ml.store import SearchRecord, Store, TrialRecord
+from ma2ml.store import Counts, SearchRecord, SearchState, Store, TrialRecord, TrialStatus
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,9 @@ class Summary:
     """What a person wants to know about a search at a glance."""
 
     key: str
-    state: str
+    state: SearchState
     max_trials: int
-    counts: dict[str, int]
+    counts: Counts
     best: TrialRecord | None
     random_accuracies: list[float]
     entropy: dict[str, float]
@@ -30,7 +30,8 @@ class Summary:
 
     @property
     def done(self) -> int:
-        return self.counts.get("completed", 0) + self.counts.get("diverged", 0)
+        """Results so far (``Counts.results``: what counts towards ``maxTrials``)."""
+        return self.counts.results
 
     @property
     def random_mean(self) -> float | None:
@@ -57,7 +58,7 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
     initial = []
     if baseline:
         uniform = uniform_logp(record)
-        initial = [t for t in store.list_trials(record.id, status="completed")
+        initial = [t for t in store.list_trials(record.id, status=TrialStatus.completed)
                    if was_uniform(t, uniform)]
     snapshot = store.load_snapshot(record.id)
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
@@ -84,16 +85,6 @@ def was_uniform(trial: TrialRecord, uniform: dict[str, float]) -> bool:
     return bool(logp) and all(
         math.isclose(float(logp.get(agent, math.inf)), value, abs_tol=1e-4)
         for agent, value in uniform.items())
-
-
-def compact_pipeline(pipeline: dict[str, Any], width: int = 6) -> dict[str, str]:
-    """``agent -> 'decision=value, ...'`` for one-line display."""
-    out = {}
-    for agent, values in pipeline.items():
-        items = [f"{k}={v}" for k, v in values.items()]
-        more = f", +{len(items) - width} more" if len(items) > width else ""
-        out[agent] = ", ".join(items[:width]) + more
-    return out
 
 
 def trial_row(trial: TrialRecord) -> dict[str, Any]:

@@ -1,96 +1,57 @@
 """``ma2ml run``: learner in this process, workers in child processes, one store.
 
 The learner runs in a thread so the live view can read the store beside
-it. Workers are spawned processes (torch and fork do not mix) that ignore
-SIGINT: Ctrl-C reaches the whole process group, and only this process
-decides the order of shutdown — stop proposing, ask workers to hand back
-their leases (SIGTERM), wait, then close the store. Running the command
-again resumes from the store.
+it; the workers are a ``WorkerPool`` (``pool.py``) that follows the stored
+spec's ``budget.parallelism`` on every tick, as the operator does in a
+cluster, unless ``--workers`` fixes the count. Shutdown order: stop
+proposing, ask workers to hand back their leases (SIGTERM), wait, then
+close the store. Running the command again resumes from the store.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
-import os
-import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from ma2ml.learner.loop import run_learner
+from ma2ml.local.pool import WORKER_STOP_GRACE, WorkerPool
 from ma2ml.local.searches import prepare_search, resolve_run_url
-from ma2ml.spec import PipelineSearch
-from ma2ml.store import Store
+from ma2ml.spec import PipelineSearch, parse_spec
+from ma2ml.store import TERMINAL_SEARCH_STATES, SearchRecord, Store
 
 log = logging.getLogger(__name__)
-
-#: Seconds a worker gets to checkpoint and release its lease after SIGTERM.
-WORKER_STOP_GRACE = 30.0
 
 
 @dataclass
 class RunResult:
-    """How a local run ended: the store state and whether the user stopped it."""
+    """How a local run ended: the store state, whether the user stopped it, and the
+    learner's error when it crashed (the command then exits non-zero)."""
 
     url: str
     key: str
     state: str
     interrupted: bool
+    learner_error: str | None = None
 
 
-def _worker_process(url: str, key: str, worker_id: str, threads: int,
-                    metrics_port: int | None, spool_dir: Path) -> None:
-    """Entry point of one worker child process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent orchestrates shutdown
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    import torch
+class LearnerThread(threading.Thread):
+    """The search's learner; keeps the exception that ended it, if any."""
 
-    from ma2ml.logs import setup_logging
-    from ma2ml.worker.loop import run_worker
+    def __init__(self, url: str, key: str, stop: threading.Event) -> None:
+        super().__init__(daemon=True, name="ma2ml-learner")
+        self.url, self.key, self.stop = url, key, stop
+        self.error: str | None = None
 
-    setup_logging()
-    torch.set_num_threads(threads)
-    if metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr="127.0.0.1")
-    with Store(url) as store:
-        run_worker(store, key, worker_id, stop=stop, spool_dir=spool_dir)
-
-
-def start_workers(url: str, key: str, count: int, metrics_port: int | None,
-                  spool_dir: Path) -> list[BaseProcess]:
-    """Spawn ``count`` workers, sharing the cores between them."""
-    ctx = mp.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // count)
-    processes = []
-    for i in range(count):
-        port = metrics_port + 1 + i if metrics_port else None
-        process = ctx.Process(target=_worker_process, name=f"ma2ml-worker-{i}",
-                              args=(url, key, f"local-{os.getpid()}-{i}", threads, port,
-                                    spool_dir))
-        process.start()
-        processes.append(process)
-    return processes
-
-
-def stop_workers(processes: list[BaseProcess], grace: float = WORKER_STOP_GRACE) -> None:
-    """SIGTERM (checkpoint + release), wait, then kill what is left."""
-    for process in processes:
-        if process.is_alive() and process.pid:
-            os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            log.warning("worker did not stop in time; killing it", extra={"pid": process.pid})
-            process.kill()
-            process.join()
+    def run(self) -> None:
+        try:
+            with Store(self.url) as store:
+                run_learner(store, self.key, stop=self.stop)
+        except Exception as exc:  # reported by run_local; the thread must not swallow it
+            log.exception("learner crashed", extra={"search": self.key})
+            self.error = f"{type(exc).__name__}: {exc}"
 
 
 def run_local(
@@ -105,19 +66,24 @@ def run_local(
 ) -> RunResult:
     """Run (or resume) ``search`` to the end or until Ctrl-C."""
     url = resolve_run_url(spec_path, search, db)
-    count = workers or search.spec.budget.parallelism
+    # The learner's nets are tiny: more threads only contend with the workers (one
+    # update took 470 ms with 2 threads on a busy 2-core machine, 28 ms with 1).
+    # Set here, in the main thread, because it holds for this whole process.
+    import torch
+
+    torch.set_num_threads(1)
     with Store(url) as store:
         record = prepare_search(store, search)
-        if record.state in ("finished", "failed"):
+        if record.state in TERMINAL_SEARCH_STATES:
             return RunResult(url, search.key, record.state, interrupted=False)
         if metrics_port:
             _serve_metrics(store, search.key, metrics_port)
         stop = threading.Event()
-        learner = threading.Thread(target=_learn, args=(url, search.key, stop), daemon=True,
-                                   name="ma2ml-learner")
+        learner = LearnerThread(url, search.key, stop)
         # Unsent reports and epoch checkpoints live beside the spec, not in the cwd.
         spool_dir = spec_path.resolve().parent / f".{spec_path.stem}-spool"
-        processes = start_workers(url, search.key, count, metrics_port, spool_dir)
+        pool = WorkerPool(url, search.key, spool_dir, metrics_port)
+        pool.resize(workers or search.spec.budget.parallelism)
         learner.start()
         interrupted = False
         try:
@@ -125,31 +91,25 @@ def run_local(
                 if on_tick is not None:
                     on_tick(store, record.id)
                 learner.join(tick_seconds)
+                pool.resize(workers or _parallelism(store, record))
         except KeyboardInterrupt:
             interrupted = True
             log.info("interrupted: stopping the learner and handing back running trials")
         finally:
             stop.set()
-            stop_workers(processes)
+            pool.stop()
             learner.join(WORKER_STOP_GRACE)
         final = store.get_search_by_id(record.id)
         if on_tick is not None:
             on_tick(store, record.id)
-        return RunResult(url, search.key, final.state if final else "unknown", interrupted)
+        return RunResult(url, search.key, final.state if final else "unknown", interrupted,
+                         learner.error)
 
 
-def _learn(url: str, key: str, stop: threading.Event) -> None:
-    import torch
-
-    # The learner's nets are tiny: more threads only contend with the workers
-    # (one update took 470 ms with 2 threads on a busy 2-core machine, 28 ms with 1).
-    torch.set_num_threads(1)
-    with Store(url) as store:
-        try:
-            run_learner(store, key, stop=stop)
-        except Exception:
-            log.exception("learner crashed", extra={"search": key})
-            raise
+def _parallelism(store: Store, record: SearchRecord) -> int:
+    """``budget.parallelism`` as the store holds it now (edits apply while running)."""
+    current = store.get_search_by_id(record.id)
+    return parse_spec((current or record).spec).spec.budget.parallelism
 
 
 def _serve_metrics(store: Store, key: str, port: int) -> None:

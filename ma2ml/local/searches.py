@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ma2ml.spec import PipelineSearch, load_spec, parse_spec, spec_to_document
-from ma2ml.store import SearchRecord, Store, resolve_database_url
+from ma2ml.store import (
+    Actor,
+    SearchRecord,
+    SearchState,
+    Store,
+    reopens,
+    resolve_database_url,
+)
 
 
 class SearchConflictError(ValueError):
@@ -71,10 +78,7 @@ def prepare_search(store: Store, search: PipelineSearch) -> SearchRecord:
         store.update_search_spec(search.key, document)
     record = store.get_search(search.key)
     assert record is not None
-    counts = store.counts(record.id)
-    finished = counts["completed"] + counts["diverged"]
-    if record.state == "finished" and finished < search.spec.budget.max_trials:
-        store.set_search_state(record.id, "running")  # maxTrials was raised: carry on
-        record = store.get_search(search.key)
-        assert record is not None
+    if reopens(record.state, search.spec.budget, store.counts(record.id)):
+        # `ma2ml run` is the controller on one machine (store.lifecycle): maxTrials was raised.
+        record = store.move_search(record.id, SearchState.running, by=Actor.controller)
     return record

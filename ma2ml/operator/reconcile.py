@@ -18,7 +18,7 @@ from ma2ml.operator import builders, status
 from ma2ml.operator.config import OperatorConfig
 from ma2ml.operator.kube import Kube
 from ma2ml.spec import PipelineSearch, Retention, SpecError, parse_spec, spec_to_document
-from ma2ml.store import SearchRecord, Store
+from ma2ml.store import Actor, Counts, SearchRecord, SearchState, Store, reopens
 
 _RESOURCE_KEYS = ("apiVersion", "kind", "metadata", "spec")
 
@@ -46,13 +46,13 @@ def plain(value: Any) -> Any:
 
 
 def validate(body: Mapping[str, Any], config: OperatorConfig) -> PipelineSearch:
-    """The search, or ``SpecError`` with one ``field: problem`` line per problem."""
+    """The search resolved against the operator's policy (``builders.resolve``), or
+    ``SpecError`` with one ``field: problem`` line per problem, policy violations included."""
     search = parse_spec({k: body[k] for k in _RESOURCE_KEYS if k in body})
     try:
-        builders.database_env(search, config.pod_database_url)
+        return builders.resolve(search, config.workloads)
     except builders.BuildError as exc:
-        raise SpecError([str(exc)]) from None
-    return search
+        raise SpecError(exc.lines) from None
 
 
 def reconcile(body: Mapping[str, Any], store: Store, kube: Kube,
@@ -91,46 +91,30 @@ def _invalid(body: Mapping[str, Any], lines: list[str], kube: Kube,
             kube.scale(existing, 0)
     old = body.get("status") or {}
     verdict = status.invalid_verdict(lines)
-    new = status.build_status(verdict, {}, None, old, generation, now_iso(),
+    new = status.build_status(verdict, Counts(), None, old, generation, now_iso(),
                               invalid=verdict.message)
     events = status.milestones(old, new, failure_threshold=1)
     return Outcome(verdict.phase, None if status.same_status(old, new) else new, events)
 
 
 def register(store: Store, search: PipelineSearch) -> SearchRecord:
-    """Create the store's search (or find it) and mirror spec edits and ``suspend`` into it."""
+    """Create the store's search (or find it) and mirror spec edits and ``suspend`` into it.
+
+    The operator is the controller of ``store.lifecycle``: it moves only the
+    edges running <-> suspended and finished -> running (maxTrials raised).
+    """
     document = spec_to_document(search)
     record = store.create_search(search.key, document)
     if record.spec != document:
-        previous = record.spec
         record = store.update_search_spec(search.key, document)
-        record = _reopen_if_extended(store, record, previous, search)
-    wanted = _store_state(record.state, search.spec.suspend)
-    if wanted != record.state:
-        record = store.set_search_state(record.id, wanted)
-    return record
-
-
-def _reopen_if_extended(store: Store, record: SearchRecord, previous: Mapping[str, Any],
-                        search: PipelineSearch) -> SearchRecord:
-    # A finished search whose maxTrials was raised above its results runs on.
-    old_max = previous.get("spec", {}).get("budget", {}).get("maxTrials", 0)
-    new_max = search.spec.budget.max_trials
-    if record.state != "finished" or new_max <= old_max:
-        return record
-    counts = store.counts(record.id)
-    if counts.get("completed", 0) + counts.get("diverged", 0) >= new_max:
-        return record
-    return store.set_search_state(record.id, "running")
-
-
-def _store_state(state: str, suspend: bool) -> str:
+        if reopens(record.state, search.spec.budget, store.counts(record.id)):
+            record = store.move_search(record.id, SearchState.running, by=Actor.controller)
     # The learner reads 'suspended' and stops proposing; finished/failed stay as they are.
-    if suspend and state == "running":
-        return "suspended"
-    if not suspend and state == "suspended":
-        return "running"
-    return state
+    if search.spec.suspend and record.state == SearchState.running:
+        record = store.move_search(record.id, SearchState.suspended, by=Actor.controller)
+    elif not search.spec.suspend and record.state == SearchState.suspended:
+        record = store.move_search(record.id, SearchState.running, by=Actor.controller)
+    return record
 
 
 def sync_children(kube: Kube, search: PipelineSearch, owner_meta: Mapping[str, Any],

@@ -1,10 +1,12 @@
 """Pure status logic: store counts + best trial -> phase, replicas, ``.status`` and Events.
 
-Decided by counting, as Katib does: results = completed + diverged trials;
-the search succeeds at ``maxTrials`` results (or when the learner marks it
-finished) and fails at ``maxFailedTrials`` failures (or when the learner marks
-it failed). The status has a fixed shape: counters, the best trial with a
-compact pipeline, and the same five conditions, however many trials ran.
+Decided by counting, as Katib does, with the store's one stop rule
+(``store.budget_verdict``): the search succeeds at ``maxTrials`` results (or
+when the learner marks it finished) and fails at ``maxFailedTrials`` failures
+(or when the learner marks it failed). The operator only *shows* that verdict
+at once; moving the stored state to finished/failed is the learner's edge.
+The status has a fixed shape: counters, the best trial with a compact
+pipeline, and the same five conditions, however many trials ran.
 Milestone Events are derived from the change between the old and new status,
 so no process has to remember what it already announced.
 """
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ma2ml.spaces.display import compact_pipeline
 from ma2ml.spec import (
     BestTrial,
     Condition,
@@ -24,6 +27,7 @@ from ma2ml.spec import (
     PipelineSearchStatus,
     TrialCounts,
 )
+from ma2ml.store import Counts, SearchState, budget_verdict
 
 #: Characters of one agent's compact pipeline kept in the status (bounds the CR size).
 MAX_PIPELINE_CHARS = 512
@@ -59,52 +63,31 @@ class Milestone:
     message: str
 
 
-def decide(spec: PipelineSearchSpec, store_state: str | None,
-           counts: Mapping[str, int]) -> Verdict:
+_BUDGET_PHASES = {SearchState.failed: Phase.failed, SearchState.finished: Phase.succeeded}
+
+
+def decide(spec: PipelineSearchSpec, store_state: SearchState | None, counts: Counts) -> Verdict:
     """The phase of a valid search from the store's state and trial counts."""
-    budget = spec.budget
-    results = counts.get("completed", 0) + counts.get("diverged", 0)
-    failed = counts.get("failed", 0)
-    if store_state == "failed":
+    if store_state == SearchState.failed:
         return Verdict(Phase.failed, "LearnerFailed", "the learner marked the search failed")
-    if failed >= budget.max_failed_trials:
-        return Verdict(Phase.failed, "TooManyFailedTrials",
-                       f"{failed} trials failed (maxFailedTrials {budget.max_failed_trials})")
-    if results >= budget.max_trials:
-        return Verdict(Phase.succeeded, "MaxTrialsReached",
-                       f"{results} trials finished (maxTrials {budget.max_trials})")
-    if store_state == "finished":
+    budget = budget_verdict(spec.budget, counts)
+    if budget.state is not None:
+        return Verdict(_BUDGET_PHASES[budget.state], budget.reason, budget.message)
+    if store_state == SearchState.finished:
         return Verdict(Phase.succeeded, "LearnerFinished", "the learner marked the search finished")
     if spec.suspend:
         return Verdict(Phase.suspended, "Suspended", "spec.suspend is true: workers scaled to 0")
-    return Verdict(Phase.running, "TrialsRunning",
-                   f"{results}/{budget.max_trials} trials finished")
+    return Verdict(Phase.running, budget.reason, budget.message)
 
 
-def desired_replicas(spec: PipelineSearchSpec, phase: Phase,
-                     counts: Mapping[str, int]) -> tuple[int, int]:
+def desired_replicas(spec: PipelineSearchSpec, phase: Phase, counts: Counts) -> tuple[int, int]:
     """``(learner, workers)``: workers = min(parallelism, trials still to finish)."""
     if phase in TERMINAL:
         return 0, 0
     if phase != Phase.running:
         return 1, 0
-    results = counts.get("completed", 0) + counts.get("diverged", 0)
-    remaining = max(spec.budget.max_trials - results, 0)
+    remaining = max(spec.budget.max_trials - counts.results, 0)
     return 1, min(spec.budget.parallelism, remaining)
-
-
-def compact_pipeline(pipeline: Mapping[str, Any]) -> dict[str, str]:
-    """``{"aug": {"sp0_op0": "rotate", ...}}`` -> ``{"aug": "sp0_op0=rotate,..."}``, capped."""
-    compact = {}
-    for agent, decisions in pipeline.items():
-        if isinstance(decisions, Mapping):
-            text = ",".join(f"{name}={value}" for name, value in decisions.items())
-        else:
-            text = str(decisions)
-        if len(text) > MAX_PIPELINE_CHARS:
-            text = text[:MAX_PIPELINE_CHARS - 3] + "..."
-        compact[str(agent)] = text
-    return compact
 
 
 def best_trial(best: Best | None) -> BestTrial | None:
@@ -114,7 +97,7 @@ def best_trial(best: Best | None) -> BestTrial | None:
     return BestTrial(
         trial=best.number, reward=best.reward,
         accuracy=_number(best.metrics.get("accuracy")), flops=_number(best.metrics.get("flops")),
-        pipeline=compact_pipeline(best.pipeline))
+        pipeline=compact_pipeline(best.pipeline, max_chars=MAX_PIPELINE_CHARS))
 
 
 def _number(value: Any) -> float | None:
@@ -123,10 +106,8 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def trial_counts(counts: Mapping[str, int]) -> TrialCounts:
-    fields = ("pending", "running", "completed", "diverged", "failed")
-    values = {name: int(counts.get(name, 0)) for name in fields}
-    return TrialCounts(total=sum(values.values()), **values)
+def trial_counts(counts: Counts) -> TrialCounts:
+    return TrialCounts(total=counts.total, **counts)
 
 
 def conditions(verdict: Verdict, old: Mapping[str, Any], now: str,
@@ -151,7 +132,7 @@ def conditions(verdict: Verdict, old: Mapping[str, Any], now: str,
     return result
 
 
-def build_status(verdict: Verdict, counts: Mapping[str, int], best: Best | None,
+def build_status(verdict: Verdict, counts: Counts, best: Best | None,
                  old: Mapping[str, Any], generation: int | None, now: str,
                  invalid: str | None = None) -> dict[str, Any]:
     """The whole ``.status`` as JSON (unset fields left out)."""

@@ -1,7 +1,8 @@
 """The ma2ml store: replay buffer and trial queue on PostgreSQL or SQLite.
 
 ``Store(url)`` is the whole API; ``upgrade(url)`` migrates a database to the newest
-schema (``ma2ml db upgrade``). See DESIGN.md section 2 for the data flow.
+schema (``ma2ml db upgrade``). ``lifecycle`` owns the statuses, the counts and the
+budget rule. See DESIGN.md section 2 for the data flow.
 """
 
 from ma2ml.store.engine import resolve_database_url
@@ -12,11 +13,22 @@ from ma2ml.store.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from ma2ml.store.lifecycle import (
+    RESULT_STATUSES,
+    SEARCH_EDGES,
+    TERMINAL_SEARCH_STATES,
+    TERMINAL_STATUSES,
+    Actor,
+    BudgetVerdict,
+    Counts,
+    SearchState,
+    TrialStatus,
+    budget_verdict,
+    reopens,
+)
 from ma2ml.store.migrate import upgrade
 from ma2ml.store.records import (
     STATUSES,
-    TERMINAL_SEARCH_STATES,
-    TERMINAL_STATUSES,
     ClaimedTrial,
     SearchRecord,
     SnapshotRecord,
@@ -26,13 +38,19 @@ from ma2ml.store.records import (
 from ma2ml.store.store import Store
 
 __all__ = [
+    "RESULT_STATUSES",
+    "SEARCH_EDGES",
     "STATUSES",
     "TERMINAL_SEARCH_STATES",
     "TERMINAL_STATUSES",
+    "Actor",
+    "BudgetVerdict",
     "ClaimedTrial",
+    "Counts",
     "SearchExistsError",
     "SearchNotFoundError",
     "SearchRecord",
+    "SearchState",
     "SnapshotRecord",
     "StaleAttemptError",
     "Store",
@@ -40,6 +58,9 @@ __all__ = [
     "StoreUnavailableError",
     "TrialProposal",
     "TrialRecord",
+    "TrialStatus",
+    "budget_verdict",
+    "reopens",
     "resolve_database_url",
     "upgrade",
 ]

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from ma2ml.store.engine import db_epoch
 from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
+from ma2ml.store.lifecycle import TrialStatus
 from ma2ml.store.models import SEARCHES, TRIALS
 from ma2ml.store.records import ClaimedTrial, TrialProposal
 
@@ -47,7 +48,7 @@ _LEASE_CLEARED: dict[str, Any] = {"lease_expires_at": None}
 _HOLDER = (
     TRIALS.c.id == bindparam("p_trial_id"),
     TRIALS.c.attempt == bindparam("p_attempt"),
-    TRIALS.c.status == "running",
+    TRIALS.c.status == TrialStatus.running,
 )
 _LEASE_END = db_epoch() + bindparam("p_lease", type_=Double())
 
@@ -56,7 +57,7 @@ _LEASE_END = db_epoch() + bindparam("p_lease", type_=Double())
 # serialises writers there.
 _OLDEST_PENDING = (
     select(TRIALS.c.id)
-    .where(TRIALS.c.search_id == bindparam("p_search_id"), TRIALS.c.status == "pending")
+    .where(TRIALS.c.search_id == bindparam("p_search_id"), TRIALS.c.status == TrialStatus.pending)
     .order_by(TRIALS.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
@@ -64,9 +65,9 @@ _OLDEST_PENDING = (
 )
 _CLAIM = (
     update(TRIALS)
-    .where(TRIALS.c.id == _OLDEST_PENDING, TRIALS.c.status == "pending")
+    .where(TRIALS.c.id == _OLDEST_PENDING, TRIALS.c.status == TrialStatus.pending)
     .values(
-        status="running",
+        status=TrialStatus.running,
         worker=bindparam("p_worker"),
         started_at=db_epoch(),
         heartbeat_at=db_epoch(),
@@ -131,7 +132,11 @@ def _stale(trial_id: int, attempt: int) -> StaleAttemptError:
 
 def _holder(trial_id: int, attempt: int) -> list[ColumnElement[bool]]:
     """WHERE clause of the rarer fenced updates: this attempt holds the running trial."""
-    return [TRIALS.c.id == trial_id, TRIALS.c.attempt == attempt, TRIALS.c.status == "running"]
+    return [
+        TRIALS.c.id == trial_id,
+        TRIALS.c.attempt == attempt,
+        TRIALS.c.status == TrialStatus.running,
+    ]
 
 
 def enqueue(session: Session, search_id: int, proposals: Sequence[TrialProposal]) -> list[int]:
@@ -152,7 +157,7 @@ def enqueue(session: Session, search_id: int, proposals: Sequence[TrialProposal]
         {
             "search_id": search_id,
             "number": last_number - count + 1 + index,
-            "status": "pending",
+            "status": TrialStatus.pending,
             "attempt": 1,
             "failures": 0,
             "pipeline": proposal.pipeline,
@@ -236,7 +241,7 @@ def complete(
     parameters = {
         "p_trial_id": trial_id,
         "p_attempt": attempt,
-        "p_status": "diverged" if diverged else "completed",
+        "p_status": TrialStatus.diverged if diverged else TrialStatus.completed,
         "p_reward": stored,
         "p_metrics": metrics,
         "p_seq": seq,
@@ -247,17 +252,17 @@ def complete(
 
 def fail(
     session: Session, trial_id: int, attempt: int, error: str, retryable: bool, max_retries: int
-) -> str:
+) -> TrialStatus:
     """Record a failed attempt: back to pending (retry) or failed; returns the new status."""
     row = session.execute(select(TRIALS.c.failures).where(*_holder(trial_id, attempt))).first()
     if row is None:
         raise _stale(trial_id, attempt)
     if retryable and row.failures < max_retries:
         _hand_over(session, trial_id, attempt, failed=True, error=error)
-        return "pending"
+        return TrialStatus.pending
     seq = _next_seq(session, trial_id, attempt, None)
     values = {
-        "status": "failed",
+        "status": TrialStatus.failed,
         "failures": TRIALS.c.failures + int(retryable),
         "error": error,
         "finished_seq": seq,
@@ -266,7 +271,7 @@ def fail(
     }
     result = session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(values))
     _check_finished(result, trial_id, attempt)
-    return "failed"
+    return TrialStatus.failed
 
 
 def _hand_over(
@@ -274,7 +279,7 @@ def _hand_over(
 ) -> None:
     """Fenced return of a running trial to pending under the next attempt number."""
     values: dict[str, Any] = {
-        "status": "pending",
+        "status": TrialStatus.pending,
         "attempt": TRIALS.c.attempt + 1,
         "failures": TRIALS.c.failures + int(failed),
         "worker": None,
@@ -300,7 +305,7 @@ def _expired(search_id: int) -> Select[Any]:
         select(TRIALS.c.id, TRIALS.c.failures)
         .where(
             TRIALS.c.search_id == search_id,
-            TRIALS.c.status == "running",
+            TRIALS.c.status == TrialStatus.running,
             TRIALS.c.lease_expires_at < db_epoch(),
         )
         .order_by(TRIALS.c.id)
@@ -329,7 +334,7 @@ def requeue_expired(session: Session, search_id: int, max_retries: int) -> tuple
             update(TRIALS)
             .where(TRIALS.c.id.in_(retry))
             .values(
-                status="pending",
+                status=TrialStatus.pending,
                 attempt=TRIALS.c.attempt + 1,
                 failures=TRIALS.c.failures + 1,
                 worker=None,
@@ -356,7 +361,7 @@ def _fail_expired(session: Session, search_id: int, trial_ids: list[int]) -> Non
             update(TRIALS)
             .where(TRIALS.c.id == trial_id)
             .values(
-                status="failed",
+                status=TrialStatus.failed,
                 attempt=TRIALS.c.attempt + 1,
                 failures=TRIALS.c.failures + 1,
                 error="lease expired; out of retries",

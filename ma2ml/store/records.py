@@ -1,16 +1,17 @@
-"""Plain, frozen records the store returns (never ORM objects) and the status vocabulary."""
+"""Plain, frozen records the store returns (never ORM objects).
+
+The status vocabulary lives in ``lifecycle``; ``STATUSES`` is derived from it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from ma2ml.store.lifecycle import SearchState, TrialStatus
+
 #: Every trial status, in lifecycle order.
-STATUSES: tuple[str, ...] = ("pending", "running", "completed", "diverged", "failed")
-#: Statuses a trial never leaves; each of them carries a ``finished_seq``.
-TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "diverged", "failed"})
-#: Search states after which ``finished_at`` is set.
-TERMINAL_SEARCH_STATES: frozenset[str] = frozenset({"finished", "failed"})
+STATUSES: tuple[TrialStatus, ...] = tuple(TrialStatus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,7 @@ class SearchRecord:
     id: int
     name: str
     spec: dict[str, Any]
-    state: str
+    state: SearchState
     created_at: float
     finished_at: float | None
     best_trial_id: int | None
@@ -60,7 +61,7 @@ class TrialRecord:
     id: int
     search_id: int
     number: int
-    status: str
+    status: TrialStatus
     attempt: int
     failures: int
     pipeline: dict[str, Any]

@@ -1,4 +1,7 @@
-"""Searches and policy snapshots: create, find, update, delete; save and load snapshots."""
+"""Searches and policy snapshots: create, find, update, move state, delete; snapshots.
+
+A search's state moves only along ``lifecycle.SEARCH_EDGES`` (``move_search``).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from ma2ml.store.engine import db_epoch
 from ma2ml.store.errors import SearchNotFoundError
+from ma2ml.store.lifecycle import TERMINAL_SEARCH_STATES, Actor, SearchState, sources
 from ma2ml.store.models import SEARCHES, SNAPSHOTS
-from ma2ml.store.records import TERMINAL_SEARCH_STATES, SearchRecord, SnapshotRecord
+from ma2ml.store.records import SearchRecord, SnapshotRecord
 
 _SEARCH_COLUMNS = (
     SEARCHES.c.id,
@@ -29,7 +33,7 @@ def search_record(row: Row[Any]) -> SearchRecord:
         id=row.id,
         name=row.name,
         spec=row.spec,
-        state=row.state,
+        state=SearchState(row.state),
         created_at=row.created_at,
         finished_at=row.finished_at,
         best_trial_id=row.best_trial_id,
@@ -55,7 +59,7 @@ def insert_search(session: Session, name: str, spec: dict[str, Any]) -> SearchRe
         .values(
             name=name,
             spec=spec,
-            state="running",
+            state=SearchState.running,
             result_seq=0,
             trial_count=0,
             created_at=db_epoch(),
@@ -79,11 +83,27 @@ def update_spec(session: Session, name: str, spec: dict[str, Any]) -> SearchReco
     return _update_search(session, "name", name, {"spec": spec})
 
 
-def set_state(session: Session, search_id: int, state: str) -> SearchRecord:
-    """Set the state; terminal states stamp ``finished_at``, others clear it."""
-    finished_at = db_epoch() if state in TERMINAL_SEARCH_STATES else None
-    values = {"state": state, "finished_at": finished_at}
-    return _update_search(session, "id", search_id, values)
+def move_search(session: Session, search_id: int, target: SearchState, actor: Actor
+                ) -> SearchRecord:
+    """Move the search into ``target`` along an edge ``actor`` owns; returns it as it is now.
+
+    A compare-and-set: from a state with no such edge (someone else moved it
+    first, or it is there already) nothing changes. Terminal states stamp
+    ``finished_at``, others clear it.
+    """
+    finished_at = db_epoch() if target in TERMINAL_SEARCH_STATES else None
+    row = session.execute(
+        update(SEARCHES)
+        .where(SEARCHES.c.id == search_id, SEARCHES.c.state.in_(sources(target, actor)))
+        .values(state=target, finished_at=finished_at)
+        .returning(*_SEARCH_COLUMNS)
+    ).first()
+    if row is not None:
+        return search_record(row)
+    current = find_search(session, "id", search_id)
+    if current is None:
+        raise SearchNotFoundError(f"no search with id {search_id!r}")
+    return current
 
 
 def delete_search(session: Session, name: str) -> bool:

@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import exc
 
-from ma2ml.store import queue, replay, searches
+from ma2ml.store import queue, reads, searches
 from ma2ml.store.engine import SessionScope, make_engine, resolve_database_url, translate_errors
 from ma2ml.store.errors import SearchExistsError
+from ma2ml.store.lifecycle import Actor, Counts, SearchState, TrialStatus
 from ma2ml.store.migrate import ensure_schema
 from ma2ml.store.records import (
     ClaimedTrial,
@@ -105,10 +106,11 @@ class Store:
         with self._session(write=True) as session:
             return searches.update_spec(session, name, spec)
 
-    def set_search_state(self, search_id: int, state: str) -> SearchRecord:
-        """Set a search's state; 'finished' and 'failed' stamp ``finished_at``."""
+    def move_search(self, search_id: int, target: SearchState, *, by: Actor) -> SearchRecord:
+        """Move a search into ``target`` along an edge ``by`` owns (``lifecycle.SEARCH_EDGES``);
+        returns the search as it is now, moved or not. Terminal states stamp ``finished_at``."""
         with self._session(write=True) as session:
-            return searches.set_state(session, search_id, state)
+            return searches.move_search(session, search_id, target, by)
 
     def delete_search(self, name: str) -> bool:
         """Delete a search with its trials and snapshots; False when there was none."""
@@ -147,8 +149,8 @@ class Store:
 
     def fail(
         self, trial_id: int, attempt: int, error: str, *, retryable: bool, max_retries: int
-    ) -> str:
-        """Report a failure; returns the new status ('pending' to retry, or 'failed')."""
+    ) -> TrialStatus:
+        """Report a failure; returns the new status (pending to retry, or failed)."""
         with self._session(write=True) as session:
             return queue.fail(session, trial_id, attempt, error, retryable, max_retries)
 
@@ -167,54 +169,54 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------
 
-    def counts(self, search_id: int) -> dict[str, int]:
-        """Trials per status, every status present."""
+    def counts(self, search_id: int) -> Counts:
+        """Trials per status."""
         with self._session() as session:
-            return replay.counts(session, search_id)
+            return reads.counts(session, search_id)
 
     def pending_count(self, search_id: int) -> int:
         """Number of pending trials."""
         with self._session() as session:
-            return replay.pending_count(session, search_id)
+            return reads.pending_count(session, search_id)
 
     def max_trial_number(self, search_id: int) -> int:
         """Highest trial number of the search, 0 before the first."""
         with self._session() as session:
-            return replay.max_trial_number(session, search_id)
+            return reads.max_trial_number(session, search_id)
 
     def best_trial(self, search_id: int) -> TrialRecord | None:
         """Completed trial with the highest reward (first to reach it on ties)."""
         with self._session() as session:
-            return replay.best_trial(session, search_id)
+            return reads.best_trial(session, search_id)
 
     def get_trial(self, trial_id: int) -> TrialRecord | None:
         """One trial by id."""
         with self._session() as session:
-            return replay.get_trial(session, trial_id)
+            return reads.get_trial(session, trial_id)
 
     def list_trials(
         self,
         search_id: int,
-        status: str | None = None,
+        status: TrialStatus | None = None,
         order_by: str = "number",
         descending: bool = False,
         limit: int | None = None,
     ) -> list[TrialRecord]:
-        """Trials of a search; ``order_by`` one of ``replay.ORDER_COLUMNS``."""
+        """Trials of a search; ``order_by`` one of ``reads.ORDER_COLUMNS``."""
         with self._session() as session:
-            return replay.list_trials(session, search_id, status, order_by, descending, limit)
+            return reads.list_trials(session, search_id, status, order_by, descending, limit)
 
     def finished_since(
         self, search_id: int, seq: int, limit: int | None = None
     ) -> list[TrialRecord]:
         """Completed, diverged and failed trials with ``finished_seq > seq``, in order."""
         with self._session() as session:
-            return replay.finished_since(session, search_id, seq, limit)
+            return reads.finished_since(session, search_id, seq, limit)
 
     def replay_sample(self, search_id: int, n: int, seed: int | None = None) -> list[TrialRecord]:
         """Up to ``n`` finished trials drawn uniformly without replacement."""
         with self._session() as session:
-            return replay.replay_sample(session, search_id, n, seed)
+            return reads.replay_sample(session, search_id, n, seed)
 
     # -- policy snapshots -----------------------------------------------------------------
 

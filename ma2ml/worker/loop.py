@@ -30,13 +30,16 @@ from ma2ml.store import (
     ClaimedTrial,
     SearchNotFoundError,
     SearchRecord,
+    SearchState,
     StaleAttemptError,
     Store,
     StoreUnavailableError,
 )
+from ma2ml.worker.backoff import backoff_delays
 from ma2ml.worker.errors import TrialError, TrialInterrupted
+from ma2ml.worker.outcome import TrialOutcome
 from ma2ml.worker.result import TrialResult
-from ma2ml.worker.spool import Report, Spool
+from ma2ml.worker.spool import Report, ReportKind, Spool
 
 log = logging.getLogger(__name__)
 
@@ -108,30 +111,30 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
             break
         search = parse_spec(record.spec)  # re-read: budget and trainer may be edited live
         claimed = None
-        if record.state != "suspended":
+        if record.state != SearchState.suspended:
             claimed = _claim(store, record, search, worker_id)
         if claimed is None:
             stop.wait(poll_seconds)
             continue
         outcome = run_claimed(store, search, record.name, claimed, worker_id, stop=stop,
                               spool=spool, spool_dir=Path(spool_dir), device=device)
-        if outcome == "interrupted":
+        if outcome == TrialOutcome.interrupted:
             break
-        done += outcome not in ("lost", "stale")
+        done += outcome.trained
     log.info("worker %s leaves search %s after %d trial(s)", worker_id, search_name, done)
     return done
 
 
 def _search(store: Store, name: str, stop: threading.Event) -> SearchRecord | None:
     """The search row, waiting out store outages; raises when it does not exist."""
-    delay = 0.5
+    delays = backoff_delays()
     while not stop.is_set():
         try:
             record = store.get_search(name)
         except StoreUnavailableError as exc:
+            delay = next(delays)
             log.warning("store unavailable (%s); retrying in %.1f s", exc, delay)
             stop.wait(delay)
-            delay = min(delay * 2, 30.0)
             continue
         if record is None:
             raise SearchNotFoundError(f"search {name!r} does not exist in the store")
@@ -156,14 +159,8 @@ def checkpoint_path(search: PipelineSearch, spool_dir: Path, trial: ClaimedTrial
 
 def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
                 worker_id: str, *, stop: threading.Event, spool: Spool, spool_dir: Path,
-                device: str | None = None) -> str:
-    """Train one claimed trial and report it.
-
-    Returns the trial's new status (completed, diverged, failed, or pending
-    after a retryable failure), 'spooled' (stopped before the store took the
-    report), 'stale' (handed over before the report), 'lost' (lease lost while
-    training) or 'interrupted' (``stop`` set; the trial was released).
-    """
+                device: str | None = None) -> TrialOutcome:
+    """Train one claimed trial and report it; returns how it ended (``TrialOutcome``)."""
     trial_stop = threading.Event()
     heartbeat = Heartbeat(store, trial, search.spec.budget.lease_seconds, stop, trial_stop)
     heartbeat.start()
@@ -172,11 +169,11 @@ def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: C
     try:
         result = _trainer(search)(search, trial.pipeline, seed=trial.number,
                                   checkpoint_path=checkpoint, device=device, stop=trial_stop)
-        report = Report(trial.id, trial.attempt, "complete", result.reward, result.metrics,
-                        result.diverged)
+        report = Report(trial.id, trial.attempt, ReportKind.complete, result.reward,
+                        result.metrics, result.diverged)
     except TrialInterrupted:
         heartbeat.finish()
-        return "lost" if heartbeat.lost else _release(store, trial)
+        return TrialOutcome.lost if heartbeat.lost else _release(store, trial)
     except TrialError as exc:
         report = _failure(trial, search, str(exc), exc.retryable)
     except Exception as exc:  # unexpected: an infrastructure problem, worth a retry
@@ -185,7 +182,7 @@ def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: C
     finally:
         heartbeat.finish()
     status = deliver(store, report, spool, stop)
-    if status in ("completed", "diverged", "failed"):
+    if status.final:
         with contextlib.suppress(OSError):  # tidying up must not turn a result into a crash
             checkpoint.unlink(missing_ok=True)
     _record_metrics(search_name, worker_id, status, time.monotonic() - started, report)
@@ -207,35 +204,38 @@ def _trainer(search: PipelineSearch) -> Callable[..., TrialResult]:
 def _failure(trial: ClaimedTrial, search: PipelineSearch, error: str, retryable: bool) -> Report:
     log.warning("trial %d attempt %d failed (retryable=%s): %s", trial.id, trial.attempt,
                 retryable, error)
-    return Report(trial.id, trial.attempt, "fail", error=error, retryable=retryable,
+    return Report(trial.id, trial.attempt, ReportKind.fail, error=error, retryable=retryable,
                   max_retries=search.spec.budget.max_retries)
 
 
-def _release(store: Store, trial: ClaimedTrial) -> str:
+def _release(store: Store, trial: ClaimedTrial) -> TrialOutcome:
     """Hand the trial back (SIGTERM): its last epoch checkpoint lets another worker resume."""
     try:
         store.release(trial.id, trial.attempt)
     except StoreUnavailableError as exc:
         log.warning("could not release trial %d (%s); its lease will expire", trial.id, exc)
-    return "interrupted"
+    return TrialOutcome.interrupted
 
 
-def deliver(store: Store, report: Report, spool: Spool, stop: threading.Event) -> str:
+def deliver(store: Store, report: Report, spool: Spool, stop: threading.Event
+            ) -> TrialOutcome:
     """Send a report now, or spool it and retry until the store accepts it."""
     try:
-        return report.send(store)
+        return TrialOutcome.of(report.send(store))
     except StaleAttemptError:
         log.warning("trial %d attempt %d was handed over; its result is dropped",
                     report.trial_id, report.attempt)
-        return "stale"
+        return TrialOutcome.stale
     except StoreUnavailableError as exc:
         log.warning("store unavailable (%s); spooling the report of trial %d", exc,
                     report.trial_id)
         spool.add(report)
-    return report.outcome if spool.flush_with_backoff(store, stop) else "spooled"
+    if not spool.flush_with_backoff(store, stop):
+        return TrialOutcome.spooled
+    return TrialOutcome.of(report.outcome)
 
 
-def _record_metrics(search: str, worker_id: str, status: str, seconds: float,
+def _record_metrics(search: str, worker_id: str, status: TrialOutcome, seconds: float,
                     report: Report) -> None:
     TRIAL_DURATION.labels(search=search).observe(seconds)
     TRIALS_FINISHED.labels(search=search, status=status).inc()

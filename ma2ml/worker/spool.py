@@ -10,6 +10,7 @@ entry, so a result also survives its worker's restart.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import threading
@@ -17,12 +18,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ma2ml.store import StaleAttemptError, Store, StoreUnavailableError
+from ma2ml.store import StaleAttemptError, Store, StoreUnavailableError, TrialStatus
+from ma2ml.worker.backoff import backoff_delays
 
 log = logging.getLogger(__name__)
 
-#: Back-off between flush attempts: doubles from the first to the last value.
-BACKOFF_SECONDS = (0.5, 30.0)
+
+class ReportKind(enum.StrEnum):
+    """A report carries a result or a failure (stored in spool files as these strings)."""
+
+    complete = "complete"
+    fail = "fail"
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class Report:
 
     trial_id: int
     attempt: int
-    kind: str  # "complete" | "fail"
+    kind: ReportKind
     reward: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
     diverged: bool = False
@@ -40,18 +46,22 @@ class Report:
     max_retries: int = 0
 
     @property
-    def outcome(self) -> str:
-        """The status this report gives the trial (a retryable failure may be 'pending')."""
-        if self.kind == "complete":
-            return "diverged" if self.diverged else "completed"
-        return "failed"
+    def outcome(self) -> TrialStatus:
+        """The status this report asks for: completed, diverged or failed.
 
-    def send(self, store: Store) -> str:
+        The store may answer a retryable failure with pending instead (a retry);
+        ``send`` returns what the store actually did.
+        """
+        if self.kind == ReportKind.complete:
+            return TrialStatus.diverged if self.diverged else TrialStatus.completed
+        return TrialStatus.failed
+
+    def send(self, store: Store) -> TrialStatus:
         """Deliver to the store; returns the trial's new status."""
-        if self.kind == "complete":
+        if self.kind == ReportKind.complete:
             store.complete(self.trial_id, self.attempt, self.reward, self.metrics,
                            diverged=self.diverged)
-            return "diverged" if self.diverged else "completed"
+            return self.outcome
         return store.fail(self.trial_id, self.attempt, self.error, retryable=self.retryable,
                           max_retries=self.max_retries)
 
@@ -76,7 +86,8 @@ class Spool:
     def flush(self, store: Store) -> bool:
         """Send every spooled report; False when the store is still unreachable."""
         for path in self.pending():
-            report = Report(**json.loads(path.read_text()))
+            fields = json.loads(path.read_text())
+            report = Report(**{**fields, "kind": ReportKind(fields["kind"])})
             try:
                 status = report.send(store)
                 log.info("spooled report of trial %d delivered (%s)", report.trial_id, status)
@@ -92,9 +103,8 @@ class Spool:
 
     def flush_with_backoff(self, store: Store, stop: threading.Event) -> bool:
         """Retry ``flush`` with exponential back-off until done or ``stop`` is set."""
-        delay, ceiling = BACKOFF_SECONDS
+        delays = backoff_delays()
         while not self.flush(store):
-            if stop.wait(delay):
+            if stop.wait(next(delays)):
                 return False
-            delay = min(delay * 2, ceiling)
         return True

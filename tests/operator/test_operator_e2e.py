@@ -20,7 +20,7 @@ import yaml
 from conftest import KubeClient, OperatorProcess, wait_for
 
 from ma2ml.spec import parse_spec
-from ma2ml.store import Store, TrialProposal
+from ma2ml.store import Actor, SearchState, Store, TrialProposal
 
 pytestmark = pytest.mark.postgres
 
@@ -180,7 +180,7 @@ def test_failures_and_learner_verdicts(
     kube.apply(search_doc("learner-done"))
     wait_phase(kube, operator_proc, "learner-done", "Running")
     record = search_store.get_search("default/learner-done")
-    search_store.set_search_state(record.id, "finished")
+    search_store.move_search(record.id, SearchState.finished, by=Actor.learner)
     status = wait_phase(kube, operator_proc, "learner-done", "Succeeded")
     assert condition(status, "Succeeded")["reason"] == "LearnerFinished"
 
@@ -215,7 +215,8 @@ def test_edits_scale_suspend_and_extend(
     kube.edit("edits", {"budget": {"maxTrials": 2}})
     wait_phase(kube, operator_proc, "edits", "Succeeded")
     wait_for(lambda: replicas(kube, "edits") == (0, 0), "children at zero")
-    search_store.set_search_state(search_store.get_search("default/edits").id, "finished")
+    search_store.move_search(search_store.get_search("default/edits").id, SearchState.finished,
+                             by=Actor.learner)
     kube.edit("edits", {"budget": {"maxTrials": 6}})
     wait_phase(kube, operator_proc, "edits", "Running")
     wait_for(lambda: replicas(kube, "edits") == (1, 3), "workers for the extension")

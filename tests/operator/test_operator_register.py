@@ -11,7 +11,7 @@ import yaml
 
 from ma2ml.operator.reconcile import finalize, register
 from ma2ml.spec import PipelineSearch, parse_spec, spec_to_document
-from ma2ml.store import Store, TrialProposal
+from ma2ml.store import Actor, SearchState, Store, TrialProposal
 
 EXAMPLE = yaml.safe_load((Path(__file__).parents[2] / "examples/fashion-mnist.yaml").read_text())
 
@@ -49,12 +49,15 @@ def test_spec_edits_and_suspend_reach_the_store(store: Store) -> None:
 
 def test_raising_max_trials_reopens_a_finished_search_only_below_its_results(
         store: Store) -> None:
+    # The same rule as the learner's stop rule (store.lifecycle.reopens): a finished
+    # search runs on only while the budget verdict says "go on".
     record = register(store, search(budget={"maxTrials": 2}))
     finish(store, record.id, 2)
-    store.set_search_state(record.id, "finished")
+    store.move_search(record.id, SearchState.finished, by=Actor.learner)
     assert register(store, search(budget={"maxTrials": 2, "parallelism": 2})).state == "finished"
     assert register(store, search(budget={"maxTrials": 5})).state == "running"
-    store.set_search_state(record.id, "finished")
+    finish(store, record.id, 3)
+    store.move_search(record.id, SearchState.finished, by=Actor.learner)
     assert register(store, search(budget={"maxTrials": 4})).state == "finished"  # lowered
 
 

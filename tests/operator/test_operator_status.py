@@ -11,6 +11,7 @@ import yaml
 
 from ma2ml.operator import status
 from ma2ml.spec import Phase, PipelineSearchSpec, PipelineSearchStatus, parse_spec
+from ma2ml.store import Counts
 
 EXAMPLE = yaml.safe_load((Path(__file__).parents[2] / "examples/fashion-mnist.yaml").read_text())
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
@@ -23,8 +24,8 @@ def spec(**budget: Any) -> PipelineSearchSpec:
     return parse_spec(document).spec
 
 
-def counts(**values: int) -> dict[str, int]:
-    return {"pending": 0, "running": 0, "completed": 0, "diverged": 0, "failed": 0, **values}
+def counts(**values: int) -> Counts:
+    return Counts(**values)
 
 
 def test_phase_by_counting_and_by_the_learners_verdict() -> None:
@@ -106,7 +107,7 @@ def test_milestones_once_per_transition() -> None:
 
 def test_invalid_spec_status_and_single_warning() -> None:
     verdict = status.invalid_verdict(["spec.budget.parallelism: must be >= 1, got 0"])
-    built = status.build_status(verdict, {}, None, {}, 2, NOW, invalid=verdict.message)
+    built = status.build_status(verdict, Counts(), None, {}, 2, NOW, invalid=verdict.message)
     valid = next(c for c in built["conditions"] if c["type"] == "SpecValid")
     assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
     assert valid["message"].startswith("spec.budget.parallelism")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ma2ml.store import (
+    Actor,
     SearchExistsError,
     SearchNotFoundError,
+    SearchState,
     Store,
     TrialProposal,
 )
@@ -37,16 +39,34 @@ def test_list_update_state(store: Store) -> None:
     assert [s.name for s in store.list_searches()] == ["ns/a", "ns/b"]
     assert store.update_search_spec("ns/b", {"parallelism": 4}).spec == {"parallelism": 4}
     assert store.get_search("ns/b").spec == {"parallelism": 4}  # type: ignore[union-attr]
-    suspended = store.set_search_state(a.id, "suspended")
+    suspended = store.move_search(a.id, SearchState.suspended, by=Actor.controller)
     assert (suspended.state, suspended.finished_at) == ("suspended", None)
-    finished = store.set_search_state(a.id, "finished")
+    finished = store.move_search(a.id, SearchState.finished, by=Actor.learner)
     assert finished.finished_at is not None and finished.finished_at >= a.created_at
-    assert store.set_search_state(a.id, "running").finished_at is None
-    assert store.set_search_state(b.id, "failed").finished_at is not None
+    assert store.move_search(a.id, SearchState.running, by=Actor.controller).finished_at is None
+    assert store.move_search(b.id, SearchState.failed, by=Actor.learner).finished_at is not None
     with pytest.raises(SearchNotFoundError):
         store.update_search_spec("ns/none", {})
     with pytest.raises(SearchNotFoundError):
-        store.set_search_state(b.id + 100, "finished")
+        store.move_search(b.id + 100, SearchState.finished, by=Actor.learner)
+
+
+def test_each_search_edge_has_one_owner_and_moves_only_from_its_source(store: Store) -> None:
+    record = store.create_search("ns/edges", {})
+    # Not the controller's edge, and no edge at all: programming errors, refused.
+    with pytest.raises(ValueError, match="controller owns no edge"):
+        store.move_search(record.id, SearchState.finished, by=Actor.controller)
+    with pytest.raises(ValueError, match="learner owns no edge"):
+        store.move_search(record.id, SearchState.suspended, by=Actor.learner)
+    # Compare-and-set: the learner finished it first, so a late "suspend" decided on
+    # the old 'running' read changes nothing, and nor does a failed -> finished.
+    store.move_search(record.id, SearchState.finished, by=Actor.learner)
+    late = store.move_search(record.id, SearchState.suspended, by=Actor.controller)
+    assert late.state == SearchState.finished
+    failed = store.create_search("ns/failed", {})
+    store.move_search(failed.id, SearchState.failed, by=Actor.learner)
+    assert store.move_search(failed.id, SearchState.running, by=Actor.controller).state == "failed"
+    assert store.get_search("ns/failed").state is SearchState.failed  # type: ignore[union-attr]
 
 
 def test_delete_cascades(store: Store) -> None:

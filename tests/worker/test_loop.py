@@ -18,7 +18,14 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
 
 from ma2ml.spec import PipelineSearch, spec_to_document
-from ma2ml.store import SearchRecord, Store, StoreUnavailableError, TrialProposal
+from ma2ml.store import (
+    Actor,
+    SearchRecord,
+    SearchState,
+    Store,
+    StoreUnavailableError,
+    TrialProposal,
+)
 from ma2ml.worker.loop import Heartbeat, deliver, run_worker
 from ma2ml.worker.spool import Report, Spool
 
@@ -137,7 +144,7 @@ def test_worker_exits_when_search_finishes(store: Store, make_search: Make,
     record = _create(store, search, [])
     worker = _Worker(store, search.key, tmp_path)
     time.sleep(0.3)  # polling an empty queue
-    store.set_search_state(record.id, "finished")
+    store.move_search(record.id, SearchState.finished, by=Actor.learner)
     assert worker.join(10) == 0
 
 
@@ -298,7 +305,7 @@ def test_spool_left_by_a_dead_worker_is_flushed(store: Store, make_search: Make,
     claimed = store.claim(record.id, "crashed-worker", 60.0)
     spool = Spool(tmp_path / "default_worker-test" / "reports")
     spool.add(Report(claimed.id, claimed.attempt, "complete", 0.7, {"accuracy": 0.7}))
-    store.set_search_state(record.id, "finished")
+    store.move_search(record.id, SearchState.finished, by=Actor.learner)
     assert run_worker(store, search.key, "next-worker", spool_dir=tmp_path) == 0
     assert store.get_trial(claimed.id).reward == 0.7
     assert spool.pending() == []

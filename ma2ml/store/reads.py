@@ -1,4 +1,4 @@
-"""Reads of the replay buffer and the trial table: counts, best, new results, samples.
+"""Every read of the trial table: counts, listings, best trial, new results, replay samples.
 
 Finished trials (completed, diverged, failed) carry ``finished_seq`` 1, 2, ... in
 commit order with no gaps, which makes two reads cheap at any table size:
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Select, func, select
 from sqlalchemy.orm import Session
 
+from ma2ml.store.lifecycle import Counts, TrialStatus
 from ma2ml.store.models import SEARCHES, TRIALS
 from ma2ml.store.records import STATUSES, TrialRecord
 
@@ -40,7 +41,7 @@ def trial_record(row: Row[Any]) -> TrialRecord:
         id=row.id,
         search_id=row.search_id,
         number=row.number,
-        status=row.status,
+        status=TrialStatus(row.status),
         attempt=row.attempt,
         failures=row.failures,
         pipeline=row.pipeline,
@@ -92,23 +93,20 @@ def list_trials(
     return [trial_record(row) for row in session.execute(statement)]
 
 
-def counts(session: Session, search_id: int) -> dict[str, int]:
-    """Number of trials per status; every status is present."""
-    result = dict.fromkeys(STATUSES, 0)
+def counts(session: Session, search_id: int) -> Counts:
+    """Number of trials per status."""
     statement = (
         select(TRIALS.c.status, func.count())
         .where(TRIALS.c.search_id == search_id)
         .group_by(TRIALS.c.status)
     )
-    for status, count in session.execute(statement):
-        result[status] = count
-    return result
+    return Counts.of({status: count for status, count in session.execute(statement)})
 
 
 def pending_count(session: Session, search_id: int) -> int:
     """Number of pending trials (the learner's prefetch gauge)."""
     statement = select(func.count()).where(
-        TRIALS.c.search_id == search_id, TRIALS.c.status == "pending"
+        TRIALS.c.search_id == search_id, TRIALS.c.status == TrialStatus.pending
     )
     return session.execute(statement).scalar_one()
 
