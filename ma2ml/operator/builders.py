@@ -7,6 +7,13 @@ same labels and an owner reference to the search, so ``kubectl get all -l
 ma2ml.io/search=NAME`` finds them and deleting the search deletes them.
 Names are deterministic: finding a child is a GET, and re-running a handler
 cannot duplicate it.
+
+``resolve`` applies the operator's ``WorkloadPolicy`` to a search before anything
+is built (``reconcile.validate`` calls it): it fills in the pods' database Secret
+and ServiceAccount, and refuses hostPath volumes, ServiceAccounts and images the
+policy does not allow, and database URLs that carry a password. No builder ever
+writes a password into a pod spec or a ConfigMap: pods get the URL from a
+Secret by reference, and the ConfigMap's copy of the spec is masked.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+from ma2ml.operator.config import WorkloadPolicy
 from ma2ml.spec import API_GROUP, API_VERSION, KIND, PipelineSearch, spec_to_document
 
 LEARNER = "learner"
@@ -29,10 +39,16 @@ RUN_AS_USER = 10001
 LEARNER_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
 TEMPLATE_HASH = f"{API_GROUP}/template-hash"
 SEARCH_LABEL = f"{API_GROUP}/search"
+#: Query parameters that carry a password in libpq and driver URLs.
+_PASSWORD_PARAMS = frozenset({"password", "passwd", "sslpassword"})
 
 
 class BuildError(ValueError):
-    """A search that cannot be turned into pods; the message starts with the field path."""
+    """A search that cannot be turned into pods; each line starts with the field path."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 def child_name(search_name: str, component: str) -> str:
@@ -63,21 +79,114 @@ def owner_reference(owner_meta: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def database_env(search: PipelineSearch, fallback_url: str | None) -> dict[str, Any]:
-    """``MA2ML_DATABASE_URL`` for the pods: the Secret by reference, else a plain URL.
+def resolve(search: PipelineSearch, policy: WorkloadPolicy) -> PipelineSearch:
+    """The search with the policy's defaults filled in; ``BuildError`` lists every violation.
 
-    Precedence: ``spec.database.secretName`` (the URL never appears in the pod
-    spec), then ``spec.database.url``, then the operator's own URL.
+    A search naming no ServiceAccount gets ``policy.default_service_account``;
+    one naming no database gets ``policy.database_secret``. The result is what
+    the operator builds, stores and shows in the ``NAME-spec`` ConfigMap.
+    """
+    worker, database = search.spec.worker, search.spec.database
+    problems = [*_volume_problems(worker.volumes, policy), *_database_problems(database.url)]
+    account = worker.service_account_name
+    if account is not None and account not in policy.service_accounts:
+        allowed = ", ".join(sorted(policy.service_accounts)) or "none"
+        problems.append(f"spec.worker.serviceAccountName: {account!r} is not allowed by the "
+                        f"operator's policy (allowed: {allowed}; "
+                        "chart value policy.serviceAccounts)")
+    if not policy.image_allowed(worker.image):
+        problems.append(f"spec.worker.image: {worker.image!r} is not under an allowed image "
+                        f"prefix ({', '.join(policy.image_prefixes)}; chart value "
+                        "policy.imagePrefixes)")
+    secret = None
+    if not database.secret_name and not database.url:
+        if policy.database_secret is None:
+            problems.append("spec.database.secretName: required: this operator has no "
+                            "database Secret of its own to give the pods "
+                            "(MA2ML_POD_DATABASE_SECRET is not set)")
+        else:
+            secret = policy.database_secret
+    if problems:
+        raise BuildError(problems)
+    worker = worker.model_copy(update={
+        "service_account_name": account or policy.default_service_account})
+    if secret is not None:
+        database = database.model_copy(update={"secret_name": secret.name,
+                                               "secret_key": secret.key})
+    spec = search.spec.model_copy(update={"worker": worker, "database": database})
+    return search.model_copy(update={"spec": spec})
+
+
+def _volume_problems(volumes: list[dict[str, Any]], policy: WorkloadPolicy) -> list[str]:
+    if policy.allow_host_path:
+        return []
+    # A hostPath volume reads or writes the node's own files: a way out of the pod.
+    return [f"spec.worker.volumes[{i}].hostPath: hostPath volumes are not allowed by the "
+            "operator's policy (chart value policy.allowHostPath); use a "
+            "persistentVolumeClaim" for i, volume in enumerate(volumes) if "hostPath" in volume]
+
+
+def _database_problems(url: str | None) -> list[str]:
+    if url is None:
+        return []
+    try:
+        has_password = url_has_password(url)
+    except ArgumentError:
+        return ["spec.database.url: not a database URL (dialect+driver://user@host:port/db)"]
+    if has_password:
+        # The spec is readable by anyone who can list PipelineSearches, and its URL
+        # would reach the pod spec and the NAME-spec ConfigMap in clear text.
+        return ["spec.database.url: carries a password; put the URL in a Secret and name "
+                "it in spec.database.secretName (and secretKey) instead"]
+    return []
+
+
+def url_has_password(url: str) -> bool:
+    """True when a SQLAlchemy URL holds a password (``user:PASSWORD@`` or ``?password=``).
+
+    Raises sqlalchemy's ``ArgumentError`` when ``url`` is not a URL at all.
+    """
+    parsed = make_url(url)
+    return bool(parsed.password) or any(k.lower() in _PASSWORD_PARAMS for k in parsed.query)
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (an unparsable one entirely)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "***"
+    if not url_has_password(url):
+        return url
+    secret_params = [k for k in parsed.query if k.lower() in _PASSWORD_PARAMS]
+    return parsed.difference_update_query(secret_params).render_as_string(hide_password=True)
+
+
+def database_env(search: PipelineSearch) -> dict[str, Any]:
+    """``MA2ML_DATABASE_URL`` for the pods of a resolved search.
+
+    ``spec.database.secretName`` by reference (the URL never appears in the pod
+    spec), else ``spec.database.url`` as a value, which ``resolve`` allows only
+    without a password. A password is refused here too, whoever calls this.
     """
     database = search.spec.database
     if database.secret_name:
         ref = {"name": database.secret_name, "key": database.secret_key}
         return {"name": "MA2ML_DATABASE_URL", "valueFrom": {"secretKeyRef": ref}}
-    url = database.url or fallback_url
-    if not url:
-        raise BuildError("spec.database.secretName: required when the operator itself has no "
-                         "MA2ML_DATABASE_URL to hand to the pods")
-    return {"name": "MA2ML_DATABASE_URL", "value": url}
+    if not database.url:
+        raise BuildError(["spec.database.secretName: required (the operator fills it in "
+                          "from its policy: resolve the search first)"])
+    problems = _database_problems(database.url)
+    if problems:
+        raise BuildError(problems)
+    return {"name": "MA2ML_DATABASE_URL", "value": database.url}
+
+
+def _no_plain_url(fallback_url: str | None) -> None:
+    # Transitional: reconcile.sync_children still passes config.pod_database_url,
+    # which is always None now; a URL given here would go into the pod in clear text.
+    if fallback_url is not None:
+        raise ValueError("fallback_url: pods get the database URL from a Secret only")
 
 
 def _security_context() -> dict[str, Any]:
@@ -113,8 +222,8 @@ def _quantities(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
             for section, amounts in resources.items()}
 
 
-def _base_env(search: PipelineSearch, fallback_url: str | None) -> list[dict[str, Any]]:
-    return [database_env(search, fallback_url), {"name": "MA2ML_SEARCH", "value": search.key}]
+def _base_env(search: PipelineSearch) -> list[dict[str, Any]]:
+    return [database_env(search), {"name": "MA2ML_SEARCH", "value": search.key}]
 
 
 def _pod_template(search: PipelineSearch, component: str, pod_spec: dict[str, Any]
@@ -124,6 +233,9 @@ def _pod_template(search: PipelineSearch, component: str, pod_spec: dict[str, An
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER,
                             "fsGroup": RUN_AS_USER},
         **({"serviceAccountName": account} if account else {}),
+        # Learners and workers talk to the database only: whatever account they
+        # run as, no API token is mounted into them.
+        "automountServiceAccountToken": False,
         **pod_spec,
     }
     return {"metadata": {"labels": labels(search.metadata.name, component)}, "spec": spec}
@@ -154,10 +266,14 @@ def _deployment(search: PipelineSearch, component: str, replicas: int,
 
 
 def build_learner_deployment(search: PipelineSearch, replicas: int, *,
-                             fallback_url: str | None = None,
+                             fallback_url: None = None,
                              owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The learner: at most one replica, CPU only, no GPU node selection."""
-    container = _container(search, LEARNER, _base_env(search, fallback_url),
+    """The learner: at most one replica, CPU only, no GPU node selection.
+
+    ``search`` is resolved (``resolve``); ``fallback_url`` must be None (transitional).
+    """
+    _no_plain_url(fallback_url)
+    container = _container(search, LEARNER, _base_env(search),
                            LEARNER_RESOURCES, [{"name": "tmp", "mountPath": "/tmp"}])
     template = _pod_template(search, LEARNER, {
         "containers": [container], "volumes": [{"name": "tmp", "emptyDir": {}}]})
@@ -166,12 +282,16 @@ def build_learner_deployment(search: PipelineSearch, replicas: int, *,
 
 
 def build_worker_deployment(search: PipelineSearch, replicas: int, *,
-                            fallback_url: str | None = None,
+                            fallback_url: None = None,
                             owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Long-lived workers (claim, train, report in a loop) with the spec's pod pieces."""
+    """Long-lived workers (claim, train, report in a loop) with the spec's pod pieces.
+
+    ``search`` is resolved (``resolve``); ``fallback_url`` must be None (transitional).
+    """
+    _no_plain_url(fallback_url)
     worker = search.spec.worker
     env = [
-        *_base_env(search, fallback_url),
+        *_base_env(search),
         {"name": "MA2ML_WORKER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         *worker.env,
     ]
@@ -192,8 +312,16 @@ def build_worker_deployment(search: PipelineSearch, replicas: int, *,
 
 def build_spec_configmap(search: PipelineSearch, *,
                          owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The resolved spec (defaults filled) as ``search.yaml``; ``ma2ml run`` accepts it."""
+    """The resolved spec (defaults filled) as ``search.yaml``; ``ma2ml run`` accepts it.
+
+    A ConfigMap is readable by anyone who may read the namespace's configuration,
+    so a password in ``spec.database.url`` is masked (``resolve`` refuses one anyway).
+    """
     name = search.metadata.name
+    document = spec_to_document(search)
+    database = document["spec"]["database"]
+    if database.get("url"):
+        database["url"] = masked_url(database["url"])
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -203,5 +331,5 @@ def build_spec_configmap(search: PipelineSearch, *,
             "labels": labels(name, "spec"),
             **({"ownerReferences": [dict(owner)]} if owner else {}),
         },
-        "data": {"search.yaml": yaml.safe_dump(spec_to_document(search), sort_keys=False)},
+        "data": {"search.yaml": yaml.safe_dump(document, sort_keys=False)},
     }

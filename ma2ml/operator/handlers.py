@@ -1,13 +1,26 @@
 """kopf registration for ``pipelinesearches.ma2ml.io``: each handler delegates to ``reconcile``.
 
 Create, resume, spec edits and a timer all run the same idempotent reconcile;
-deletion runs a finalizer that applies ``spec.retention``. Importing this
-module registers the handlers (``main.run_operator`` does that). The timer
-interval is read from ``MA2ML_STATUS_INTERVAL`` at import.
+deletion runs a finalizer that applies ``spec.retention``.
+
+Nothing happens at import. ``build_registry(config)`` registers the handlers
+on a fresh kopf registry, and ``main.run_operator`` calls it with the config
+it read at start-up and hands the registry to ``kopf.run``. Registration is
+a function because kopf fixes a timer's interval when the timer is
+registered: this way ``MA2ML_STATUS_INTERVAL`` is read and validated at
+start-up like every other setting. (A short fixed timer that looked up the
+interval on every tick would work too, but would wake every search's timer
+more often than asked, and hide the interval from kopf's own logs.) No
+module-level state: the registry, the config, the store and the API client
+all come from ``build_registry``'s argument and kopf's memo.
+
+``KOPF_GRANTS`` and the peering tables say what kopf itself calls, beside
+``kube.API_GRANTS`` (what our code calls); the chart grants exactly both.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -18,16 +31,37 @@ import kopf
 
 from ma2ml.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, register_store_collector
 from ma2ml.operator.config import OperatorConfig
-from ma2ml.operator.kube import Kube
+from ma2ml.operator.kube import Grant, Kube
 from ma2ml.operator.reconcile import finalize, reconcile
 from ma2ml.spec import API_GROUP, API_VERSION, PLURAL
 from ma2ml.store import Store, StoreUnavailableError
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 FINALIZER = f"{API_GROUP}/store-retention"
-CONFIG = OperatorConfig.from_env()
+#: Handler id of the status timer (kopf logs "Timer 'mirror' succeeded" per tick).
+TIMER_ID = "mirror"
 #: Seconds before kopf retries a handler that found the store unreachable.
 STORE_RETRY_DELAY = 15.0
+
+#: What kopf calls in each namespace it serves (kopf 1.45: a list+watch per
+#: resource, JSON merge patches for the finalizer and the annotations that
+#: ``configure`` selects, and POSTed core/v1 Events). kopf never writes the
+#: status here (no handler returns a result, progress lives in annotations).
+KOPF_GRANTS = (
+    Grant(API_GROUP, PLURAL, ("list", "watch", "patch"),
+          "kopf: watch searches; patch their finalizer and progress annotations"),
+    Grant("", "events", ("create",), "kopf: post Events (milestones, handler errors)"),
+)
+#: kopf peering between operator replicas (HA) in each served namespace...
+KOPF_PEERING_GRANTS = (
+    Grant("kopf.dev", "kopfpeerings", ("list", "watch", "patch"),
+          "kopf peering: one active operator among the replicas"),
+)
+#: ...or, for a cluster-wide operator, the cluster-scoped peering object.
+KOPF_CLUSTER_PEERING_GRANTS = (
+    Grant("kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch"),
+          "kopf peering: one active operator among the replicas"),
+)
 
 
 @contextmanager
@@ -46,20 +80,26 @@ def guarded(handler: str) -> Iterator[None]:
         RECONCILE_SECONDS.labels(handler).observe(time.perf_counter() - start)
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, config: OperatorConfig,
+              **_: Any) -> None:
+    """Start-up: kopf's settings, then the store and the API client on the memo."""
     # Keep kopf's bookkeeping out of .status (the CRD schema would prune it).
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=API_GROUP, key="last-handled-configuration")
+    # No watching of CRDs and namespaces: the CRD is installed before the
+    # operator (Helm's crds/), and the watched namespaces are exact names. This
+    # is what spares the operator every cluster-wide grant when it serves
+    # some namespaces only (kopf then takes the names as given).
+    settings.scanning.disabled = True
     # A sync timer cannot be cancelled mid-reconcile: on deletion, look every
     # second whether it has returned instead of kopf's default minute.
     settings.background.cancellation_polling = 1.0
     # Milestones are posted as Events explicitly; routine handler logs are not.
     settings.posting.level = logging.WARNING
-    memo.config = CONFIG
-    memo.store = Store(CONFIG.database_url)
+    memo.config = config
+    memo.store = Store(config.database_url)
     memo.kube = Kube.from_environment()
     # Trials by status, queue depth and best reward of every search, read from
     # the store per scrape: the operator is the one long-lived exporter of them.
@@ -67,7 +107,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         memo.store_collector = register_store_collector(memo.store)
 
 
-@kopf.on.cleanup()
 def close(memo: kopf.Memo, **_: Any) -> None:
     memo.store.close()
 
@@ -94,23 +133,18 @@ def _reconcile(handler: str, body: kopf.Body, memo: kopf.Memo, logger: logging.L
         memo.phases.observe(f"{meta.namespace}/{meta.name}", outcome.phase)
 
 
-@kopf.on.resume(*RESOURCE)
-@kopf.on.create(*RESOURCE)
 def create(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     _reconcile("create", body, memo, logger)
 
 
-@kopf.on.update(*RESOURCE, field="spec")
 def update(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     _reconcile("update", body, memo, logger)
 
 
-@kopf.timer(*RESOURCE, interval=CONFIG.status_interval)
 def mirror(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     _reconcile("timer", body, memo, logger)
 
 
-@kopf.on.delete(*RESOURCE)
 def delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     with guarded("delete"):
         removed = finalize(body, memo.store)
@@ -118,3 +152,24 @@ def delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -
     logger.info(f"store rows of {key} {'deleted' if removed else 'kept'}")
     if memo.get("phases") is not None:
         memo.phases.forget(key)
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """A kopf registry with every handler, the timer at ``config.status_interval``."""
+    registry = kopf.OperatorRegistry()
+    # kopf's default registry adds its login fallbacks by itself; a registry of
+    # our own names the one that fits: the credentials of the ``kubernetes``
+    # client (in-cluster account, else the kubeconfig), as ``Kube`` uses.
+    kopf.on.login(id="login", registry=registry)(kopf.login_via_client)
+    # Explicit ids: kopf keys its progress annotations by them, so they must
+    # not change with how the functions are wrapped.
+    kopf.on.startup(id="configure", registry=registry)(
+        functools.partial(configure, config=config))
+    kopf.on.cleanup(id="close", registry=registry)(close)
+    kopf.on.resume(*RESOURCE, id="create", registry=registry)(create)
+    kopf.on.create(*RESOURCE, id="create", registry=registry)(create)
+    kopf.on.update(*RESOURCE, id="update", field="spec", registry=registry)(update)
+    kopf.timer(*RESOURCE, id=TIMER_ID, interval=config.status_interval,
+               registry=registry)(mirror)
+    kopf.on.delete(*RESOURCE, id="delete", registry=registry)(delete)
+    return registry

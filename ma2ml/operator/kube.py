@@ -5,12 +5,18 @@ responses are read raw (``_preload_content=False``) so nothing is lost in a
 round trip through the client's model classes. Only the kinds the operator
 owns are supported: Deployments and ConfigMaps, plus the status of a
 PipelineSearch (written with optimistic concurrency).
+
+``API_GRANTS`` is every API call made here, as RBAC rules: the chart grants
+exactly these plus kopf's own needs (``handlers.KOPF_GRANTS``), and
+``tests/deploy/test_rbac.py`` checks both directions, the calls against this
+table (a recording API client) and the rendered roles against the tables.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
@@ -20,6 +26,36 @@ from ma2ml.spec import API_GROUP, API_VERSION, PLURAL
 Obj = dict[str, Any]
 #: Answers to a conditional write whose object changed (or vanished) meanwhile.
 _CONFLICTS = (404, 409, 422)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One RBAC rule: ``verbs`` on ``resource`` of API ``group`` ("" is the core group)."""
+
+    group: str
+    resource: str
+    verbs: tuple[str, ...]
+    #: Who needs it and for what (the chart's comment on the rule says the same).
+    why: str
+
+
+#: Every call of ``Kube``, in each namespace the operator serves. Nothing lists,
+#: watches, updates or deletes: children are found by name and deleted by the
+#: garbage collector through their owner reference.
+API_GRANTS = (
+    Grant("apps", "deployments", ("get", "create", "patch"),
+          "learner and worker Deployments: look, create, roll the template, scale"),
+    Grant("", "configmaps", ("get", "create", "patch"), "the NAME-spec ConfigMap"),
+    Grant(API_GROUP, PLURAL, ("get",), "re-read a search before writing its status"),
+    Grant(API_GROUP, f"{PLURAL}/status", ("patch",), "write the status (JSON patch with a test)"),
+)
+#: Not a call, but what the API server asks of the calls above: creating a child
+#: whose owner reference sets blockOwnerDeletion needs update on the owner's
+#: finalizers where the OwnerReferencesPermissionEnforcement admission plugin is on.
+ADMISSION_GRANTS = (
+    Grant(API_GROUP, f"{PLURAL}/finalizers", ("update",),
+          "children own-referenced with blockOwnerDeletion"),
+)
 
 
 class Kube:
@@ -87,7 +123,6 @@ class Kube:
         meta = deployment["metadata"]
         self.patch("Deployment", meta["namespace"], meta["name"], {"spec": {"replicas": replicas}})
         return True
-
 
     def get_search(self, namespace: str, name: str) -> Obj | None:
         """A PipelineSearch as stored now, or None when it is gone."""

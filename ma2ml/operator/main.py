@@ -1,4 +1,9 @@
-"""``ma2ml operator``: run the kopf operator with a liveness endpoint and Prometheus metrics."""
+"""``ma2ml operator``: run the kopf operator with a liveness endpoint and Prometheus metrics.
+
+The settings are read and validated first (``OperatorConfig.from_env``): a
+missing ``MA2ML_DATABASE_URL`` or a bad value stops the command with exit
+code 2 and one line naming the variable, before kopf or any port starts.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,16 @@ import kopf
 from prometheus_client import start_http_server
 
 from ma2ml.metrics import register_search_phase_collector
+from ma2ml.operator.config import ConfigError, OperatorConfig
+from ma2ml.operator.handlers import TIMER_ID, build_registry
+
+#: Exit code of a configuration error (the CLI's code for bad input).
+EXIT_CONFIG = 2
 
 
 def _skip_routine_timer_lines(record: logging.LogRecord) -> bool:
     # The status timer succeeds every few seconds for every search; saying so is noise.
-    return not str(record.msg).startswith("Timer 'mirror' succeeded")
+    return not str(record.msg).startswith(f"Timer {TIMER_ID!r} succeeded")
 
 
 def run_operator(namespaces: Sequence[str] = (), *, all_namespaces: bool = False,
@@ -28,17 +38,21 @@ def run_operator(namespaces: Sequence[str] = (), *, all_namespaces: bool = False
     """
     if bool(namespaces) == all_namespaces:
         raise ValueError("give --namespace NS (repeatable) or --all-namespaces, not both or none")
+    try:
+        config = OperatorConfig.from_env()
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(EXIT_CONFIG) from None
     # Plain lines for a person at a terminal, one JSON object per line for log collectors.
     log_format = kopf.LogFormat.FULL if sys.stderr.isatty() else kopf.LogFormat.JSON
     kopf.configure(verbose=verbose, log_format=log_format)
     if not verbose:
         logging.getLogger("kopf.objects").addFilter(_skip_routine_timer_lines)
-    from ma2ml.operator import handlers  # noqa: F401 - registers the handlers
-
     memo = kopf.Memo(phases=register_search_phase_collector())
     if metrics_port:
         start_http_server(metrics_port)
     kopf.run(
+        registry=build_registry(config),
         clusterwide=all_namespaces,
         namespaces=list(namespaces),
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,

@@ -6,6 +6,9 @@
 * ``operator_proc``: ``python -m ma2ml operator --all-namespaces`` as a subprocess
   with a kubeconfig pointing at the emulator, so a restart test is a real SIGKILL.
   (``--namespace`` is not used: kmock 0.8 cannot serve kopf's namespace listing.)
+  The operator reads every setting from its environment at start-up and has
+  no default database, so the fixture sets ``MA2ML_DATABASE_URL`` and the
+  workload policy the chart would set (``OPERATOR_POLICY_ENV``).
 * ``kube``: the test's own client of the emulator (the ``kubernetes`` package).
 Nothing in kopf or in the Kubernetes client is patched.
 """
@@ -37,6 +40,16 @@ ROOT = Path(__file__).parents[2]
 GROUP, VERSION, PLURAL = "ma2ml.io", "v1alpha1", "pipelinesearches"
 #: Seconds between two status mirrors in the operator under test.
 STATUS_INTERVAL = "1.0"
+#: The workload policy of the operator under test, as the chart's defaults set it
+#: (``helm/ma2ml/templates/operator.yaml``), plus an image allowlist covering the
+#: images the tests use.
+OPERATOR_POLICY_ENV = {
+    "MA2ML_POD_DATABASE_SECRET": "ma2ml-database/url",
+    "MA2ML_DEFAULT_SERVICE_ACCOUNT": "ma2ml-workload",
+    "MA2ML_ALLOWED_SERVICE_ACCOUNTS": "trainer",
+    "MA2ML_ALLOWED_IMAGE_PREFIXES": "registry.example,ghcr.io/ma2ml",
+    "MA2ML_ALLOW_HOST_PATH": "false",
+}
 
 
 def wait_for(probe: Callable[[], Any], what: str, timeout: float = 20.0,
@@ -146,7 +159,7 @@ class OperatorProcess:
 def operator_proc(kubeconfig: Path, operator_db: str,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "MA2ML_DATABASE_URL": operator_db,
-           "MA2ML_STATUS_INTERVAL": STATUS_INTERVAL}
+           "MA2ML_STATUS_INTERVAL": STATUS_INTERVAL, **OPERATOR_POLICY_ENV}
     env.pop("KUBERNETES_SERVICE_HOST", None)  # never mistake the test box for a pod
     process = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log")
     process.start()

@@ -107,15 +107,42 @@ def test_pods_run_as_non_root_without_privileges() -> None:
         assert context["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_database_url_precedence_secret_then_spec_url_then_operator() -> None:
-    assert "valueFrom" in builders.database_env(GPU, "postgresql://operator/db")
-    with_url = search(database={"url": "postgresql://spec/db"})
-    assert builders.database_env(with_url, "postgresql://operator/db")["value"] == (
-        "postgresql://spec/db")
-    assert builders.database_env(search(), "postgresql://operator/db")["value"] == (
-        "postgresql://operator/db")
-    with pytest.raises(builders.BuildError, match=r"^spec\.database\.secretName: "):
-        builders.database_env(search(), None)
+def test_database_env_is_a_secret_reference_or_a_url_without_password() -> None:
+    assert builders.database_env(GPU)["valueFrom"] == {
+        "secretKeyRef": {"name": "db", "key": "dsn"}}
+    plain = search(database={"url": "postgresql://spec-host/db"})
+    assert builders.database_env(plain) == {"name": "MA2ML_DATABASE_URL",
+                                            "value": "postgresql://spec-host/db"}
+    with pytest.raises(builders.BuildError, match=r"^spec\.database\.url: carries a password"):
+        builders.database_env(search(database={"url": "postgresql://u:pw@host/db"}))
+    with pytest.raises(builders.BuildError, match=r"^spec\.database\.secretName: required"):
+        builders.database_env(search())
+
+
+def test_no_builder_writes_a_password() -> None:
+    """Issue 12 item 13: pod specs reference the Secret; the ConfigMap's copy is masked."""
+    leaky = search(database={"url": "postgresql+psycopg2://ma2ml:s3cret@db:5432/ma2ml"})
+    with pytest.raises(builders.BuildError):
+        builders.build_worker_deployment(leaky, 1)
+    with pytest.raises(builders.BuildError):
+        builders.build_learner_deployment(leaky, 1)
+    configmap = builders.build_spec_configmap(leaky)
+    validate(configmap)
+    assert "s3cret" not in configmap["data"]["search.yaml"]
+    stored = yaml.safe_load(configmap["data"]["search.yaml"])
+    assert stored["spec"]["database"]["url"] == "postgresql+psycopg2://ma2ml:***@db:5432/ma2ml"
+    in_query = search(database={"url": "postgresql://db/ma2ml?password=s3cret&sslmode=require"})
+    assert "s3cret" not in builders.build_spec_configmap(in_query)["data"]["search.yaml"]
+    # The transitional fallback_url argument never puts a URL into a pod either.
+    url: Any = "postgresql://u:pw@h/db"
+    with pytest.raises(ValueError, match="fallback_url"):
+        builders.build_worker_deployment(GPU, 1, fallback_url=url)
+
+
+def test_pods_mount_no_api_token() -> None:
+    for build in (builders.build_learner_deployment, builders.build_worker_deployment):
+        obj = build(GPU, 1)
+        assert obj["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 def test_spec_configmap_round_trips_to_the_same_search() -> None:
