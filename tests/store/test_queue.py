@@ -119,9 +119,8 @@ def test_diverged_and_non_finite_rewards(store: Store, search_id: int) -> None:
 
 def test_fencing_late_report_refused(store: Store, search_id: int) -> None:
     store.enqueue_trials(search_id, _proposals(1))
-    slow = store.claim(search_id, "slow", lease_seconds=0.5)
+    slow = store.claim(search_id, "slow", lease_seconds=-1)  # expired at once, no sleep
     assert slow is not None
-    time.sleep(0.7)
     assert store.requeue_expired(search_id, max_retries=3) == (1, 0)
     fast = store.claim(search_id, "fast", lease_seconds=30)
     assert fast is not None and fast.id == slow.id and fast.attempt == slow.attempt + 1
@@ -140,14 +139,16 @@ def test_fencing_late_report_refused(store: Store, search_id: int) -> None:
 
 def test_heartbeat_keeps_lease(store: Store, search_id: int) -> None:
     store.enqueue_trials(search_id, _proposals(1))
-    trial = store.claim(search_id, "w1", lease_seconds=0.6)
+    # Negative leases are expired at once: what a heartbeat does, without racing a clock.
+    trial = store.claim(search_id, "w1", lease_seconds=-1)
     assert trial is not None
     for _ in range(3):
-        time.sleep(0.3)
-        assert store.heartbeat(trial.id, trial.attempt, lease_seconds=0.6)
-        assert store.requeue_expired(search_id, max_retries=3) == (0, 0)
+        assert store.heartbeat(trial.id, trial.attempt, lease_seconds=60)
+        assert store.requeue_expired(search_id, max_retries=3) == (0, 0)  # renewed: kept
+        assert store.heartbeat(trial.id, trial.attempt, lease_seconds=-1)
     record = store.get_trial(trial.id)
     assert record is not None and record.status == "running" and record.attempt == 1
+    assert store.requeue_expired(search_id, max_retries=3) == (1, 0)  # the last beat lapsed
 
 
 def test_expired_leases_retry_then_fail(store: Store, search_id: int) -> None:

@@ -3,6 +3,7 @@ hand-over, reports, spooling through a store outage, and graceful SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from ma2ml.spec import PipelineSearch, spec_to_document
@@ -26,6 +28,7 @@ from ma2ml.store import (
     StoreUnavailableError,
     TrialProposal,
 )
+from ma2ml.store.models import TRIALS
 from ma2ml.worker.loop import Heartbeat, deliver, run_worker
 from ma2ml.worker.spool import Report, Spool
 
@@ -37,8 +40,9 @@ TINY_PIPELINE = {"trainer": {"wait": 0}}
 
 def _gated_trainer(gate: Path) -> list[str]:
     """A custom trainer that signals it started, waits for ``gate/go``, reports 0.42."""
-    code = (f"import pathlib, time, ma2ml\n"
+    code = (f"import os, pathlib, time, ma2ml\n"
             f"d = pathlib.Path({str(gate)!r})\n"
+            f"(d / 'pid').write_text(str(os.getpid()))\n"
             f"(d / 'started').touch()\n"
             f"while not (d / 'go').exists(): time.sleep(0.02)\n"
             f"ma2ml.report(accuracy=0.42)\n")
@@ -77,6 +81,21 @@ class _Worker:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "worker did not finish"
         return self.done
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _lease_end(store: Store, trial_id: int) -> float:
+    """The trial's ``lease_expires_at`` as stored (not part of ``TrialRecord``)."""
+    with store.engine.connect() as connection:
+        statement = select(TRIALS.c.lease_expires_at).where(TRIALS.c.id == trial_id)
+        return float(connection.execute(statement).scalar_one())
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -143,7 +162,8 @@ def test_worker_exits_when_search_finishes(store: Store, make_search: Make,
     search = _command_search(make_search, ["true"])
     record = _create(store, search, [])
     worker = _Worker(store, search.key, tmp_path)
-    time.sleep(0.3)  # polling an empty queue
+    time.sleep(0.3)  # a few polls of the empty queue (poll_seconds 0.1)...
+    assert worker.thread.is_alive()  # ...do not end the worker; only the search's end does
     store.move_search(record.id, SearchState.finished, by=Actor.learner)
     assert worker.join(10) == 0
 
@@ -155,11 +175,10 @@ def test_lease_expiry_hands_the_trial_over(store: Store, make_search: Make,
     gate = tmp_path / "gate"
     gate.mkdir()
     (gate / "go").touch()
-    search = _command_search(make_search, _gated_trainer(gate), lease=1.0)
+    search = _command_search(make_search, _gated_trainer(gate))
     record = _create(store, search, [TINY_PIPELINE])
-    dead = store.claim(record.id, "dead-worker", 1.0)
+    dead = store.claim(record.id, "dead-worker", -1)  # a lease that has already run out
     assert dead is not None
-    time.sleep(1.2)
     assert store.requeue_expired(record.id, max_retries=1) == (1, 0)
     assert _Worker(store, search.key, tmp_path, max_trials=1).join() == 1
     trial = store.get_trial(dead.id)
@@ -184,7 +203,8 @@ def test_lost_lease_stops_training(store: Store, make_search: Make, tmp_path: Pa
     store.release(running.id, running.attempt)  # hand-over behind the worker's back
     thief = store.claim(record.id, "other-worker", 60.0)
     assert thief is not None and thief.attempt == running.attempt + 1
-    time.sleep(1.5)  # > one heartbeat interval (lease / 3)
+    trainer = int((gate / "pid").read_text())
+    _wait_for(lambda: not _alive(trainer))  # the next heartbeat saw the loss: trainer stopped
     worker.stop.set()
     assert worker.join() == 0
     trial = store.get_trial(running.id)
@@ -195,12 +215,19 @@ def test_heartbeat_renews_the_lease(store: Store, make_search: Make) -> None:
     search = _command_search(make_search, ["true"])
     record = _create(store, search, [TINY_PIPELINE])
     claimed = store.claim(record.id, "w", 1.0)
+    renewals: list[float] = [_lease_end(store, claimed.id)]
     beat = Heartbeat(store, claimed, 1.0, threading.Event(), threading.Event())
     beat.start()
-    time.sleep(1.5)  # longer than the lease: only heartbeats keep it
-    assert store.requeue_expired(record.id, max_retries=1) == (0, 0)
+
+    def renewed_twice() -> bool:
+        end = _lease_end(store, claimed.id)
+        if end > renewals[-1]:
+            renewals.append(end)
+        return len(renewals) >= 3
+
+    _wait_for(renewed_twice)  # observed in the store, not inferred from a sleep
     beat.finish()
-    assert not beat.lost
+    assert not beat.lost and store.get_trial(claimed.id).status == "running"
 
 
 def test_failing_command_is_not_retried(store: Store, make_search: Make,
