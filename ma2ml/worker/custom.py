@@ -5,23 +5,38 @@ gets the sampled pipeline as JSON twice over: in the file named by
 ``MA2ML_PIPELINE_FILE`` and inline in ``MA2ML_PIPELINE``. It reports by
 writing ``{"reward": ..., "metrics": {...}}`` (or ``"accuracy"`` and
 ``"flops"``, shaped by the spec's objective) to ``MA2ML_RESULT_FILE``,
-most simply by calling ``ma2ml.report(...)``. A timeout, a non-zero exit or
-a missing result fails the trial with the tail of the command's output.
+most simply by calling ``ma2ml.report(...)``. A timeout, a non-zero exit, a
+missing result or a malformed one (an accuracy outside [0, 1], metrics that
+are not a mapping of names to numbers or strings) fails the trial with a
+message naming the field, plus the tail of the command's output.
+
+The command runs in its own process group in a folder
+``$TMPDIR/ma2ml-trial-<worker pid>-*``. On Linux it gets a parent-death
+signal, so a worker killed with -9 takes its trainer along; on a stop, a
+timeout or when the command exits, the whole group is killed, so nothing it
+started keeps training. ``remove_stale_trial_dirs`` (called when a worker
+starts) removes the folders of dead workers and kills what their trainers
+left running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import math
+import numbers
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +56,65 @@ ENV_EPOCHS = "MA2ML_TRIAL_EPOCHS"
 TAIL_CHARS = 2000
 #: Seconds between SIGTERM and SIGKILL when a command must stop.
 KILL_GRACE_SECONDS = 5.0
+#: Trial folders are ``<tmp>/ma2ml-trial-<worker pid>-<random>``.
+TRIAL_DIR_PREFIX = "ma2ml-trial-"
+#: In a trial folder: who owns it (worker pid, its start time, the trainer's group).
+OWNER_FILE = "owner.json"
+#: Bytes of a result file: a result is a few numbers, never megabytes.
+MAX_RESULT_BYTES = 1024 * 1024
+#: Metrics of one result, characters of a metric name and of a text metric.
+MAX_METRICS = 256
+MAX_METRIC_NAME_CHARS = 256
+MAX_METRIC_TEXT_CHARS = 4096
+
+_PR_SET_PDEATHSIG = 1
+_TRIAL_DIR_NAME = re.compile(rf"^{TRIAL_DIR_PREFIX}(\d+)-")
 
 
 def report(reward: float | None = None, *, accuracy: float | None = None,
            flops: float | None = None, diverged: bool = False, **metrics: Any) -> None:
     """Report a custom trainer's result to the ma2ml worker that started it.
 
-    Give ``reward``, or ``accuracy`` (and ``flops`` when the search has a
-    FLOPs target) for the worker to shape. Extra keyword arguments are kept
-    as metrics (JSON numbers or strings).
+    Give ``reward`` (any finite number), or ``accuracy`` (in [0, 1]; and
+    ``flops`` when the search has a FLOPs target) for the worker to shape.
+    Extra keyword arguments are kept as metrics (JSON numbers or strings).
+    A value out of range raises ``ValueError`` here, in the trainer, where
+    the traceback points at the call.
     """
     path = os.environ.get(ENV_RESULT_FILE)
     if not path:
         raise RuntimeError(f"ma2ml.report() must be called by a trainer started by an ma2ml "
                            f"worker ({ENV_RESULT_FILE} is not set)")
-    result = {"reward": reward, "accuracy": accuracy, "flops": flops, "diverged": diverged,
-              "metrics": metrics}
+    result = {"reward": _checked_number(reward, "reward"),
+              "accuracy": _checked_number(accuracy, "accuracy", 0.0, 1.0),
+              "flops": _checked_number(flops, "flops", 0.0),
+              "diverged": bool(diverged), "metrics": metrics}
     partial = Path(path + ".partial")
     partial.write_text(json.dumps({k: v for k, v in result.items() if v is not None},
                                   allow_nan=False))
     partial.replace(path)
+
+
+def _checked_number(value: Any, name: str, low: float = -math.inf, high: float = math.inf
+                    ) -> float | None:
+    if value is None:
+        return None
+    # numbers.Real admits numpy scalars, which json cannot write: store a float.
+    number = _as_float(value) if isinstance(value, numbers.Real) else None
+    if isinstance(value, bool) or number is None or not math.isfinite(number) \
+            or not low <= number <= high:
+        bounds = "" if (low, high) == (-math.inf, math.inf) else \
+            f" in [{low:g}, {high:g}]" if high < math.inf else f" >= {low:g}"
+        raise ValueError(f"ma2ml.report: {name} must be a finite number{bounds}, "
+                         f"got {_brief(value)}")
+    return number
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (OverflowError, TypeError, ValueError):  # an integer beyond any float
+        return None
 
 
 def run_command(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: int = 0,
@@ -68,7 +122,9 @@ def run_command(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: in
                 checkpoint_path: Path | None = None) -> TrialResult:
     """Run ``trainer.command`` for one pipeline (raises ``TrialError``, ``TrialInterrupted``)."""
     owned = trial_dir is None
-    trial_dir = Path(tempfile.mkdtemp(prefix="ma2ml-trial-")) if owned else Path(trial_dir)
+    # The worker's pid in the name lets a later worker see whether the folder is stale.
+    trial_dir = Path(tempfile.mkdtemp(prefix=f"{TRIAL_DIR_PREFIX}{os.getpid()}-")) \
+        if trial_dir is None else Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     try:
         result_file = trial_dir / "result.json"
@@ -76,7 +132,7 @@ def run_command(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: in
         env = _environment(search, pipeline, seed, trial_dir, result_file, checkpoint_path)
         started = time.monotonic()
         _execute(search.spec.trainer.command, env, trial_dir, search.spec.trainer.timeout_seconds,
-                 stop)
+                 stop, owner_file=trial_dir / OWNER_FILE if owned else None)
         return read_result(result_file, search.spec.objective, time.monotonic() - started,
                            trial_dir / "output.log")
     finally:
@@ -99,69 +155,284 @@ def _environment(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
 
 
 def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: float,
-             stop: threading.Event | None) -> None:
+             stop: threading.Event | None, owner_file: Path | None = None) -> None:
     log_path = trial_dir / "output.log"
     with log_path.open("wb") as log:
         try:
-            # Own session: a timeout kills the command's whole process group.
+            # Own session, so its process group (the command and everything it
+            # starts) can be killed as one.
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                       cwd=trial_dir, start_new_session=True)
+                                       cwd=trial_dir, start_new_session=True,
+                                       preexec_fn=_die_with_parent(os.getpid()))
         except OSError as exc:
             raise TrialError(f"trainer.command: cannot start {command[0]!r} ({exc})") from None
-        deadline = time.monotonic() + timeout
-        while process.poll() is None:
-            if stop is not None and stop.is_set():
-                _terminate(process)
-                raise TrialInterrupted("stop requested")
-            if time.monotonic() > deadline:
-                _terminate(process)
-                raise TrialError(f"trainer.command timed out after {timeout:g} s; output tail:\n"
-                                 f"{tail(log_path)}")
-            time.sleep(0.05)
+        try:
+            if owner_file is not None:
+                _write_owner(owner_file, process.pid)
+            _wait(process, timeout, stop, log_path)
+        except BaseException:
+            _terminate(process)
+            raise
     if process.returncode != 0:
         raise TrialError(f"trainer.command exited with code {process.returncode}; output tail:\n"
                          f"{tail(log_path)}")
 
 
+def _wait(process: subprocess.Popen[bytes], timeout: float, stop: threading.Event | None,
+          log_path: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not _exited(process.pid):
+        if stop is not None and stop.is_set():
+            raise TrialInterrupted("stop requested")
+        if time.monotonic() > deadline:
+            raise TrialError(f"trainer.command timed out after {timeout:g} s; output tail:\n"
+                             f"{tail(log_path)}")
+        time.sleep(0.05)
+    # Whatever the command left running in its group would train on unseen.
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child has exited, without reaping it.
+
+    An unreaped child keeps its pid, so signalling its process group
+    afterwards can never reach a stranger that was given the pid again.
+    """
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
 def _terminate(process: subprocess.Popen[bytes]) -> None:
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGTERM the command's group, give it ``KILL_GRACE_SECONDS``, then SIGKILL the group."""
+    _signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE_SECONDS
+    while not _exited(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _signal_group(process.pid, signal.SIGKILL)  # also children that ignored SIGTERM
+    process.wait()
+
+
+@cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), looked up once in the worker, never in a forked child."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                         ctypes.c_ulong]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the command when the worker dies.
+
+    Runs in the forked child before exec, so it only calls what the parent
+    prepared (``preexec_fn`` must not take locks another thread may hold).
+    The signal follows the thread that started the command; that thread
+    waits for the command, so it outlives it unless the worker dies.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the worker died before the request took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return setup
 
 
 def tail(path: Path, chars: int = TAIL_CHARS) -> str:
+    """The last ``chars`` characters of a log, read from its end (the log may be gigabytes)."""
     try:
-        text = path.read_bytes()[-chars:].decode(errors="replace")
+        with path.open("rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - 4 * chars))  # UTF-8 takes at most 4 bytes a character
+            text = log.read().decode(errors="replace")[-chars:]
     except OSError:
         return "(no output)"
     return text or "(no output)"
 
 
+# --------------------------------------------------------------------------- stale folders
+
+
+def remove_stale_trial_dirs(root: Path | None = None) -> list[Path]:
+    """Remove the trial folders of workers that died (kill -9, OOM), and their leftovers.
+
+    Looks at ``root/ma2ml-trial-<pid>-*`` (default: the temporary directory).
+    A folder is stale when its worker pid is not alive, or is alive but
+    started later than the worker that made the folder (the pid was reused).
+    Before removing it, whatever its trainer's process group still runs is
+    killed (a trainer's own children outlive it when only it got the
+    parent-death signal). Folders of live workers, of workers in another pid
+    namespace and of unknown layout are left alone. Returns the removed ones.
+    """
+    root = Path(root) if root is not None else Path(tempfile.gettempdir())
+    removed = []
+    for folder in sorted(root.glob(f"{TRIAL_DIR_PREFIX}*")):
+        match = _TRIAL_DIR_NAME.match(folder.name)
+        if match is None or folder.is_symlink() or not folder.is_dir():
+            continue
+        owner = _read_owner(folder / OWNER_FILE)
+        if owner.get("pidns", _pid_namespace()) != _pid_namespace():
+            continue  # another container's pids: this one cannot tell whether it is alive
+        if _alive(int(match.group(1)), owner.get("start")):
+            continue
+        trainer = owner.get("trainer")
+        if isinstance(trainer, int) and trainer > 1:
+            _kill_orphans(trainer, owner.get("trainer_start"))
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _write_owner(path: Path, trainer: int) -> None:
+    owner = {"pid": os.getpid(), "start": _start_time(os.getpid()), "pidns": _pid_namespace(),
+             "trainer": trainer, "trainer_start": _start_time(trainer)}
+    with contextlib.suppress(OSError):  # only a later clean-up needs it
+        path.write_text(json.dumps(owner))
+
+
+def _read_owner(path: Path) -> dict[str, Any]:
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def _start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, /proc), or None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold spaces: count fields after it.
+    fields = stat[stat.rfind(")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _alive(pid: int, started: Any) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    now = _start_time(pid)
+    return started is None or now is None or now == started
+
+
+def _kill_orphans(pgid: int, started: Any) -> None:
+    # The trainer's pid names its process group. While the trainer is alive
+    # with the recorded start time, or gone while members of its group live
+    # on, the group is the trainer's; a live process with that pid and
+    # another start time means the group is gone and the pid was reused.
+    leader = _start_time(pgid)
+    if leader is not None and (started is None or leader != started):
+        return
+    if leader is None and _pid_exists(pgid):
+        return  # alive but unreadable (no /proc): cannot tell it is ours
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- result
+
+
 def read_result(path: Path, objective: Objective, seconds: float, log_path: Path
                 ) -> TrialResult:
-    """Parse the command's result file into a ``TrialResult``."""
+    """Parse the command's result file into a ``TrialResult``.
+
+    Every problem is the trainer's, so it fails the trial (not retryable)
+    with a message naming the field.
+    """
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_RESULT_BYTES + 1)
     except FileNotFoundError:
         raise TrialError(f"trainer.command exited 0 but wrote no result to {ENV_RESULT_FILE} "
                          f"(call ma2ml.report(...)); output tail:\n{tail(log_path)}") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise TrialError(f"{path}: unreadable result ({exc})") from None
+    if len(raw) > MAX_RESULT_BYTES:
+        raise TrialError(f"{path}: result is larger than {MAX_RESULT_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise TrialError(f"{path}: unreadable result ({_brief(str(exc))})") from None
     if not isinstance(data, dict):
         raise TrialError(f"{path}: result must be a JSON object, got {type(data).__name__}")
-    diverged = bool(data.get("diverged", False))
-    metrics = dict(data.get("metrics") or {})
-    for key in ("accuracy", "flops"):
-        if key in data:
-            metrics[key] = _number(data[key], key, path)
+    diverged = data.get("diverged", False)
+    if not isinstance(diverged, bool):
+        raise TrialError(f"{path}: result field 'diverged' must be true or false, "
+                         f"got {_brief(diverged)}")
+    metrics = _metrics(data.get("metrics"), path)
+    if "accuracy" in data:
+        metrics["accuracy"] = _number(data["accuracy"], "accuracy", path, 0.0, 1.0)
+    if "flops" in data:
+        metrics["flops"] = _number(data["flops"], "flops", path, 0.0)
     metrics["train_seconds"] = seconds
     reward = _reward(data, metrics, objective, diverged, path)
     return TrialResult(reward, metrics, diverged=diverged)
+
+
+def _metrics(value: Any, path: Path) -> dict[str, Any]:
+    """The result's metrics: a JSON object of names to numbers, strings, booleans or null."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TrialError(f"{path}: result field 'metrics' must be a JSON object of metric "
+                         f"names to numbers or strings, got {_brief(value)}")
+    if len(value) > MAX_METRICS:
+        raise TrialError(f"{path}: result field 'metrics' has {len(value)} metrics "
+                         f"(limit {MAX_METRICS})")
+    for key, item in value.items():
+        name = key if len(key) <= 60 and key.isprintable() else _brief(key, 60)
+        field = f"'metrics.{name}'"
+        if len(key) > MAX_METRIC_NAME_CHARS:
+            raise TrialError(f"{path}: result field {field}: a metric name of {len(key)} "
+                             f"characters (limit {MAX_METRIC_NAME_CHARS})")
+        if isinstance(item, str) and len(item) > MAX_METRIC_TEXT_CHARS:
+            raise TrialError(f"{path}: result field {field}: a text of {len(item)} characters "
+                             f"(limit {MAX_METRIC_TEXT_CHARS})")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise TrialError(f"{path}: result field {field} must be a finite number, "
+                             f"got {item!r}")
+        if not (item is None or isinstance(item, str | int | float | bool)):
+            raise TrialError(f"{path}: result field {field} must be a number, a string, "
+                             f"true/false or null, got {_brief(item)}")
+    return dict(value)
 
 
 def _reward(data: dict[str, Any], metrics: dict[str, Any], objective: Objective,
@@ -172,13 +443,30 @@ def _reward(data: dict[str, Any], metrics: dict[str, Any], objective: Objective,
         return 0.0
     if "accuracy" not in metrics:
         raise TrialError(f"{path}: result has neither 'reward' nor 'accuracy'")
-    if objective.flops_target is not None and "flops" not in metrics:
+    if objective.flops_target is not None and not metrics.get("flops"):
         raise TrialError(f"{path}: objective.flopsTarget is set, so a result without 'reward' "
-                         f"needs 'flops'")
-    return compute_reward(metrics["accuracy"], metrics.get("flops", 0.0), objective)
+                         f"needs 'flops' > 0")
+    try:
+        return compute_reward(metrics["accuracy"], metrics.get("flops", 0.0), objective)
+    except ValueError as exc:  # the trainer's numbers, not the infrastructure: no retry
+        raise TrialError(f"{path}: {exc}") from None
 
 
-def _number(value: Any, key: str, path: Path) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise TrialError(f"{path}: result field {key!r} must be a finite number, got {value!r}")
-    return float(value)
+def _number(value: Any, key: str, path: Path, low: float = -math.inf, high: float = math.inf
+            ) -> float:
+    number = _as_float(value) if isinstance(value, int | float) else None
+    if isinstance(value, bool) or number is None or not math.isfinite(number):
+        raise TrialError(f"{path}: result field {key!r} must be a finite number, "
+                         f"got {_brief(value)}")
+    if not low <= number <= high:
+        bounds = f"in [{low:g}, {high:g}]" if high < math.inf else f">= {low:g}"
+        raise TrialError(f"{path}: result field {key!r} must be {bounds}, got {_brief(value)}")
+    return number
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """A repr for an error message, never longer than ``limit`` (a result may be a megabyte)."""
+    if isinstance(value, dict | list):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'} of {len(value)} items"
+    text = repr(value[:limit] if isinstance(value, str) else value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
