@@ -23,6 +23,7 @@ import yaml
 
 import ma2ml
 from ma2ml.crd import crd_yaml
+from ma2ml.operator.config import OperatorConfig, SecretRef, WorkloadPolicy
 from ma2ml.spec import DEFAULT_IMAGE
 
 from .helpers import (
@@ -176,6 +177,16 @@ def test_in_cluster_postgresql(chart: helm_python.Chart) -> None:
     assert len(password) == 32
 
 
+def network_policy_namespaces(objects: list[Obj]) -> list[str]:
+    """Namespaces whose ma2ml pods the database NetworkPolicy admits."""
+    policy = one(objects, "NetworkPolicy")
+    [rule] = policy["spec"]["ingress"]
+    [peer] = rule["from"]
+    [expression] = peer["namespaceSelector"]["matchExpressions"]
+    assert (expression["key"], expression["operator"]) == ("kubernetes.io/metadata.name", "In")
+    return sorted(expression["values"])
+
+
 def test_database_network_policy_admits_only_ma2ml_pods(chart: helm_python.Chart) -> None:
     objects = render(chart, VALUE_SETS["namespaced-ha"])
     policy = one(objects, "NetworkPolicy")
@@ -188,10 +199,46 @@ def test_database_network_policy_admits_only_ma2ml_pods(chart: helm_python.Chart
     names = {e["key"]: e["values"] for e in peer["podSelector"]["matchExpressions"]}
     assert names == {"app.kubernetes.io/name": ["ma2ml"],
                      "app.kubernetes.io/component": ["operator", "learner", "worker"]}
-    namespaces = peer["namespaceSelector"]["matchExpressions"][0]["values"]
-    assert sorted(namespaces) == sorted(["team-a", "team-b", NAMESPACE])
+    assert network_policy_namespaces(objects) == sorted(["team-a", "team-b", NAMESPACE])
     operator_pod = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert operator_pod["app.kubernetes.io/component"] == "operator"
+
+
+def test_cluster_wide_database_admits_the_listed_namespaces_only(
+        chart: helm_python.Chart) -> None:
+    """Issue 12 item 14: a cluster-wide operator no longer opens the database to ma2ml-labelled
+    pods of every namespace; only the release's and workloads.namespaces."""
+    assert network_policy_namespaces(render(chart)) == [NAMESPACE]
+    objects = render(chart, {"workloads": {"namespaces": ["ml-a", "ml-b"]}})
+    assert network_policy_namespaces(objects) == sorted(["ml-a", "ml-b", NAMESPACE])
+    # The Secret and the token-less account are where those pods run.
+    for kind, name in (("Secret", "ma2ml-database"), ("ServiceAccount", "ma2ml-workload")):
+        found = [o["metadata"]["namespace"] for o in of_kind(objects, kind)
+                 if o["metadata"]["name"] == name]
+        assert sorted(found) == sorted(["ml-a", "ml-b", NAMESPACE]), kind
+
+
+def operator_env(objects: list[Obj]) -> dict[str, str]:
+    """The operator container's plain env values (the URL comes from a Secret)."""
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def test_policy_values_reach_the_operator_config(chart: helm_python.Chart) -> None:
+    """Values -> the operator's MA2ML_* environment -> OperatorConfig (issue 12 item 12)."""
+    url = {"MA2ML_DATABASE_URL": "postgresql://ma2ml@db/ma2ml"}
+    default = OperatorConfig.from_env({**operator_env(render(chart)), **url}).workloads
+    assert default == WorkloadPolicy(database_secret=SecretRef("ma2ml-database", "url"),
+                                     default_service_account="ma2ml-workload")
+    values = {"policy": {"allowHostPath": True, "serviceAccounts": ["trainer", "loader"],
+                         "imagePrefixes": ["registry.example/ml", "ghcr.io/ma2ml/"]},
+              "workloads": {"serviceAccount": {"name": "ml-pods"}},
+              "database": {"secretName": "team-db", "secretKey": "dsn"}}
+    policy = OperatorConfig.from_env({**operator_env(render(chart, values)), **url}).workloads
+    assert policy == WorkloadPolicy(
+        database_secret=SecretRef("team-db", "dsn"), default_service_account="ml-pods",
+        allowed_service_accounts=frozenset({"trainer", "loader"}),
+        image_prefixes=("registry.example/ml", "ghcr.io/ma2ml/"), allow_host_path=True)
 
 
 def test_external_database_secret(chart: helm_python.Chart) -> None:

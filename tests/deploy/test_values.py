@@ -36,6 +36,11 @@ def error_of(chart: helm_python.Chart, values: dict[str, Any]) -> str:
     ({"monitoring": {"prometheusRule": {"leaseExpiryWindow": "15 minutes"}}},
      "at '/monitoring/prometheusRule/leaseExpiryWindow'"),
     ({"databse": {}}, "additional properties 'databse' not allowed"),
+    ({"policy": {"allowHostPaths": True}}, "at '/policy': additional properties"),
+    ({"policy": {"allowHostPath": "yes"}}, "at '/policy/allowHostPath': got string"),
+    ({"policy": {"imagePrefixes": ["a,b"]}}, "at '/policy/imagePrefixes/0'"),
+    ({"policy": {"serviceAccounts": ["Root"]}}, "at '/policy/serviceAccounts/0'"),
+    ({"workloads": {"namespaces": ["ML"]}}, "at '/workloads/namespaces/0'"),
 ])
 def test_schema_names_the_bad_value(chart: helm_python.Chart, values: dict[str, Any],
                                     expected: str) -> None:
@@ -53,6 +58,8 @@ def test_schema_names_the_bad_value(chart: helm_python.Chart, values: dict[str, 
      "createSecret"),
     ({"monitoring": {"prometheusRule": {"enabled": True}}},
      "monitoring.prometheusRule.enabled needs monitoring.serviceMonitor.enabled"),
+    ({"operator": {"watchNamespaces": ["a"]}, "workloads": {"namespaces": ["b"]}},
+     "workloads.namespaces is for a cluster-wide operator"),
 ])
 def test_contradictory_values_fail_loudly(chart: helm_python.Chart, values: dict[str, Any],
                                           expected: str) -> None:

@@ -48,9 +48,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-postgresql" (include "ma2ml.fullname" .) -}}
 {{- end -}}
 
-{{/* Namespaces that run searches: the watched ones, else the release's own. */}}
+{{/*
+Namespaces that run searches: the watched ones; for a cluster-wide operator
+the release's own plus workloads.namespaces. The database Secret, the
+workload ServiceAccount and the database NetworkPolicy cover exactly these.
+*/}}
 {{- define "ma2ml.searchNamespaces" -}}
-{{- $namespaces := .Values.operator.watchNamespaces | default (list .Release.Namespace) -}}
+{{- $namespaces := .Values.operator.watchNamespaces -}}
+{{- if not $namespaces -}}
+{{- $namespaces = prepend .Values.workloads.namespaces .Release.Namespace -}}
+{{- end -}}
 {{- toJson (uniq $namespaces) -}}
 {{- end -}}
 
@@ -68,6 +75,9 @@ that `helm install` stops with a message naming the values to change.
 {{- end -}}
 {{- if and $db.createSecret (not $db.postgresql.enabled) (not $db.external.url) -}}
 {{- fail "database: enable database.postgresql, set database.external.url, or set database.createSecret=false and create the Secret database.secretName yourself" -}}
+{{- end -}}
+{{- if and .Values.operator.watchNamespaces .Values.workloads.namespaces -}}
+{{- fail "workloads.namespaces is for a cluster-wide operator; with operator.watchNamespaces the searches run in the watched namespaces (list them there)" -}}
 {{- end -}}
 {{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.ha.enabled) -}}
 {{- fail "operator.replicas > 1 needs operator.ha.enabled=true (kopf peering keeps one operator active)" -}}

@@ -1,32 +1,37 @@
 {{/*
-What the operator does in a namespace it serves: reconcile PipelineSearches
-and their children (learner Deployment, worker Deployment or Job, spec
-ConfigMap), post Events, and read worker pods for status messages.
+The operator's rules in a namespace it serves: exactly what its code calls
+(ma2ml/operator/kube.py: API_GRANTS, ADMISSION_GRANTS) and what kopf calls
+(ma2ml/operator/handlers.py: KOPF_GRANTS). tests/deploy/test_rbac.py checks
+that these rules equal those tables, and the tables equal the calls. Nothing
+lists or watches children, nothing deletes (the garbage collector removes
+children through their ownerReferences), and no Secret is ever read: pods
+reference the database Secret by name.
 */}}
 {{- define "ma2ml.operatorRules" -}}
-# The custom resource, its status, and finalizers (added by patch).
+# kopf watches searches and patches their finalizer and progress annotations;
+# the operator re-reads a search just before writing its status.
 - apiGroups: [ma2ml.io]
-  resources: [pipelinesearches, pipelinesearches/status]
-  verbs: [get, list, watch, patch, update]
-# Children carry ownerReferences with blockOwnerDeletion (kopf.adopt); clusters
-# enforcing OwnerReferencesPermissionEnforcement require this to create them.
+  resources: [pipelinesearches]
+  verbs: [get, list, watch, patch]
+# The status, written with a JSON patch that tests the resourceVersion.
+- apiGroups: [ma2ml.io]
+  resources: [pipelinesearches/status]
+  verbs: [patch]
+# Children carry ownerReferences with blockOwnerDeletion; clusters enforcing
+# OwnerReferencesPermissionEnforcement require this to create them.
 - apiGroups: [ma2ml.io]
   resources: [pipelinesearches/finalizers]
   verbs: [update]
+# Learner and worker Deployments: found by name, created, rolled and scaled.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
-- apiGroups: [batch]
-  resources: [jobs]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, create, patch]
+# The NAME-spec ConfigMap of each search.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, watch, create, patch, update, delete]
-# kopf posts core/v1 Events; events.k8s.io is the same object under its new API.
-- apiGroups: ["", events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [get, create, patch]
+# kopf posts core/v1 Events (milestones, handler errors).
 - apiGroups: [""]
-  resources: [pods]
-  verbs: [get, list, watch]
+  resources: [events]
+  verbs: [create]
 {{- end -}}
