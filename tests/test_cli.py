@@ -63,3 +63,49 @@ def test_db_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> N
     finally:
         engine.dispose()
     assert {"searches", "trials", "policy_snapshots", "alembic_version"} <= tables
+
+
+# --------------------------------------------------------------------------- stored text
+
+MARKUP = "[link=http://evil.example]click[/link]"
+
+
+def _store_with_markup(tmp_path: Path) -> str:
+    from ma2ml.spec import parse_spec, spec_to_document
+    from ma2ml.store import Store, TrialProposal
+
+    search = parse_spec({
+        "apiVersion": "ma2ml.io/v1alpha1", "kind": "PipelineSearch",
+        "metadata": {"name": "markup"},
+        "spec": {"agents": [{"name": "hpo", "decisions": [
+            {"name": "choice", "values": [MARKUP, "[bold red]loud[/]"]}]}],
+            "trainer": {"type": "command", "command": ["true"]}},
+    })
+    space = search.spec.search_space()
+    url = f"sqlite:///{tmp_path / 'markup.db'}"
+    with Store(url) as store:
+        record = store.create_search(search.key, spec_to_document(search))
+        for index in (0, 1):
+            action = {"hpo": [index]}
+            store.enqueue_trials(record.id, [TrialProposal(space.decode(action), action,
+                                                           {"hpo": -0.7}, 0)])
+        first = store.claim(record.id, "w", 30)
+        assert first is not None
+        store.complete(first.id, first.attempt, 0.9, {"accuracy": 0.9, "note": "[blink]x[/blink]"})
+        second = store.claim(record.id, "w", 30)
+        assert second is not None
+        store.fail(second.id, second.attempt, "[red]boom[/red]\x1b[2J", retryable=False,
+                   max_retries=0)
+    return url
+
+
+def test_stored_markup_and_escapes_print_as_text(tmp_path: Path) -> None:
+    url = _store_with_markup(tmp_path)
+    best = ma2ml("best", "default/markup", "--db", url)
+    assert best.returncode == 0, best.stderr
+    assert f"choice = {MARKUP}" in best.stdout
+    assert "note: [blink]x[/blink]" in best.stdout
+    trials = ma2ml("trials", "default/markup", "--db", url)
+    assert trials.returncode == 0, trials.stderr
+    assert "[red]boom[/red]\\x1b[2J" in trials.stdout
+    assert "\x1b" not in best.stdout + trials.stdout

@@ -2,11 +2,17 @@
 
 Registered on the ``ma2ml`` app by ``ma2ml.cli``. Heavy modules are imported
 inside each command so ``ma2ml --help`` stays fast.
+
+Stored values (pipelines, metrics, errors, names) came from a spec author or
+a trainer: everything printed from the store goes through ``_safe``, so Rich
+markup in it (``[link=...]``) prints as text and control characters (terminal
+escape sequences) print as ``\\x1b``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
@@ -27,6 +34,13 @@ DB_OPTION = typer.Option(None, "--db", help="Database URL (default: the SQLite f
                          "the spec, or MA2ML_DATABASE_URL, or sqlite:///ma2ml.db).")
 TARGET = typer.Argument(None, help="Spec file (its database and name) or search name "
                         "(namespace/name; a bare name means default/name).")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _safe(value: object) -> str:
+    """A stored value as inert text for Rich: markup escaped, control characters visible."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    return escape(text)
 
 
 def run(
@@ -55,7 +69,8 @@ def run(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     _print_outcome(result.url, result.key)
     if result.interrupted:
-        console.print(f"stopped; run `ma2ml run {spec}` again to resume.", highlight=False)
+        console.print(f"stopped; run `ma2ml run {_safe(spec)}` again to resume.",
+                      highlight=False)
         raise typer.Exit(130)
     if result.state == "failed":
         raise typer.Exit(1)
@@ -70,11 +85,14 @@ def _print_outcome(url: str, key: str) -> None:
         if record is None:
             return
         summary = summarize(store, record, now=time.time())
-    console.print(f"search {key}: {summary.state}, {summary.done}/{summary.max_trials} trials, "
+    console.print(f"search {_safe(key)}: {_safe(summary.state)}, "
+                  f"{summary.done}/{summary.max_trials} trials, "
                   f"{summary.counts.get('failed', 0)} failed", highlight=False)
     if summary.best is not None:
         accuracy = (summary.best.metrics or {}).get("accuracy")
-        console.print(f"best:   reward {summary.best.reward:.4f}, accuracy {accuracy:.4f} "
+        # A custom trainer may report only a reward: no accuracy to show.
+        shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
+        console.print(f"best:   reward {summary.best.reward:.4f}, accuracy {shown} "
                       f"(trial {summary.best.number})", highlight=False)
     if summary.random_mean is not None:
         console.print(f"random: mean accuracy {summary.random_mean:.4f} (best "
@@ -111,7 +129,7 @@ def status(target: str = TARGET, db: str = DB_OPTION) -> None:
             table.add_column(column)
         for rec in records:
             s = summarize(store, rec, now=time.time(), baseline=False)
-            table.add_row(s.key, s.state, f"{s.done}/{s.max_trials}",
+            table.add_row(_safe(s.key), _safe(s.state), f"{s.done}/{s.max_trials}",
                           str(s.counts["running"]), str(s.counts["pending"]),
                           str(s.counts["failed"]), f"{s.best.reward:.4f}" if s.best else "-",
                           f"{s.elapsed:.0f}s")
@@ -147,7 +165,7 @@ def trials(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{record.name}: {len(rows)} trials")
+    table = Table(title=f"{_safe(record.name)}: {len(rows)} trials")
     columns = ("number", "status", "reward", "accuracy", "flops", "seconds", "policy_version",
                "attempt", "error")
     for column in columns:
@@ -163,7 +181,7 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     text = str(value)
-    return text if len(text) < 60 else text[:57] + "..."
+    return _safe(text if len(text) < 60 else text[:57] + "...")
 
 
 def _requires_search(target: str | None, db: str | None) -> tuple[Store, SearchRecord]:
@@ -188,14 +206,14 @@ def best(target: str = TARGET, db: str = DB_OPTION,
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
         return
-    console.print(f"[bold]{record.name}[/] best trial {top.number}: reward {top.reward:.4f}",
-                  highlight=False)
+    console.print(f"[bold]{_safe(record.name)}[/] best trial {top.number}: "
+                  f"reward {top.reward:.4f}", highlight=False)
     for key, value in sorted((top.metrics or {}).items()):
-        console.print(f"  {key}: {value}", highlight=False)
+        console.print(f"  {_safe(key)}: {_safe(value)}", highlight=False)
     for agent, values in top.pipeline.items():
-        console.print(f"[bold]{agent}[/]", highlight=False)
+        console.print(f"[bold]{_safe(agent)}[/]", highlight=False)
         for name, value in values.items():
-            console.print(f"  {name} = {value}", highlight=False)
+            console.print(f"  {_safe(name)} = {_safe(value)}", highlight=False)
 
 
 def export(target: str = TARGET, db: str = DB_OPTION,
@@ -212,9 +230,10 @@ def export(target: str = TARGET, db: str = DB_OPTION,
         except LookupError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-    console.print(f"wrote {written.recipe}", highlight=False)
+    console.print(f"wrote {_safe(written.recipe)}", highlight=False)
     if written.script is not None:
-        console.print(f"wrote {written.script}; run: python {written.script}", highlight=False)
+        console.print(f"wrote {_safe(written.script)}; run: python {_safe(written.script)}",
+                      highlight=False)
     else:
         console.print("custom trainer: feed recipe.json's pipeline to your command",
                       highlight=False)
@@ -229,4 +248,5 @@ def report(target: str = TARGET, db: str = DB_OPTION,
     store, record = _requires_search(target, db)
     with store:
         written = write_report(store, record, out)
-    console.print(f"wrote {written.html} and {len(written.images)} plots", highlight=False)
+    console.print(f"wrote {_safe(written.html)} and {len(written.images)} plots",
+                  highlight=False)
