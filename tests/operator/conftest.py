@@ -5,7 +5,9 @@
   made with the store suite's ``postgres_admin_url``.
 * ``operator_proc``: ``python -m ma2ml operator --all-namespaces`` as a subprocess
   with a kubeconfig pointing at the emulator, so a restart test is a real SIGKILL.
-  (``--namespace`` is not used: kmock 0.8 cannot serve kopf's namespace listing.)
+  (kmock 0.8 cannot serve a namespace listing; the operator never asks for one,
+  as kopf's scanning is off, so ``namespaced_operator_proc`` runs it with
+  ``--namespace default``.)
   The operator reads every setting from its environment at start-up and has
   no default database, so the fixture sets ``MA2ML_DATABASE_URL`` and the
   workload policy the chart would set (``OPERATOR_POLICY_ENV``).
@@ -109,16 +111,17 @@ def search_store(operator_db: str) -> Iterator[Store]:
 
 
 class OperatorProcess:
-    """``ma2ml operator -A`` in a subprocess; ``kill`` is SIGKILL, not a polite stop."""
+    """``ma2ml operator SCOPE`` in a subprocess; ``kill`` is SIGKILL, not a polite stop."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+    def __init__(self, env: dict[str, str], log: Path,
+                 scope: tuple[str, ...] = ("--all-namespaces",)) -> None:
+        self.env, self.log, self.scope = env, log, scope
         self.proc: subprocess.Popen[bytes] | None = None
         self.liveness_port = self.metrics_port = 0
 
     def start(self) -> None:
         self.liveness_port, self.metrics_port = free_port(), free_port()
-        command = [sys.executable, "-m", "ma2ml", "operator", "--all-namespaces",
+        command = [sys.executable, "-m", "ma2ml", "operator", *self.scope,
                    "--liveness-port", str(self.liveness_port),
                    "--metrics-port", str(self.metrics_port)]
         with self.log.open("ab") as out:
@@ -158,10 +161,23 @@ class OperatorProcess:
 @pytest.fixture(scope="module")
 def operator_proc(kubeconfig: Path, operator_db: str,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "MA2ML_DATABASE_URL": operator_db,
+    yield from _operator(kubeconfig, operator_db, tmp_path_factory, ("--all-namespaces",))
+
+
+@pytest.fixture(scope="module")
+def namespaced_operator_proc(kubeconfig: Path, operator_db: str,
+                             tmp_path_factory: pytest.TempPathFactory
+                             ) -> Iterator[OperatorProcess]:
+    """The operator serving ``default`` only, as with the chart's watchNamespaces."""
+    yield from _operator(kubeconfig, operator_db, tmp_path_factory, ("--namespace", "default"))
+
+
+def _operator(kubeconfig: Path, database_url: str, tmp_path_factory: pytest.TempPathFactory,
+              scope: tuple[str, ...]) -> Iterator[OperatorProcess]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "MA2ML_DATABASE_URL": database_url,
            "MA2ML_STATUS_INTERVAL": STATUS_INTERVAL, **OPERATOR_POLICY_ENV}
     env.pop("KUBERNETES_SERVICE_HOST", None)  # never mistake the test box for a pod
-    process = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log")
+    process = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log", scope)
     process.start()
     yield process
     process.stop()

@@ -8,7 +8,10 @@
 * No password reaches a pod spec or a ConfigMap.
 
 The pure parts are tested on ``builders.resolve`` and ``reconcile.validate``;
-the last tests run the real operator against kmock's emulator (conftest).
+the last tests run the real operator against kmock's emulator (conftest),
+serving the ``default`` namespace only, as the chart's least-privilege mode
+does: it starts without listing namespaces or CRDs (kmock could not even
+answer a namespace listing).
 """
 
 from __future__ import annotations
@@ -262,13 +265,13 @@ REFUSED = [
 @pytest.mark.postgres
 @pytest.mark.parametrize(("case", "spec", "field"), REFUSED, ids=[c[0] for c in REFUSED])
 def test_operator_refuses_a_search_against_its_policy(
-        kube: KubeClient, operator_proc: OperatorProcess, search_store: Store,
+        kube: KubeClient, namespaced_operator_proc: OperatorProcess, search_store: Store,
         case: str, spec: dict[str, Any], field: str) -> None:
     name = f"refused-{case}"
     kube.apply(cluster_doc(name, **spec))
     status = wait_for(lambda: ((kube.search(name) or {}).get("status") or {}).get("phase")
                       == "Failed" and kube.search(name)["status"], f"{name} Failed",
-                      log=operator_proc.log)
+                      log=namespaced_operator_proc.log)
     [valid] = [c for c in status["conditions"] if c["type"] == "SpecValid"]
     assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
     assert valid["message"].startswith(f"{field}:"), valid["message"]
@@ -281,10 +284,10 @@ def test_operator_refuses_a_search_against_its_policy(
 
 @pytest.mark.postgres
 def test_operator_gives_pods_the_secret_and_the_token_less_account(
-        kube: KubeClient, operator_proc: OperatorProcess) -> None:
+        kube: KubeClient, namespaced_operator_proc: OperatorProcess) -> None:
     kube.apply(cluster_doc("defaults", worker={"image": "registry.example/ma2ml:test"}))
     worker = wait_for(lambda: kube.deployment("defaults-worker"), "the worker Deployment",
-                      log=operator_proc.log)
+                      log=namespaced_operator_proc.log)
     pod = worker["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == OPERATOR_POLICY_ENV["MA2ML_DEFAULT_SERVICE_ACCOUNT"]
     assert pod["automountServiceAccountToken"] is False
