@@ -177,14 +177,35 @@ def write_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
+# PostgreSQL SQLSTATE classes and codes that mean "not now" rather than "wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention
+# (shutdown, cannot connect now); serialization failure, deadlock, lock not available.
+_PG_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
+_PG_BUSY_CODES = frozenset({"40001", "40P01", "55P03"})
+# SQLite reports every failure as OperationalError; only these are about availability.
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "no space left")
+
+
 def is_unavailable(error: BaseException) -> bool:
-    """Whether a SQLAlchemy error means the database is unreachable, busy or gone."""
+    """Whether a SQLAlchemy error means the database is unreachable, busy or gone.
+
+    Only connection-class failures: a schema bug ("no such table", "relation does
+    not exist"), a constraint violation or bad data is not retried; it surfaces.
+    """
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
-    return isinstance(
-        error,
-        exc.OperationalError | exc.InterfaceError | exc.DisconnectionError | exc.TimeoutError,
-    )
+    if isinstance(error, exc.InterfaceError | exc.DisconnectionError | exc.TimeoutError):
+        return True
+    if not isinstance(error, exc.OperationalError):
+        return False
+    original = error.orig
+    if isinstance(original, sqlite3.Error):
+        return any(marker in str(original).lower() for marker in _SQLITE_UNAVAILABLE)
+    code = getattr(original, "pgcode", None)
+    if code:
+        return code[:2] in _PG_UNAVAILABLE_CLASSES or code in _PG_BUSY_CODES
+    # psycopg2 without a SQLSTATE: the connection itself failed (refused, reset, timeout).
+    return True
 
 
 @contextmanager

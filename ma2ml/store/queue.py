@@ -3,9 +3,15 @@
 Each function runs inside one write transaction (the caller's session) and uses
 Core statements on the tables, one round trip each where possible.
 
-Fencing: every report names the ``attempt`` it claimed and only updates the row
-``WHERE attempt = :attempt AND status = 'running'``; a hand-over bumps the attempt,
-so a late report from a previous holder matches no row and is refused.
+Fencing: every report names the ``attempt`` it claimed; a hand-over bumps the
+attempt. Heartbeats, failures and releases only touch the row ``WHERE attempt =
+:attempt AND status = 'running'``, so a previous holder can no longer keep, fail
+or hand back a trial. A *result* is different: training finished, and throwing
+it away would waste it. The first result to arrive wins, from any attempt, as
+long as the trial has none yet (it is pending or running); a newer attempt that
+is still running is thereby cancelled, and its worker learns so at its next
+heartbeat. A result for a trial that already has one is refused
+(``StaleAttemptError``), so no result is ever counted twice.
 
 Lock order, to stay free of deadlocks on PostgreSQL: a transaction that needs the
 search row (to draw a ``finished_seq`` or a trial number) locks it *before* any
@@ -24,6 +30,7 @@ from sqlalchemy import (
     Result,
     Select,
     Update,
+    and_,
     bindparam,
     case,
     insert,
@@ -38,6 +45,7 @@ from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
 from ma2ml.store.lifecycle import TrialStatus
 from ma2ml.store.models import SEARCHES, TRIALS
 from ma2ml.store.records import ClaimedTrial, TrialProposal
+from ma2ml.store.text import clean_error, clean_metrics
 
 # Columns to clear whenever a trial stops running.
 _LEASE_CLEARED: dict[str, Any] = {"lease_expires_at": None}
@@ -49,6 +57,15 @@ _HOLDER = (
     TRIALS.c.id == bindparam("p_trial_id"),
     TRIALS.c.attempt == bindparam("p_attempt"),
     TRIALS.c.status == TrialStatus.running,
+)
+# The trial has no result yet and the report comes from an attempt that ran: the
+# running one or an earlier one, or, for a pending trial, one that was handed over.
+_OPEN = (
+    TRIALS.c.id == bindparam("p_trial_id"),
+    or_(
+        and_(TRIALS.c.status == TrialStatus.running, TRIALS.c.attempt >= bindparam("p_attempt")),
+        and_(TRIALS.c.status == TrialStatus.pending, TRIALS.c.attempt > bindparam("p_attempt")),
+    ),
 )
 _LEASE_END = db_epoch() + bindparam("p_lease", type_=Double())
 
@@ -87,10 +104,12 @@ _HEARTBEAT = (
 )
 
 
-def _next_seq_statement(best_candidate: bool) -> Update:
-    """Draw the next ``finished_seq`` of the held trial's search (locks the search row);
-    with ``best_candidate``, also move ``best_trial_id`` when ``p_reward`` beats the best."""
-    held_search = select(TRIALS.c.search_id).where(*_HOLDER).scalar_subquery()
+def _next_seq_statement(best_candidate: bool, reporter: tuple[ColumnElement[bool], ...]
+                        ) -> Update:
+    """Draw the next ``finished_seq`` of the search of the trial that ``reporter`` matches
+    (locks the search row); with ``best_candidate``, also move ``best_trial_id`` when
+    ``p_reward`` beats the best."""
+    held_search = select(TRIALS.c.search_id).where(*reporter).scalar_subquery()
     values: dict[str, Any] = {"result_seq": SEARCHES.c.result_seq + 1}
     if best_candidate:
         # Compare with best_reward on the search row itself, not with a subquery on
@@ -110,11 +129,12 @@ def _next_seq_statement(best_candidate: bool) -> Update:
     )
 
 
-_NEXT_SEQ = _next_seq_statement(best_candidate=False)
-_NEXT_SEQ_BEST = _next_seq_statement(best_candidate=True)
+_NEXT_SEQ = _next_seq_statement(False, _HOLDER)
+_NEXT_SEQ_RESULT = _next_seq_statement(False, _OPEN)
+_NEXT_SEQ_RESULT_BEST = _next_seq_statement(True, _OPEN)
 _COMPLETE = (
     update(TRIALS)
-    .where(*_HOLDER)
+    .where(*_OPEN)
     .values(
         status=bindparam("p_status"),
         reward=bindparam("p_reward", type_=Double()),
@@ -198,15 +218,14 @@ def heartbeat(session: Session, trial_id: int, attempt: int, lease_seconds: floa
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def _next_seq(session: Session, trial_id: int, attempt: int, reward: float | None) -> int:
-    """Draw the next ``finished_seq`` (raises ``StaleAttemptError`` when not held).
-
-    ``reward`` is a candidate for the search's best trial (None: not a candidate).
+def _next_seq(session: Session, trial_id: int, attempt: int, statement: Update,
+              reward: float | None = None) -> int:
+    """Draw the next ``finished_seq`` (``StaleAttemptError`` when the reporter does not
+    match). ``reward`` is a candidate for the search's best trial (None: not a candidate).
     """
     parameters: dict[str, Any] = {"p_trial_id": trial_id, "p_attempt": attempt}
-    statement = _NEXT_SEQ
     if reward is not None:
-        statement, parameters["p_reward"] = _NEXT_SEQ_BEST, reward
+        parameters["p_reward"] = reward
     seq = session.execute(statement, parameters).scalar()
     if seq is None:
         raise _stale(trial_id, attempt)
@@ -228,22 +247,28 @@ def complete(
     metrics: dict[str, Any],
     diverged: bool,
 ) -> int:
-    """Record the result of a running trial; returns its ``finished_seq``.
+    """Record the result of a trial that has none yet; returns its ``finished_seq``.
 
-    A diverged trial may report a non-finite reward, stored as NULL; a completed
-    one must report a finite reward.
+    First result wins: ``attempt`` may be older than the trial's current one (a late
+    report after a hand-over), which cancels the newer attempt. A diverged trial may
+    report a non-finite reward, stored as NULL; a completed one must report a finite
+    reward. Metrics are cleaned and bounded (``text.clean_metrics``).
     """
     finite = math.isfinite(reward)
     if not finite and not diverged:
         raise ValueError(f"reward {reward!r} is not finite; report the trial as diverged")
     stored = float(reward) if finite else None
-    seq = _next_seq(session, trial_id, attempt, None if diverged else stored)
+    cleaned = clean_metrics(metrics)
+    if diverged or stored is None:
+        seq = _next_seq(session, trial_id, attempt, _NEXT_SEQ_RESULT)
+    else:
+        seq = _next_seq(session, trial_id, attempt, _NEXT_SEQ_RESULT_BEST, stored)
     parameters = {
         "p_trial_id": trial_id,
         "p_attempt": attempt,
         "p_status": TrialStatus.diverged if diverged else TrialStatus.completed,
         "p_reward": stored,
-        "p_metrics": metrics,
+        "p_metrics": cleaned,
         "p_seq": seq,
     }
     _check_finished(session.execute(_COMPLETE, parameters), trial_id, attempt)
@@ -253,14 +278,18 @@ def complete(
 def fail(
     session: Session, trial_id: int, attempt: int, error: str, retryable: bool, max_retries: int
 ) -> TrialStatus:
-    """Record a failed attempt: back to pending (retry) or failed; returns the new status."""
+    """Record a failed attempt: back to pending (retry) or failed; returns the new status.
+
+    Only the attempt holding the trial may fail it; ``error`` is cleaned and capped.
+    """
+    error = clean_error(error)
     row = session.execute(select(TRIALS.c.failures).where(*_holder(trial_id, attempt))).first()
     if row is None:
         raise _stale(trial_id, attempt)
     if retryable and row.failures < max_retries:
         _hand_over(session, trial_id, attempt, failed=True, error=error)
         return TrialStatus.pending
-    seq = _next_seq(session, trial_id, attempt, None)
+    seq = _next_seq(session, trial_id, attempt, _NEXT_SEQ)
     values = {
         "status": TrialStatus.failed,
         "failures": TRIALS.c.failures + int(retryable),

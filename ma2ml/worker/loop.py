@@ -31,7 +31,6 @@ from ma2ml.store import (
     SearchNotFoundError,
     SearchRecord,
     SearchState,
-    StaleAttemptError,
     Store,
     StoreUnavailableError,
 )
@@ -39,7 +38,7 @@ from ma2ml.worker.backoff import backoff_delays
 from ma2ml.worker.errors import TrialError, TrialInterrupted
 from ma2ml.worker.outcome import TrialOutcome
 from ma2ml.worker.result import TrialResult
-from ma2ml.worker.spool import Report, ReportKind, Spool
+from ma2ml.worker.spool import Report, ReportKind, Spool, send_report
 
 log = logging.getLogger(__name__)
 
@@ -220,16 +219,11 @@ def _release(store: Store, trial: ClaimedTrial) -> TrialOutcome:
 def deliver(store: Store, report: Report, spool: Spool, stop: threading.Event
             ) -> TrialOutcome:
     """Send a report now, or spool it and retry until the store accepts it."""
-    try:
-        return TrialOutcome.of(report.send(store))
-    except StaleAttemptError:
-        log.warning("trial %d attempt %d was handed over; its result is dropped",
-                    report.trial_id, report.attempt)
-        return TrialOutcome.stale
-    except StoreUnavailableError as exc:
-        log.warning("store unavailable (%s); spooling the report of trial %d", exc,
-                    report.trial_id)
-        spool.add(report)
+    outcome = send_report(store, report)
+    if outcome is not None:
+        return outcome
+    log.warning("store unavailable; spooling the report of trial %d", report.trial_id)
+    spool.add(report)
     if not spool.flush_with_backoff(store, stop):
         return TrialOutcome.spooled
     return TrialOutcome.of(report.outcome)

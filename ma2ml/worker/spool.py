@@ -1,11 +1,17 @@
-"""A local spool of finished results the store has not accepted yet.
+"""Delivering reports to the store, and a local spool of those it has not accepted yet.
 
 When the store is unreachable a worker must not lose a trained result: it
 writes the report (one JSON file per trial attempt, atomically) and retries
-with back-off. Fencing makes a late report safe: a report for an attempt
-that no longer holds the trial raises ``StaleAttemptError`` and is dropped,
-so nothing is counted twice. Any worker of the search can flush any spool
-entry, so a result also survives its worker's restart.
+with back-off. A late result is still accepted while its trial has no result
+(first result wins, see ``store.queue``); one for a trial that has a result
+raises ``StaleAttemptError`` and is dropped, so nothing is counted twice. Any
+worker of the search can flush any spool entry, so a result also survives
+its worker's restart. A spool file that cannot be read is moved aside as
+``*.corrupt``; it never stops a worker from starting.
+
+``send_report`` is the one place a report meets the store: any error other
+than "unavailable" or "stale" fails that trial with the error's message, so a
+report the database refuses can never crash-loop a worker.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +27,7 @@ from typing import Any
 
 from ma2ml.store import StaleAttemptError, Store, StoreUnavailableError, TrialStatus
 from ma2ml.worker.backoff import backoff_delays
+from ma2ml.worker.outcome import TrialOutcome
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,54 @@ class Report:
         return store.fail(self.trial_id, self.attempt, self.error, retryable=self.retryable,
                           max_retries=self.max_retries)
 
+    def to_json(self) -> str:
+        """The spool file's text (a diverged report's non-finite reward as null)."""
+        fields = asdict(self)
+        fields["reward"] = self.reward if math.isfinite(self.reward) else None
+        return json.dumps(fields, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        """A report from a spool file (``ValueError``/``TypeError``/``KeyError`` if corrupt)."""
+        fields = json.loads(text)
+        reward = fields.get("reward")
+        return cls(**{**fields, "kind": ReportKind(fields["kind"]),
+                      "reward": float("nan") if reward is None else float(reward)})
+
+
+def send_report(store: Store, report: Report) -> TrialOutcome | None:
+    """Deliver one report; None when the store is unreachable (keep it and retry).
+
+    Stale: dropped. Any other error (the database refused the text, a bug): the
+    trial fails with that message instead, and the worker carries on.
+    """
+    try:
+        return TrialOutcome.of(report.send(store))
+    except StaleAttemptError:
+        log.warning("trial %d already has a result (attempt %d reported late); this one "
+                    "is dropped", report.trial_id, report.attempt)
+        return TrialOutcome.stale
+    except StoreUnavailableError:
+        return None
+    except Exception as exc:  # the report is refused, never the worker
+        log.exception("the store refused the report of trial %d", report.trial_id)
+        return _fail_refused(store, report, f"{type(exc).__name__}: {exc}")
+
+
+def _fail_refused(store: Store, report: Report, reason: str) -> TrialOutcome | None:
+    """Fail the trial because its report was refused; gives up (logged) if that fails too."""
+    error = f"the store refused this trial's report: {reason}"
+    try:
+        return TrialOutcome.of(store.fail(report.trial_id, report.attempt, error,
+                                          retryable=False, max_retries=0))
+    except StaleAttemptError:
+        return TrialOutcome.stale
+    except StoreUnavailableError:
+        return None
+    except Exception:  # a bug or a refused text: logged, the worker goes on
+        log.exception("trial %d: could not record the refusal either; its lease will expire",
+                      report.trial_id)
+        return TrialOutcome.failed
 
 class Spool:
     """Reports waiting for the store, as files in ``directory``."""
@@ -76,7 +132,7 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"trial-{report.trial_id}-attempt-{report.attempt}.json"
         partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(asdict(report), allow_nan=False))
+        partial.write_text(report.to_json())
         partial.replace(path)
         return path
 
@@ -86,20 +142,27 @@ class Spool:
     def flush(self, store: Store) -> bool:
         """Send every spooled report; False when the store is still unreachable."""
         for path in self.pending():
-            fields = json.loads(path.read_text())
-            report = Report(**{**fields, "kind": ReportKind(fields["kind"])})
-            try:
-                status = report.send(store)
-                log.info("spooled report of trial %d delivered (%s)", report.trial_id, status)
-            except StaleAttemptError:
-                log.warning("spooled report of trial %d attempt %d is stale (the trial was "
-                            "handed over); dropped", report.trial_id, report.attempt)
-            except StoreUnavailableError as exc:
-                log.warning("store still unavailable (%s); %d report(s) spooled", exc,
-                            len(self.pending()))
+            report = self._read(path)
+            if report is None:
+                continue
+            outcome = send_report(store, report)
+            if outcome is None:
+                log.warning("store still unavailable; %d report(s) spooled", len(self.pending()))
                 return False
+            log.info("spooled report of trial %d: %s", report.trial_id, outcome)
             path.unlink()
         return True
+
+    @staticmethod
+    def _read(path: Path) -> Report | None:
+        """The report in ``path``, or None after moving an unreadable file aside."""
+        try:
+            return Report.from_json(path.read_text())
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            corrupt = path.with_suffix(".corrupt")
+            log.error("spool file %s is corrupt (%s); moved aside to %s", path, exc, corrupt)
+            path.replace(corrupt)
+            return None
 
     def flush_with_backoff(self, store: Store, stop: threading.Event) -> bool:
         """Retry ``flush`` with exponential back-off until done or ``stop`` is set."""

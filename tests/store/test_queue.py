@@ -13,6 +13,7 @@ from ma2ml.store import (
     Store,
     TrialProposal,
 )
+from ma2ml.store.text import MAX_ERROR_CHARS, MetricsTooLargeError
 
 
 def _proposals(count: int, start: int = 0) -> list[TrialProposal]:
@@ -209,9 +210,62 @@ def test_release_hands_back_without_failure(store: Store, search_id: int) -> Non
     assert (record.status, record.attempt, record.failures) == ("pending", 2, 0)
     again = store.claim(search_id, "w2", 30)
     assert again is not None and again.attempt == 2
+    assert not store.heartbeat(trial.id, trial.attempt, 30)  # the old holder holds nothing
     with pytest.raises(StaleAttemptError):
-        store.complete(trial.id, trial.attempt, 0.3, {})
+        store.fail(trial.id, trial.attempt, "late", retryable=False, max_retries=0)
     assert store.complete(again.id, again.attempt, 0.4, {}) == 1
+
+
+def test_first_result_wins_a_late_result_of_an_older_attempt_is_kept(
+        store: Store, search_id: int) -> None:
+    """A worker cut off from the store longer than its lease finished training anyway:
+    its result is accepted while the trial has none, and cancels the newer attempt."""
+    (running_id, pending_id) = store.enqueue_trials(search_id, _proposals(2))
+    old = store.claim(search_id, "cut-off", lease_seconds=-1)
+    old_pending = store.claim(search_id, "cut-off-too", lease_seconds=-1)
+    assert old is not None and old_pending is not None
+    assert store.requeue_expired(search_id, max_retries=3) == (2, 0)
+    new = store.claim(search_id, "newcomer", 30)  # retries trial 1; trial 2 stays pending
+    assert new is not None and (new.id, new.attempt) == (running_id, old.attempt + 1)
+
+    assert store.complete(old.id, old.attempt, 0.7, {"by": "old"}) == 1
+    assert not store.heartbeat(new.id, new.attempt, 30)  # the newcomer learns it is cancelled
+    with pytest.raises(StaleAttemptError):  # ...and its own result is not counted twice
+        store.complete(new.id, new.attempt, 0.9, {"by": "new"})
+    assert store.complete(old_pending.id, old_pending.attempt, 0.6, {}) == 2  # was pending
+    assert store.claim(search_id, "late", 30) is None  # nothing left to run
+    with pytest.raises(StaleAttemptError):
+        store.complete(old.id, old.attempt, 0.7, {"by": "old"})  # the same report again
+    record = store.get_trial(running_id)
+    assert record is not None
+    assert (record.status, record.reward, record.metrics) == ("completed", 0.7, {"by": "old"})
+    assert store.counts(search_id).results == 2
+    assert [t.finished_seq for t in store.finished_since(search_id, 0)] == [1, 2]
+
+
+def test_stored_text_is_cleaned_and_bounded(store: Store, search_id: int) -> None:
+    """PostgreSQL refuses NUL in text and psycopg2 cannot encode lone surrogates: a
+    trainer that prints either must fail its trial cleanly, not crash the reporter."""
+    store.enqueue_trials(search_id, _proposals(3))
+    failing = store.claim(search_id, "w", 30)
+    assert failing is not None
+    noisy = "boom\x00 \udcff" + "x" * 10_000 + "the end"
+    assert store.fail(failing.id, failing.attempt, noisy, retryable=False, max_retries=0) \
+        == "failed"
+    error = store.get_trial(failing.id).error  # type: ignore[union-attr]
+    assert error is not None and "\x00" not in error and error.endswith("the end")
+    assert len(error) <= MAX_ERROR_CHARS
+
+    done = store.claim(search_id, "w", 30)
+    assert done is not None
+    store.complete(done.id, done.attempt, 0.5, {"note\x00": "a\x00b", "loss": float("nan")})
+    assert store.get_trial(done.id).metrics == {"note\ufffd": "a\ufffdb", "loss": None}  # type: ignore[union-attr]
+
+    huge = store.claim(search_id, "w", 30)
+    assert huge is not None
+    with pytest.raises(MetricsTooLargeError, match="at most 65536"):
+        store.complete(huge.id, huge.attempt, 0.5, {"curve": list(range(100_000))})
+    assert store.get_trial(huge.id).status == "running"  # type: ignore[union-attr]  # untouched
 
 
 def test_requeue_leaves_live_leases(store: Store, search_id: int) -> None:

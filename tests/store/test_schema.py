@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import exc, inspect, text
 
 from ma2ml.store import Store, StoreError, StoreUnavailableError, resolve_database_url, upgrade
+from ma2ml.store import engine as engine_module
 from ma2ml.store.engine import make_engine
 from ma2ml.store.migrate import HEAD_REVISION, current_revision, script_head
 from ma2ml.store.models import Base
@@ -107,3 +110,32 @@ def test_resolve_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unreachable_database_is_unavailable() -> None:
     with pytest.raises(StoreUnavailableError):
         Store("postgresql://postgres@127.0.0.1:1/nothing")
+
+
+def test_a_schema_bug_is_not_unavailable(store: Store) -> None:
+    """Only connection-class failures are retried; a missing table is a programming error
+    that must surface (a learner or operator would otherwise retry it forever)."""
+    with store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE policy_snapshots"))
+    with pytest.raises(exc.SQLAlchemyError) as raised:
+        store.load_snapshot(1)
+    assert not isinstance(raised.value, StoreUnavailableError)
+    assert "policy_snapshots" in str(raised.value)
+
+
+def test_a_locked_sqlite_database_is_unavailable(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    with Store(url) as store:
+        monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+        impatient = Store(url, connect_args={"timeout": 0.05})
+        holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                impatient.create_search("ns/x", {})
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+            impatient.close()
+        assert store.create_search("ns/x", {}).name == "ns/x"

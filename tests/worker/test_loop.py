@@ -30,7 +30,8 @@ from ma2ml.store import (
 )
 from ma2ml.store.models import TRIALS
 from ma2ml.worker.loop import Heartbeat, deliver, run_worker
-from ma2ml.worker.spool import Report, Spool
+from ma2ml.worker.outcome import TrialOutcome
+from ma2ml.worker.spool import Report, ReportKind, Spool, send_report
 
 from .tcp_proxy import TcpProxy
 
@@ -368,3 +369,50 @@ def test_sigterm_releases_the_trial_and_exits_zero(
     assert process.returncode == 0, output
     trial = store.list_trials(record.id)[0]
     assert (trial.status, trial.attempt, trial.failures) == ("pending", first + 1, 0)
+
+
+def test_trainer_text_the_database_refuses_fails_that_trial_not_the_worker(
+        store: Store, make_search: Make, tmp_path: Path) -> None:
+    """A trainer that prints NUL bytes and exits 3: PostgreSQL refuses NUL in text, so
+    the error tail is cleaned; the trial fails with its real error and the same worker
+    goes on to the next trial."""
+    noisy = [sys.executable, "-c",
+             "import sys; sys.stdout.write('before\\x00after\\n'); sys.stdout.flush(); "
+             "raise SystemExit(3)"]
+    search = _command_search(make_search, noisy, retries=0)
+    record = _create(store, search, [TINY_PIPELINE, {"trainer": {"wait": 1}}])
+    assert _Worker(store, search.key, tmp_path, max_trials=2).join() == 2
+    trials = store.list_trials(record.id)
+    assert [t.status for t in trials] == ["failed", "failed"]
+    assert all("exited with code 3" in (t.error or "") for t in trials)
+    assert all("\x00" not in (t.error or "") for t in trials)
+
+
+def test_a_report_the_store_refuses_fails_the_trial_with_the_reason(
+        store: Store, make_search: Make, tmp_path: Path) -> None:
+    search = _command_search(make_search, ["true"])
+    record = _create(store, search, [TINY_PIPELINE])
+    claimed = store.claim(record.id, "w", 30)
+    oversized = Report(claimed.id, claimed.attempt, ReportKind.complete, 0.5,
+                       {"curve": list(range(100_000))})
+    assert send_report(store, oversized) == TrialOutcome.failed
+    trial = store.get_trial(claimed.id)
+    assert trial.status == "failed" and "MetricsTooLargeError" in trial.error
+
+
+def test_spool_keeps_diverged_results_and_moves_corrupt_files_aside(
+        store: Store, make_search: Make, tmp_path: Path) -> None:
+    search = _command_search(make_search, ["true"])
+    record = _create(store, search, [TINY_PIPELINE])
+    claimed = store.claim(record.id, "w", 30)
+    spool_dir = tmp_path / "default_worker-test" / "reports"
+    spool = Spool(spool_dir)
+    spool.add(Report(claimed.id, claimed.attempt, ReportKind.complete, float("nan"), {},
+                     diverged=True))
+    (spool_dir / "trial-99-attempt-1.json").write_text('{"trial_id": 99, "attem')
+    (spool_dir / "trial-98-attempt-1.json").write_bytes(b"\xff\xfe not json")
+    store.move_search(record.id, SearchState.finished, by=Actor.learner)
+    assert run_worker(store, search.key, "next-worker", spool_dir=tmp_path) == 0
+    assert store.get_trial(claimed.id).status == "diverged"
+    assert sorted(p.name for p in spool_dir.iterdir()) == [
+        "trial-98-attempt-1.corrupt", "trial-99-attempt-1.corrupt"]
