@@ -182,13 +182,6 @@ def database_env(search: PipelineSearch) -> dict[str, Any]:
     return {"name": "MA2ML_DATABASE_URL", "value": database.url}
 
 
-def _no_plain_url(fallback_url: str | None) -> None:
-    # Transitional: reconcile.sync_children still passes config.pod_database_url,
-    # which is always None now; a URL given here would go into the pod in clear text.
-    if fallback_url is not None:
-        raise ValueError("fallback_url: pods get the database URL from a Secret only")
-
-
 def _security_context() -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,
@@ -266,13 +259,11 @@ def _deployment(search: PipelineSearch, component: str, replicas: int,
 
 
 def build_learner_deployment(search: PipelineSearch, replicas: int, *,
-                             fallback_url: None = None,
                              owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The learner: at most one replica, CPU only, no GPU node selection.
 
-    ``search`` is resolved (``resolve``); ``fallback_url`` must be None (transitional).
+    ``search`` is resolved (``resolve``): its database comes from a Secret reference.
     """
-    _no_plain_url(fallback_url)
     container = _container(search, LEARNER, _base_env(search),
                            LEARNER_RESOURCES, [{"name": "tmp", "mountPath": "/tmp"}])
     template = _pod_template(search, LEARNER, {
@@ -282,13 +273,11 @@ def build_learner_deployment(search: PipelineSearch, replicas: int, *,
 
 
 def build_worker_deployment(search: PipelineSearch, replicas: int, *,
-                            fallback_url: None = None,
                             owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Long-lived workers (claim, train, report in a loop) with the spec's pod pieces.
 
-    ``search`` is resolved (``resolve``); ``fallback_url`` must be None (transitional).
+    ``search`` is resolved (``resolve``): its database comes from a Secret reference.
     """
-    _no_plain_url(fallback_url)
     worker = search.spec.worker
     env = [
         *_base_env(search),

@@ -113,15 +113,6 @@ class OperatorConfig:
     #: Warn (Kubernetes Event) once failed trials reach this fraction of maxFailedTrials.
     failure_warning_fraction: float = 0.5
 
-    @property
-    def pod_database_url(self) -> None:
-        """Always None: pods never get a URL from the operator, only a Secret reference.
-
-        Transitional: ``reconcile.sync_children`` still passes this to the
-        builders as ``fallback_url``; both go once it stops.
-        """
-        return None
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
         """Read and validate the settings; a bad or missing one raises ``ConfigError``."""

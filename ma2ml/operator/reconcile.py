@@ -72,7 +72,7 @@ def reconcile(body: Mapping[str, Any], store: Store, kube: Kube,
         number=top.number, reward=top.reward, metrics=top.metrics or {}, pipeline=top.pipeline)
     verdict = status.decide(search.spec, record.state, counts)
     learner, workers = status.desired_replicas(search.spec, verdict.phase, counts)
-    sync_children(kube, search, body["metadata"], learner, workers, config)
+    sync_children(kube, search, body["metadata"], learner, workers)
     new = status.build_status(verdict, counts, best, old, generation, now_iso())
     threshold = status.failure_threshold(search.spec, config.failure_warning_fraction)
     events = status.milestones(old, new, threshold)
@@ -118,18 +118,17 @@ def register(store: Store, search: PipelineSearch) -> SearchRecord:
 
 
 def sync_children(kube: Kube, search: PipelineSearch, owner_meta: Mapping[str, Any],
-                  learner: int, workers: int, config: OperatorConfig) -> None:
+                  learner: int, workers: int) -> None:
     """Create missing children, roll changed templates, set replicas."""
     owner = builders.owner_reference(owner_meta)
-    url = config.pod_database_url
     configmap = builders.build_spec_configmap(search, owner=owner)
     current, created = kube.ensure(configmap)
     if not created and current.get("data") != configmap["data"]:
         kube.patch("ConfigMap", search.metadata.namespace, current["metadata"]["name"],
                    {"data": configmap["data"]})
     for desired in (
-        builders.build_learner_deployment(search, learner, fallback_url=url, owner=owner),
-        builders.build_worker_deployment(search, workers, fallback_url=url, owner=owner),
+        builders.build_learner_deployment(search, learner, owner=owner),
+        builders.build_worker_deployment(search, workers, owner=owner),
     ):
         current, created = kube.ensure(desired)
         if not created:

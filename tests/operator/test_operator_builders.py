@@ -133,10 +133,6 @@ def test_no_builder_writes_a_password() -> None:
     assert stored["spec"]["database"]["url"] == "postgresql+psycopg2://ma2ml:***@db:5432/ma2ml"
     in_query = search(database={"url": "postgresql://db/ma2ml?password=s3cret&sslmode=require"})
     assert "s3cret" not in builders.build_spec_configmap(in_query)["data"]["search.yaml"]
-    # The transitional fallback_url argument never puts a URL into a pod either.
-    url: Any = "postgresql://u:pw@h/db"
-    with pytest.raises(ValueError, match="fallback_url"):
-        builders.build_worker_deployment(GPU, 1, fallback_url=url)
 
 
 def test_pods_mount_no_api_token() -> None:

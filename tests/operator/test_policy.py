@@ -81,7 +81,6 @@ def test_settings_come_from_the_environment_the_chart_sets() -> None:
         default_service_account="ma2ml-workload",
         allowed_service_accounts=frozenset({"trainer", "builder"}),
         image_prefixes=("registry.example/team", "ghcr.io/ma2ml"), allow_host_path=True)
-    assert config.pod_database_url is None  # pods never get the operator's URL
 
 
 def test_the_policy_is_strict_when_nothing_is_set() -> None:
