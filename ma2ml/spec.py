@@ -62,9 +62,10 @@ _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 #: Bytes of a spec file. The operator copies the spec into a ConfigMap, and
 #: Kubernetes keeps a ConfigMap (and any object) under about 1 MiB.
 MAX_SPEC_BYTES = 1024 * 1024
-#: YAML nodes (scalars, lists, mappings) once aliases are expanded: a legal
-#: spec at every list limit has a few thousand; "billion laughs" has 10**9.
-MAX_YAML_NODES = 100_000
+#: YAML nodes (scalars, lists, mappings) once aliases are expanded. A legal
+#: spec at every limit below has about 25,000 (4096 one-value decisions);
+#: "billion laughs" has 10**9. Loading 50,000 nodes peaks near 60 MB.
+MAX_YAML_NODES = 50_000
 #: Items of one YAML list or mapping (the largest real one: a decision's values).
 MAX_YAML_ITEMS = 10_000
 #: Nesting depth of YAML lists and mappings (Kubernetes objects need about 10).

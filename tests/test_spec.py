@@ -261,8 +261,8 @@ def _spec_file(tmp_path: Path, extra: str) -> Path:
     ("extra", "expected"),
     [
         ("  bomb:\n    l0: &l0 lol\n" + LAUGHS,
-         "spec.bomb.l6[0]: the spec has more than 100000 values once YAML aliases are expanded "
-         "(limit 100000)"),
+         "spec.bomb.l5[5]: the spec has more than 50000 values once YAML aliases are expanded "
+         "(limit 50000)"),
         ("  worker:\n    tolerations: &t [*t]\n",
          "spec.worker.tolerations[0]: YAML alias *'t' refers to a node that contains it "
          "(a recursive structure)"),
@@ -309,3 +309,17 @@ def test_yaml_errors_are_one_line(tmp_path: Path) -> None:
 def test_a_long_unknown_key_is_clipped_in_the_path() -> None:
     [line] = errors_of(minimal(**{"k" * 100_000: 1}))
     assert line.startswith("spec.'kkkk") and len(line) < 120
+
+
+def test_the_largest_legal_space_loads(tmp_path: Path) -> None:
+    # 8 agents of 512 one-value decisions: 4096 values, the most the limits allow,
+    # and about 25,000 YAML nodes, well inside the node cap.
+    agents = "".join(
+        f"    - {{name: a{a}, decisions: ["
+        + ", ".join(f"{{name: d{d}, values: [{d}]}}" for d in range(512)) + "]}\n"
+        for a in range(8))
+    path = tmp_path / "search.yaml"
+    path.write_text("apiVersion: ma2ml.io/v1alpha1\nkind: PipelineSearch\n"
+                    "metadata: {name: big}\nspec:\n  agents:\n" + agents)
+    space = load_spec(path).spec.search_space()
+    assert space.n_decisions == 4096 and len(space.agents) == 8
