@@ -53,6 +53,12 @@ class Range:
         above = value > self.low if self.open_low else value >= self.low
         return above and value <= self.high
 
+    def violated(self, value: float) -> str:
+        """The bound ``value`` breaks: the lower one alone, or the whole range."""
+        if value <= self.low if self.open_low else value < self.low:
+            return f"{'>' if self.open_low else '>='} {_num(self.low)}"
+        return f"in {self}"
+
     def __str__(self) -> str:
         return f"{'(' if self.open_low else '['}{_num(self.low)}, {_num(self.high)}]"
 
@@ -129,9 +135,8 @@ class Settings:
         for name, allowed in RANGES.items():
             value = getattr(self, name)
             if not allowed.contains(value):
-                raise SettingsError(f"{_PATH}.{name}: must be in {allowed}, got {_short(value)}",
-                                    key=name, problem=f"must be in {allowed}, "
-                                                      f"got {_short(value)}")
+                problem = f"must be {allowed.violated(value)}, got {_short(value)}"
+                raise SettingsError(f"{_PATH}.{name}: {problem}", key=name, problem=problem)
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any] | None) -> Settings:

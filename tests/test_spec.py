@@ -97,7 +97,9 @@ def test_examples_validate(path: Path) -> None:
          "spec.algorithm.settings.alpha: expected a number or an integer or true or false "
          "or a string, got [1]"),
         ({"algorithm": {"settings": {"alpha": 0}}},
-         "spec.algorithm.settings.alpha: must be in (0, 1000], got 0.0"),
+         "spec.algorithm.settings.alpha: must be > 0, got 0.0"),
+        ({"algorithm": {"settings": {"alpha": 5000}}},
+         "spec.algorithm.settings.alpha: must be in (0, 1000], got 5000.0"),
         ({"algorithm": {"settings": {"credit": "shapley"}}},
          "spec.algorithm.settings.credit: expected one of decision, agent, got 'shapley'"),
         ({"trainer": {"type": "command"}},
