@@ -91,7 +91,8 @@ class StoreReplay:
 class Learner:
     """One search's learner: the algorithm, where it has read up to, and one ``tick``."""
 
-    def __init__(self, store: Store, search_name: str) -> None:
+    def __init__(self, store: Store, search_name: str, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         record = store.get_search(search_name)
         if record is None:
             raise SearchNotFoundError(f"no search named {search_name!r} in the store")
@@ -105,7 +106,17 @@ class Learner:
         self.algorithm.replay = StoreReplay(store, record.id, layout, self.algorithm.reward_of)
         self.seq = 0
         self.updates = 0
+        # Grace before re-queueing expired leases, after this start and after each
+        # store outage: the workers' heartbeats (and spooled results) could not reach
+        # the store meanwhile, so a lease that lapsed then says nothing about them.
+        self.clock = clock
+        self._requeue_not_before = clock() + search.spec.budget.lease_seconds
+        self._after_outage = False
         self._restore()
+
+    def note_outage(self) -> None:
+        """The store was unreachable: grant one lease of grace once it answers again."""
+        self._after_outage = True
 
     def _restore(self) -> None:
         snapshot = self.store.load_snapshot(self.search_id)
@@ -125,7 +136,11 @@ class Learner:
             raise SearchNotFoundError(f"search {self.name!r} was deleted")
         search = parse_spec(record.spec)  # parallelism and maxTrials may be edited live
         budget = search.spec.budget
-        self._requeue(budget)
+        if self._after_outage:
+            self._after_outage = False
+            self._requeue_not_before = self.clock() + budget.lease_seconds
+        if self.clock() >= self._requeue_not_before:
+            self._requeue(budget)
         # Counts first, results second: every result the stop rule counts has then
         # been observed (and is in the final snapshot) when the search ends.
         counts = self.store.counts(self.search_id)
@@ -193,20 +208,41 @@ class Learner:
                              self.updates)
 
 
+def start_learner(store: Store, search_name: str) -> Learner:
+    """The search's ``Learner``; when it cannot be built from the stored spec (a bad
+    setting, a space it cannot encode), the search is marked failed with the reason,
+    so that it does not stay 'running' with nobody proposing trials, and the error is
+    raised. An unreachable store or a missing search is raised as it is."""
+    try:
+        return Learner(store, search_name)
+    except (StoreUnavailableError, SearchNotFoundError):
+        raise
+    except Exception as exc:
+        record = store.get_search(search_name)
+        if record is not None:
+            reason = f"the learner cannot start: {type(exc).__name__}: {exc}"
+            store.move_search(record.id, SearchState.failed, by=Actor.learner, message=reason)
+            log.error("search %s failed: %s", search_name, reason)
+        raise
+
+
 def run_learner(store: Store, search_name: str, *, stop: threading.Event | None = None,
                 poll_seconds: float = 0.5) -> SearchOutcome:
     """Run the learner of ``search_name`` until the search ends or ``stop`` is set.
 
-    A database that cannot be reached is retried every ``RETRY_SECONDS``;
-    every other error propagates (the pod restarts and resumes from the store).
+    A database that cannot be reached is retried every ``RETRY_SECONDS`` (and
+    expired leases get one lease of grace once it is back); every other error
+    propagates (the pod restarts and resumes from the store). A learner that
+    cannot start marks the search failed first (``start_learner``).
     """
     stop = stop or threading.Event()
-    learner = Learner(store, search_name)
+    learner = start_learner(store, search_name)
     while not stop.is_set():
         try:
             outcome = learner.tick()
         except StoreUnavailableError as exc:
             log.warning("search %s: store unavailable (%s); retrying", search_name, exc)
+            learner.note_outage()
             stop.wait(RETRY_SECONDS)
             continue
         if outcome is not None:

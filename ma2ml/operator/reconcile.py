@@ -70,7 +70,7 @@ def reconcile(body: Mapping[str, Any], store: Store, kube: Kube,
     top = store.best_trial(record.id)
     best = None if top is None or top.reward is None else status.Best(
         number=top.number, reward=top.reward, metrics=top.metrics or {}, pipeline=top.pipeline)
-    verdict = status.decide(search.spec, record.state, counts)
+    verdict = status.decide(search.spec, record.state, counts, record.message)
     learner, workers = status.desired_replicas(search.spec, verdict.phase, counts)
     sync_children(kube, search, body["metadata"], learner, workers)
     new = status.build_status(verdict, counts, best, old, generation, now_iso())

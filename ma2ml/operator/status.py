@@ -66,11 +66,13 @@ class Milestone:
 _BUDGET_PHASES = {SearchState.failed: Phase.failed, SearchState.finished: Phase.succeeded}
 
 
-def decide(spec: PipelineSearchSpec, store_state: SearchState | None, counts: Counts) -> Verdict:
-    """The phase of a valid search from the store's state and trial counts."""
-    if store_state == SearchState.failed:
-        return Verdict(Phase.failed, "LearnerFailed", "the learner marked the search failed")
+def decide(spec: PipelineSearchSpec, store_state: SearchState | None, counts: Counts,
+           store_message: str | None = None) -> Verdict:
+    """The phase of a valid search from the store's state, trial counts and message."""
     budget = budget_verdict(spec.budget, counts)
+    if store_state == SearchState.failed and budget.state != SearchState.failed:
+        return Verdict(Phase.failed, "LearnerFailed",
+                       store_message or "the learner marked the search failed")
     if budget.state is not None:
         return Verdict(_BUDGET_PHASES[budget.state], budget.reason, budget.message)
     if store_state == SearchState.finished:

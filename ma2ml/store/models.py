@@ -63,6 +63,8 @@ class SearchModel(Base):
     best_reward: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[float] = mapped_column(Double)
     finished_at: Mapped[float | None] = mapped_column(Double)
+    # Why the search is in its state, for a person (e.g. why the learner could not start).
+    message: Mapped[str | None] = mapped_column(Text)
 
 
 class TrialModel(Base):

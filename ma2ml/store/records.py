@@ -25,6 +25,8 @@ class SearchRecord:
     created_at: float
     finished_at: float | None
     best_trial_id: int | None
+    #: Why the search is in its state (set with a move, e.g. a learner that cannot start).
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

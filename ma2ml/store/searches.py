@@ -15,6 +15,7 @@ from ma2ml.store.errors import SearchNotFoundError
 from ma2ml.store.lifecycle import TERMINAL_SEARCH_STATES, Actor, SearchState, sources
 from ma2ml.store.models import SEARCHES, SNAPSHOTS
 from ma2ml.store.records import SearchRecord, SnapshotRecord
+from ma2ml.store.text import clean_error
 
 _SEARCH_COLUMNS = (
     SEARCHES.c.id,
@@ -24,6 +25,7 @@ _SEARCH_COLUMNS = (
     SEARCHES.c.created_at,
     SEARCHES.c.finished_at,
     SEARCHES.c.best_trial_id,
+    SEARCHES.c.message,
 )
 
 
@@ -37,6 +39,7 @@ def search_record(row: Row[Any]) -> SearchRecord:
         created_at=row.created_at,
         finished_at=row.finished_at,
         best_trial_id=row.best_trial_id,
+        message=row.message,
     )
 
 
@@ -83,19 +86,20 @@ def update_spec(session: Session, name: str, spec: dict[str, Any]) -> SearchReco
     return _update_search(session, "name", name, {"spec": spec})
 
 
-def move_search(session: Session, search_id: int, target: SearchState, actor: Actor
-                ) -> SearchRecord:
+def move_search(session: Session, search_id: int, target: SearchState, actor: Actor,
+                message: str | None = None) -> SearchRecord:
     """Move the search into ``target`` along an edge ``actor`` owns; returns it as it is now.
 
     A compare-and-set: from a state with no such edge (someone else moved it
     first, or it is there already) nothing changes. Terminal states stamp
-    ``finished_at``, others clear it.
+    ``finished_at``, others clear it; ``message`` says why (cleaned, capped).
     """
     finished_at = db_epoch() if target in TERMINAL_SEARCH_STATES else None
+    message = clean_error(message) if message is not None else None
     row = session.execute(
         update(SEARCHES)
         .where(SEARCHES.c.id == search_id, SEARCHES.c.state.in_(sources(target, actor)))
-        .values(state=target, finished_at=finished_at)
+        .values(state=target, finished_at=finished_at, message=message)
         .returning(*_SEARCH_COLUMNS)
     ).first()
     if row is not None:

@@ -106,11 +106,13 @@ class Store:
         with self._session(write=True) as session:
             return searches.update_spec(session, name, spec)
 
-    def move_search(self, search_id: int, target: SearchState, *, by: Actor) -> SearchRecord:
+    def move_search(self, search_id: int, target: SearchState, *, by: Actor,
+                    message: str | None = None) -> SearchRecord:
         """Move a search into ``target`` along an edge ``by`` owns (``lifecycle.SEARCH_EDGES``);
-        returns the search as it is now, moved or not. Terminal states stamp ``finished_at``."""
+        returns the search as it is now, moved or not. Terminal states stamp ``finished_at``;
+        ``message`` says why, for a person (shown by the operator and ``ma2ml status``)."""
         with self._session(write=True) as session:
-            return searches.move_search(session, search_id, target, by)
+            return searches.move_search(session, search_id, target, by, message)
 
     def delete_search(self, name: str) -> bool:
         """Delete a search with its trials and snapshots; False when there was none."""

@@ -159,33 +159,47 @@ def checkpoint_path(search: PipelineSearch, spool_dir: Path, trial: ClaimedTrial
 def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
                 worker_id: str, *, stop: threading.Event, spool: Spool, spool_dir: Path,
                 device: str | None = None) -> TrialOutcome:
-    """Train one claimed trial and report it; returns how it ended (``TrialOutcome``)."""
+    """Train one claimed trial and report it; returns how it ended (``TrialOutcome``).
+
+    The heartbeat keeps the lease until the report is delivered, not only while
+    training: a result waiting out a store outage in the spool must not see its
+    trial re-queued (or failed, out of retries) the moment the store is back.
+    """
     trial_stop = threading.Event()
     heartbeat = Heartbeat(store, trial, search.spec.budget.lease_seconds, stop, trial_stop)
     heartbeat.start()
     started = time.monotonic()
     checkpoint = checkpoint_path(search, spool_dir, trial)
     try:
-        result = _trainer(search)(search, trial.pipeline, seed=trial.number,
-                                  checkpoint_path=checkpoint, device=device, stop=trial_stop)
-        report = Report(trial.id, trial.attempt, ReportKind.complete, result.reward,
-                        result.metrics, result.diverged)
-    except TrialInterrupted:
-        heartbeat.finish()
-        return TrialOutcome.lost if heartbeat.lost else _release(store, trial)
-    except TrialError as exc:
-        report = _failure(trial, search, str(exc), exc.retryable)
-    except Exception as exc:  # unexpected: an infrastructure problem, worth a retry
-        log.exception("trial %d crashed", trial.id)
-        report = _failure(trial, search, f"{type(exc).__name__}: {exc}", True)
+        report = _train(search, trial, checkpoint, device, trial_stop)
+        if report is None:  # interrupted: the lease was lost, or the worker is stopping
+            heartbeat.finish()
+            return TrialOutcome.lost if heartbeat.lost else _release(store, trial)
+        status = deliver(store, report, spool, stop)
     finally:
         heartbeat.finish()
-    status = deliver(store, report, spool, stop)
     if status.final:
         with contextlib.suppress(OSError):  # tidying up must not turn a result into a crash
             checkpoint.unlink(missing_ok=True)
     _record_metrics(search_name, worker_id, status, time.monotonic() - started, report)
     return status
+
+
+def _train(search: PipelineSearch, trial: ClaimedTrial, checkpoint: Path, device: str | None,
+           trial_stop: threading.Event) -> Report | None:
+    """Run the trainer; the report to deliver, or None when training was interrupted."""
+    try:
+        result = _trainer(search)(search, trial.pipeline, seed=trial.number,
+                                  checkpoint_path=checkpoint, device=device, stop=trial_stop)
+    except TrialInterrupted:
+        return None
+    except TrialError as exc:
+        return _failure(trial, search, str(exc), exc.retryable)
+    except Exception as exc:  # unexpected: an infrastructure problem, worth a retry
+        log.exception("trial %d crashed", trial.id)
+        return _failure(trial, search, f"{type(exc).__name__}: {exc}", True)
+    return Report(trial.id, trial.attempt, ReportKind.complete, result.reward, result.metrics,
+                  result.diverged)
 
 
 def _trainer(search: PipelineSearch) -> Callable[..., TrialResult]:

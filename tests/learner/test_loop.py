@@ -85,16 +85,39 @@ def test_failures_end_the_search_as_failed(store: Store, worker_factory) -> None
 def test_expired_leases_are_requeued_and_counted(store: Store) -> None:
     record = store.create_search("default/toy", search_document(max_trials=5, parallelism=1,
                                                                 prefetch=0))
-    learner = Learner(store, "default/toy")
+    now = [1000.0]
+    learner = Learner(store, "default/toy", clock=lambda: now[0])
     assert learner.tick() is None
-    claimed = store.claim(record.id, "dead-worker", lease_seconds=0.01)
+    claimed = store.claim(record.id, "dead-worker", lease_seconds=-1)  # already expired
     assert claimed is not None
     before = metrics.LEASE_EXPIRIES.labels("default/toy")._value.get()
-    threading.Event().wait(1.1)  # let the lease run out on the database clock
+    learner.tick()  # within one lease of the learner's start: grace, nothing re-queued
+    assert store.get_trial(claimed.id).status == "running"
+    now[0] += 5.0  # leaseSeconds of the spec
     learner.tick()
     assert metrics.LEASE_EXPIRIES.labels("default/toy")._value.get() == before + 1
     requeued = store.get_trial(claimed.id)
     assert requeued.status == "pending" and requeued.attempt == 2
+
+    # After a store outage, leases that lapsed meanwhile get one lease of grace again.
+    again = store.claim(record.id, "cut-off-worker", lease_seconds=-1)
+    learner.note_outage()
+    learner.tick()
+    assert store.get_trial(again.id).status == "running"
+    now[0] += 5.0
+    learner.tick()
+    assert store.get_trial(again.id).status == "pending"
+
+
+def test_a_learner_that_cannot_start_fails_the_search_with_the_reason(store: Store) -> None:
+    document = search_document(max_trials=5)
+    document["spec"]["algorithm"]["settings"] = {"alpha": "not a number"}  # stored unchecked
+    store.create_search("default/broken", document)
+    with pytest.raises(Exception, match="alpha"):
+        run_learner(store, "default/broken")
+    record = store.get_search("default/broken")
+    assert record.state == "failed" and record.finished_at is not None
+    assert record.message.startswith("the learner cannot start") and "alpha" in record.message
 
 
 def test_unknown_search_is_a_clear_error(store: Store) -> None:

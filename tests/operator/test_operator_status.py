@@ -37,6 +37,11 @@ def test_phase_by_counting_and_by_the_learners_verdict() -> None:
     assert (failed.phase, failed.reason) == (Phase.failed, "TooManyFailedTrials")
     assert status.decide(s, "finished", counts()).reason == "LearnerFinished"
     assert status.decide(s, "failed", counts()).reason == "LearnerFailed"
+    cannot_start = status.decide(s, "failed", counts(), "the learner cannot start: ValueError: x")
+    assert (cannot_start.phase, cannot_start.reason, cannot_start.message) == (
+        Phase.failed, "LearnerFailed", "the learner cannot start: ValueError: x")
+    # Failed by the stop rule: the operator names the rule, not just "the learner".
+    assert status.decide(s, "failed", counts(failed=4)).reason == "TooManyFailedTrials"
     suspended = spec().model_copy(update={"suspend": True})
     assert status.decide(suspended, "suspended", counts()).phase == Phase.suspended
 
