@@ -1,4 +1,7 @@
-"""Smoke run of ``benchmarks/search_efficiency.py --quick`` on the real tables."""
+"""Smoke run of ``benchmarks/search_efficiency.py --quick`` on the real tables.
+
+Every run here writes under pytest's ``tmp_path``, never into the repository.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import importlib.util
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +53,22 @@ def test_quick_run_writes_table_and_plot(tmp_path: Path, capsys) -> None:
     # The table's mean is the mean of the per-seed regrets written beside it.
     mean = sum(row[0] for row in per_seed) / 2
     assert f"| nb201-cifar10 | ma2ml | {mean:.4g} ± " in table
+
+
+@pytest.mark.parametrize("argv", [["--quick"], ["--first-seed", "100", "--seeds", "3"],
+                                  ["--tasks", "nb201-cifar10"], ["--methods", "ma2ml", "tpe"],
+                                  ["--budget", "50"], ["--batch", "1"], ["--set", "alpha=0.1"]])
+def test_only_the_reported_run_writes_the_committed_results(argv: list[str], tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """A smoke or partial run must never overwrite ``benchmarks/results/``."""
+    bench = _benchmark()
+    assert bench.out_dir(bench.parse_args([])) == ROOT / "benchmarks" / "results"
+    assert bench.out_dir(bench.parse_args(["--jobs", "4"])) == bench.RESULTS  # speed only
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # not /tmp: nothing left behind
+    out = bench.out_dir(bench.parse_args(argv))
+    assert out.parent == tmp_path and out.is_dir() and not any(out.iterdir())
+    assert bench.out_dir(bench.parse_args([*argv, "--out", str(tmp_path / "x")])) == \
+        tmp_path / "x"
 
 
 def test_runs_come_back_in_seed_order_from_the_pool(monkeypatch) -> None:
