@@ -104,8 +104,7 @@ def _ranged(default: Any, description: str, *, le: float, ge: float | None = Non
                  description=f"{description} Range {low}, {_num(le)}].")
 
 
-def _num(value: float | None) -> str:
-    assert value is not None
+def _num(value: float) -> str:
     return f"{int(value)}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
@@ -742,12 +741,11 @@ class _ShapeCheck:
                                 f"aliases are expanded (limit {MAX_YAML_NODES})")
 
     def _alias_size(self, anchor: str, path: str) -> int:
-        if anchor in self.anchors:
-            return self.anchors[anchor]
         if any(o.anchor == anchor for o in self.stack):
             raise _refuse(path, f"YAML alias *{_describe(anchor, 40)} refers to a node that "
                                 f"contains it (a recursive structure)")
-        return 1  # an undefined alias: the loader reports it
+        # An undefined alias counts 1: the loader refuses it (and a duplicate anchor) anyway.
+        return self.anchors.get(anchor, 1)
 
     def _number_literal(self, event: yaml.ScalarEvent, path: str) -> None:
         value = event.value

@@ -85,6 +85,9 @@ def report(reward: float | None = None, *, accuracy: float | None = None,
     if not path:
         raise RuntimeError(f"ma2ml.report() must be called by a trainer started by an ma2ml "
                            f"worker ({ENV_RESULT_FILE} is not set)")
+    problem = _metrics_problem(metrics)
+    if problem is not None:
+        raise ValueError(f"ma2ml.report: {problem}")
     result = {"reward": _checked_number(reward, "reward"),
               "accuracy": _checked_number(accuracy, "accuracy", 0.0, 1.0),
               "flops": _checked_number(flops, "flops", 0.0),
@@ -411,28 +414,36 @@ def _metrics(value: Any, path: Path) -> dict[str, Any]:
     """The result's metrics: a JSON object of names to numbers, strings, booleans or null."""
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise TrialError(f"{path}: result field 'metrics' must be a JSON object of metric "
-                         f"names to numbers or strings, got {_brief(value)}")
-    if len(value) > MAX_METRICS:
-        raise TrialError(f"{path}: result field 'metrics' has {len(value)} metrics "
-                         f"(limit {MAX_METRICS})")
-    for key, item in value.items():
+    problem = _metrics_problem(value)
+    if problem is not None:
+        raise TrialError(f"{path}: result field {problem}")
+    return dict(value)
+
+
+def _metrics_problem(metrics: Any) -> str | None:
+    """What is wrong with a result's metrics (``'metrics...' must ...``), or None.
+
+    The same rules hold in ``ma2ml.report`` (in the trainer) and when the
+    worker reads the result file.
+    """
+    if not isinstance(metrics, dict):
+        return (f"'metrics' must be a JSON object of metric names to numbers or strings, "
+                f"got {_brief(metrics)}")
+    if len(metrics) > MAX_METRICS:
+        return f"'metrics' has {len(metrics)} metrics (limit {MAX_METRICS})"
+    for key, item in metrics.items():
         name = key if len(key) <= 60 and key.isprintable() else _brief(key, 60)
         field = f"'metrics.{name}'"
         if len(key) > MAX_METRIC_NAME_CHARS:
-            raise TrialError(f"{path}: result field {field}: a metric name of {len(key)} "
-                             f"characters (limit {MAX_METRIC_NAME_CHARS})")
+            return f"{field}: a metric name of {len(key)} characters " \
+                   f"(limit {MAX_METRIC_NAME_CHARS})"
         if isinstance(item, str) and len(item) > MAX_METRIC_TEXT_CHARS:
-            raise TrialError(f"{path}: result field {field}: a text of {len(item)} characters "
-                             f"(limit {MAX_METRIC_TEXT_CHARS})")
+            return f"{field}: a text of {len(item)} characters (limit {MAX_METRIC_TEXT_CHARS})"
         if isinstance(item, float) and not math.isfinite(item):
-            raise TrialError(f"{path}: result field {field} must be a finite number, "
-                             f"got {item!r}")
+            return f"{field} must be a finite number, got {item!r}"
         if not (item is None or isinstance(item, str | int | float | bool)):
-            raise TrialError(f"{path}: result field {field} must be a number, a string, "
-                             f"true/false or null, got {_brief(item)}")
-    return dict(value)
+            return f"{field} must be a number, a string, true/false or null, got {_brief(item)}"
+    return None
 
 
 def _reward(data: dict[str, Any], metrics: dict[str, Any], objective: Objective,

@@ -302,3 +302,13 @@ def test_timeout_kills_the_trainers_children(
         run_command(_search(make_search, python_trainer(code), timeout=2.0), PIPELINE)
     [child] = _pids(pid_file)
     assert _wait_for(lambda: not _running(child))
+
+
+def test_report_refuses_metrics_the_worker_would_refuse(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("MA2ML_RESULT_FILE", str(tmp_path / "result.json"))
+    with pytest.raises(ValueError, match=r"'metrics.history' must be a number, a string"):
+        ma2ml.report(0.5, history=[0.1, 0.2])
+    with pytest.raises(ValueError, match=r"'metrics.note': a text of 5000 characters"):
+        ma2ml.report(0.5, note="x" * 5000)
+    assert not (tmp_path / "result.json").exists()
