@@ -38,6 +38,17 @@ test: setup-test lint
 run: setup
 	$(VENV)/bin/ma2ml run $(SPEC)
 
+# Re-run the benchmark README reports into benchmarks/results/: the 100-seed table,
+# then the one-result-per-update table (40 seeds). Hours on 2 cores, so `make test`
+# never runs it (tests/learner/test_benchmark_smoke.py runs a smoke version).
+bench: $(VENV)/.installed
+	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py
+	tmp=$$(mktemp -d) && \
+	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py --batch 1 --seeds 40 \
+	    --methods ma2ml ma2ml-no-credit tpe --out $$tmp && \
+	cp $$tmp/search_efficiency.md benchmarks/results/search_efficiency_batch1.md && \
+	rm -rf $$tmp
+
 # Regenerate the CRD from the spec model (tests fail when either copy drifts).
 crd: $(VENV)/.installed
 	$(VENV)/bin/ma2ml crd > crds/pipelinesearch.yaml
