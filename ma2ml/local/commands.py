@@ -4,7 +4,7 @@ Registered on the ``ma2ml`` app by ``ma2ml.cli``. Heavy modules are imported
 inside each command so ``ma2ml --help`` stays fast.
 
 Stored values (pipelines, metrics, errors, names) came from a spec author or
-a trainer: everything printed from the store goes through ``_safe``, so Rich
+a trainer: everything printed from the store goes through ``inert``, so Rich
 markup in it (``[link=...]``) prints as text and control characters (terminal
 escape sequences) print as ``\\x1b``.
 """
@@ -12,7 +12,6 @@ escape sequences) print as ``\\x1b``.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from ma2ml.local.inert import inert
 from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
 
 if TYPE_CHECKING:
@@ -34,13 +33,6 @@ DB_OPTION = typer.Option(None, "--db", help="Database URL (default: the SQLite f
                          "the spec, or MA2ML_DATABASE_URL, or sqlite:///ma2ml.db).")
 TARGET = typer.Argument(None, help="Spec file (its database and name) or search name "
                         "(namespace/name; a bare name means default/name).")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _safe(value: object) -> str:
-    """A stored value as inert text for Rich: markup escaped, control characters visible."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
-    return escape(text)
 
 
 def run(
@@ -68,8 +60,11 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     _print_outcome(result.url, result.key)
+    if result.learner_error is not None:
+        typer.echo(f"error: the learner crashed: {result.learner_error}", err=True)
+        raise typer.Exit(1)
     if result.interrupted:
-        console.print(f"stopped; run `ma2ml run {_safe(spec)}` again to resume.",
+        console.print(f"stopped; run `ma2ml run {inert(spec)}` again to resume.",
                       highlight=False)
         raise typer.Exit(130)
     if result.state == "failed":
@@ -85,9 +80,11 @@ def _print_outcome(url: str, key: str) -> None:
         if record is None:
             return
         summary = summarize(store, record, now=time.time())
-    console.print(f"search {_safe(key)}: {_safe(summary.state)}, "
+    console.print(f"search {inert(key)}: {inert(summary.state)}, "
                   f"{summary.done}/{summary.max_trials} trials, "
                   f"{summary.counts.get('failed', 0)} failed", highlight=False)
+    if record.message:
+        console.print(f"reason: {inert(record.message)}", highlight=False)
     if summary.best is not None:
         accuracy = (summary.best.metrics or {}).get("accuracy")
         # A custom trainer may report only a reward: no accuracy to show.
@@ -129,7 +126,7 @@ def status(target: str = TARGET, db: str = DB_OPTION) -> None:
             table.add_column(column)
         for rec in records:
             s = summarize(store, rec, now=time.time(), baseline=False)
-            table.add_row(_safe(s.key), _safe(s.state), f"{s.done}/{s.max_trials}",
+            table.add_row(inert(s.key), inert(s.state), f"{s.done}/{s.max_trials}",
                           str(s.counts["running"]), str(s.counts["pending"]),
                           str(s.counts["failed"]), f"{s.best.reward:.4f}" if s.best else "-",
                           f"{s.elapsed:.0f}s")
@@ -165,7 +162,7 @@ def trials(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{_safe(record.name)}: {len(rows)} trials")
+    table = Table(title=f"{inert(record.name)}: {len(rows)} trials")
     columns = ("number", "status", "reward", "accuracy", "flops", "seconds", "policy_version",
                "attempt", "error")
     for column in columns:
@@ -181,7 +178,7 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     text = str(value)
-    return _safe(text if len(text) < 60 else text[:57] + "...")
+    return inert(text if len(text) < 60 else text[:57] + "...")
 
 
 def _requires_search(target: str | None, db: str | None) -> tuple[Store, SearchRecord]:
@@ -206,14 +203,14 @@ def best(target: str = TARGET, db: str = DB_OPTION,
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
         return
-    console.print(f"[bold]{_safe(record.name)}[/] best trial {top.number}: "
+    console.print(f"[bold]{inert(record.name)}[/] best trial {top.number}: "
                   f"reward {top.reward:.4f}", highlight=False)
     for key, value in sorted((top.metrics or {}).items()):
-        console.print(f"  {_safe(key)}: {_safe(value)}", highlight=False)
+        console.print(f"  {inert(key)}: {inert(value)}", highlight=False)
     for agent, values in top.pipeline.items():
-        console.print(f"[bold]{_safe(agent)}[/]", highlight=False)
+        console.print(f"[bold]{inert(agent)}[/]", highlight=False)
         for name, value in values.items():
-            console.print(f"  {_safe(name)} = {_safe(value)}", highlight=False)
+            console.print(f"  {inert(name)} = {inert(value)}", highlight=False)
 
 
 def export(target: str = TARGET, db: str = DB_OPTION,
@@ -230,9 +227,9 @@ def export(target: str = TARGET, db: str = DB_OPTION,
         except LookupError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-    console.print(f"wrote {_safe(written.recipe)}", highlight=False)
+    console.print(f"wrote {inert(written.recipe)}", highlight=False)
     if written.script is not None:
-        console.print(f"wrote {_safe(written.script)}; run: python {_safe(written.script)}",
+        console.print(f"wrote {inert(written.script)}; run: python {inert(written.script)}",
                       highlight=False)
     else:
         console.print("custom trainer: feed recipe.json's pipeline to your command",
@@ -248,5 +245,5 @@ def report(target: str = TARGET, db: str = DB_OPTION,
     store, record = _requires_search(target, db)
     with store:
         written = write_report(store, record, out)
-    console.print(f"wrote {_safe(written.html)} and {len(written.images)} plots",
+    console.print(f"wrote {inert(written.html)} and {len(written.images)} plots",
                   highlight=False)

@@ -7,9 +7,9 @@ import time
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
+from ma2ml.local.inert import inert
 from ma2ml.local.results import Summary, summarize
 from ma2ml.spaces.display import compact_pipeline
 from ma2ml.store import Store
@@ -29,7 +29,7 @@ def render(summary: Summary) -> Group:
     counts = summary.counts
     head = Table.grid(padding=(0, 2))
     head.add_row(
-        f"[bold]{escape(summary.key)}[/] ({summary.state})",
+        f"[bold]{inert(summary.key)}[/] ({summary.state})",
         f"trials [bold]{summary.done}[/]/{summary.max_trials}",
         f"running {counts.get('running', 0)}", f"pending {counts.get('pending', 0)}",
         f"failed {counts.get('failed', 0)}", f"diverged {counts.get('diverged', 0)}",
@@ -41,7 +41,7 @@ def render(summary: Summary) -> Group:
         best.add_row("reward", f"{summary.best.reward:.4f} (trial {summary.best.number}, "
                      f"accuracy {accuracy if accuracy is None else round(accuracy, 4)})")
         for agent, text in compact_pipeline(summary.best.pipeline, max_decisions=6).items():
-            best.add_row(escape(agent), escape(text))  # stored text is not markup
+            best.add_row(inert(agent), inert(text))  # stored text is not markup
     entropy = "  ".join(f"{a}: {h:.2f}" for a, h in summary.entropy.items()) or "-"
     return Group(head, best, f"policy entropy (nats)  {entropy}")
 

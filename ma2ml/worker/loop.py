@@ -35,6 +35,7 @@ from ma2ml.store import (
     StoreUnavailableError,
 )
 from ma2ml.worker.backoff import backoff_delays
+from ma2ml.worker.custom import remove_stale_trial_dirs
 from ma2ml.worker.errors import TrialError, TrialInterrupted
 from ma2ml.worker.outcome import TrialOutcome
 from ma2ml.worker.result import TrialResult
@@ -100,6 +101,8 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
     Returns the number of trials this worker trained and reported.
     """
     stop = stop or threading.Event()
+    for folder in remove_stale_trial_dirs():  # left by a worker killed mid-trial
+        log.warning("removed trial folder %s of a worker that died", folder)
     spool = Spool(Path(spool_dir) / safe_name(search_name) / "reports")
     done = 0
     while not stop.is_set() and (max_trials is None or done < max_trials):
