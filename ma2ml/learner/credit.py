@@ -25,20 +25,37 @@ from ma2ml.learner.policy import JointPolicy
 QFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
+#: Numbers one batch of counterfactual actions may hold (64 Mi): the exact per-decision
+#: baseline evaluates batch * W joint actions (W = all values of all decisions), each
+#: an index row and a W-wide one-hot, so it grows as W squared. Small spaces fit in
+#: one forward pass; big ones are evaluated decision by decision, in chunks of rows.
+MAX_BATCH_NUMBERS = 1 << 26
+
+
 @torch.no_grad()
 def decision_values(q: QFunction, policy: JointPolicy,
                     actions: torch.Tensor) -> list[torch.Tensor]:
     """Per decision j, (batch, size_j): Q(a with column j set to each value v)."""
     batch = actions.shape[0]
     sizes = policy.layout.sizes
-    variants = []
+    row_numbers = sum(sizes) + len(sizes)  # one-hot input + index row, per joint action
+    if batch * sum(sizes) * row_numbers <= MAX_BATCH_NUMBERS:
+        values = q(torch.cat([_variants(actions, j, size) for j, size in enumerate(sizes)]))
+        return [chunk.view(batch, size) for chunk, size
+                in zip(values.split([batch * s for s in sizes]), sizes, strict=True)]
+    out = []
     for j, size in enumerate(sizes):
-        alt = actions.repeat_interleave(size, dim=0)  # (batch * size, n_decisions)
-        alt[:, j] = torch.arange(size).repeat(batch)
-        variants.append(alt)
-    values = q(torch.cat(variants))  # one forward pass for every decision
-    return [chunk.view(batch, size)
-            for chunk, size in zip(values.split([batch * s for s in sizes]), sizes, strict=True)]
+        rows = max(1, MAX_BATCH_NUMBERS // (size * row_numbers))  # contexts per pass
+        out.append(torch.cat([q(_variants(chunk, j, size)).view(chunk.shape[0], size)
+                              for chunk in actions.split(rows)]))
+    return out
+
+
+def _variants(actions: torch.Tensor, j: int, size: int) -> torch.Tensor:
+    """(batch * size, n_decisions): each action with column j set to 0 .. size-1."""
+    alt = actions.repeat_interleave(size, dim=0)
+    alt[:, j] = torch.arange(size).repeat(actions.shape[0])
+    return alt
 
 
 @torch.no_grad()

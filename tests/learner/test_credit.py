@@ -99,3 +99,29 @@ def test_advantage_averages_to_zero_under_the_policy() -> None:
     assert values.shape == (24,)
     with pytest.raises(ValueError, match="unknown credit estimator 'bogus'"):
         counterfactual_credit(q, policy, actions, "bogus", 1, torch.Generator())
+
+
+def test_big_spaces_are_evaluated_in_bounded_chunks_with_the_same_values(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact baseline's batch grows as W squared; above MAX_BATCH_NUMBERS it is
+    split decision by decision and in row chunks, and must give the same numbers."""
+    from ma2ml.learner import credit
+
+    q, _ = _table_q()
+    policy = _policy()
+    actions = policy.sample(16, torch.Generator().manual_seed(3))
+    whole = credit.decision_values(q, policy, actions)
+    passes: list[int] = []
+
+    def counted(batch: torch.Tensor) -> torch.Tensor:
+        passes.append(batch.shape[0])
+        return q(batch)
+
+    monkeypatch.setattr(credit, "MAX_BATCH_NUMBERS", 50)  # tiny: forces the chunked path
+    chunked = credit.decision_values(counted, policy, actions)
+    for a, b in zip(whole, chunked, strict=True):
+        assert torch.equal(a, b)
+    row_numbers = sum(LAYOUT.sizes) + len(LAYOUT.sizes)
+    # Each pass holds at most the bound, or one context's variants when those exceed it.
+    assert len(passes) > len(LAYOUT.sizes)
+    assert max(passes) * row_numbers <= max(50, max(LAYOUT.sizes) * row_numbers)
