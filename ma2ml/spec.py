@@ -250,6 +250,32 @@ class Budget(Model):
                                    le=86_400)
 
 
+class EarlyStoppingType(enum.StrEnum):
+    none = "none"
+    asha = "asha"
+    median = "median"
+
+
+class EarlyStopping(Model):
+    """Stopping hopeless trials early, decided against the store at epoch boundaries.
+
+    ``asha``: asynchronous successive halving (Li et al., MLSys 2020), rungs at
+    ``minEpochs * reductionFactor**k`` below ``trialEpochs``; a trial continues past
+    a rung only among the best ``ceil(n / reductionFactor)`` of the n results
+    recorded there. ``median``: from ``minEpochs`` on, a trial stops when its
+    result is below the median of the other trials' results at the same epoch,
+    once ``minTrials`` of them exist (Optuna's MedianPruner, Katib's median stop).
+    """
+
+    type: EarlyStoppingType = Field(EarlyStoppingType.none, description="none, asha or median.")
+    min_epochs: int = _ranged(1, "asha: the first rung; median: epochs before any stop.",
+                              ge=1, le=10_000)
+    reduction_factor: int = _ranged(3, "asha: keep the best 1/reductionFactor at each rung.",
+                                    ge=2, le=100)
+    min_trials: int = _ranged(5, "median: other trials' results needed at an epoch before "
+                              "it stops anything.", ge=1, le=10_000)
+
+
 class TrainerType(enum.StrEnum):
     builtin = "builtin"
     command = "command"
@@ -339,6 +365,7 @@ class PipelineSearchSpec(Model):
     objective: Objective = Field(default_factory=Objective)
     algorithm: Algorithm = Field(default_factory=Algorithm)
     budget: Budget = Field(default_factory=Budget)
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     trainer: Trainer = Field(default_factory=Trainer)
     worker: Worker = Field(default_factory=Worker)
     database: Database = Field(default_factory=Database)
@@ -362,6 +389,15 @@ class PipelineSearchSpec(Model):
         except SpaceError as exc:
             raise nested_error(exc.loc, exc.problem) from None
         return agents
+
+    @model_validator(mode="after")
+    def _rungs_below_the_last_epoch(self) -> PipelineSearchSpec:
+        stopping, epochs = self.early_stopping, self.budget.trial_epochs
+        if stopping.type != EarlyStoppingType.none and stopping.min_epochs >= epochs:
+            raise nested_error(("earlyStopping", "minEpochs"),
+                               f"must be below spec.budget.trialEpochs ({epochs}) for "
+                               f"{stopping.type} to stop anything, got {stopping.min_epochs}")
+        return self
 
     def search_space(self) -> SearchSpace:
         return build_space(_build_agent(a) for a in self.agents)
@@ -420,6 +456,7 @@ class TrialCounts(Model):
     running: int = 0
     completed: int = 0
     diverged: int = 0
+    stopped: int = Field(0, description="Trials ended early by spec.earlyStopping.")
     failed: int = 0
 
 

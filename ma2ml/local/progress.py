@@ -31,8 +31,8 @@ def render(summary: Summary) -> Group:
     head.add_row(
         f"[bold]{inert(summary.key)}[/] ({summary.state})",
         f"trials [bold]{summary.done}[/]/{summary.max_trials}",
-        f"running {counts.get('running', 0)}", f"pending {counts.get('pending', 0)}",
-        f"failed {counts.get('failed', 0)}", f"diverged {counts.get('diverged', 0)}",
+        f"running {counts.running}", f"pending {counts.pending}",
+        f"failed {counts.failed}", f"diverged {counts.diverged}", f"stopped {counts.stopped}",
         f"elapsed {_duration(summary.elapsed)}", f"left ~{_duration(summary.eta_seconds())}",
     )
     best = Table(title="best pipeline", show_header=False, expand=True)

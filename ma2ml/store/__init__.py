@@ -32,9 +32,11 @@ from ma2ml.store.records import (
     ClaimedTrial,
     SearchRecord,
     SnapshotRecord,
+    StepRecord,
     TrialProposal,
     TrialRecord,
 )
+from ma2ml.store.stopping import StepDecision
 from ma2ml.store.store import Store
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
     "SearchState",
     "SnapshotRecord",
     "StaleAttemptError",
+    "StepDecision",
+    "StepRecord",
     "Store",
     "StoreError",
     "StoreUnavailableError",

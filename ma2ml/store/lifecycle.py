@@ -7,7 +7,8 @@ cannot disagree.
 Trials (every edge is made by one function of ``store.queue``)::
 
     pending --claim--> running --complete--> completed | diverged
-       ^                  |  \\--fail (out of retries)--> failed
+       ^                  |  \\--report_step (early stopping says stop)--> stopped
+       |                  |  \\--fail (out of retries)--> failed
        |                  |   \\--lease expired, out of retries--> failed
        +--release / retryable fail / lease expired (retries left)--+
 
@@ -43,14 +44,18 @@ class TrialStatus(enum.StrEnum):
     running = "running"
     completed = "completed"
     diverged = "diverged"
+    stopped = "stopped"
     failed = "failed"
 
 
 #: Statuses a trial never leaves; each of them carries a ``finished_seq``.
 TERMINAL_STATUSES: frozenset[TrialStatus] = frozenset(
-    {TrialStatus.completed, TrialStatus.diverged, TrialStatus.failed})
-#: Statuses that count as a result towards ``maxTrials`` (a diverged training is an answer).
-RESULT_STATUSES: frozenset[TrialStatus] = frozenset({TrialStatus.completed, TrialStatus.diverged})
+    {TrialStatus.completed, TrialStatus.diverged, TrialStatus.stopped, TrialStatus.failed})
+#: Statuses that count as a result towards ``maxTrials``: a diverged training is an
+#: answer, and so is a trial stopped early (it spent its budget, as in Katib and Ray Tune).
+#: Only completed trials compete for the best pipeline (full fidelity).
+RESULT_STATUSES: frozenset[TrialStatus] = frozenset(
+    {TrialStatus.completed, TrialStatus.diverged, TrialStatus.stopped})
 
 
 class SearchState(enum.StrEnum):
@@ -103,6 +108,7 @@ class Counts(Mapping[str, int]):
     running: int = 0
     completed: int = 0
     diverged: int = 0
+    stopped: int = 0
     failed: int = 0
 
     @classmethod
@@ -112,7 +118,7 @@ class Counts(Mapping[str, int]):
 
     @property
     def results(self) -> int:
-        """Trials that count towards ``maxTrials``: completed + diverged."""
+        """Trials that count towards ``maxTrials``: completed + diverged + stopped."""
         return sum(self[status] for status in RESULT_STATUSES)
 
     @property

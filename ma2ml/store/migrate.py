@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The newest revision in ``migrations/versions`` (a test keeps the two in step).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 #: Key of the PostgreSQL advisory lock that serialises migrations ("ma2ml" in ASCII).
 ADVISORY_LOCK_KEY = 0x6D61326D6C
 

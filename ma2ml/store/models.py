@@ -103,6 +103,30 @@ class TrialModel(Base):
     reward: Mapped[float | None] = mapped_column(Double)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    # Last epoch reported to trial_steps: a stopped trial's fidelity.
+    last_step: Mapped[int | None] = mapped_column(Integer)
+
+
+class TrialStepModel(Base):
+    """One point of a learning curve: a trial's result at an epoch, and the verdict on it.
+
+    Keyed by (trial, step): a resumed or retried trial that reports an epoch again
+    gets the recorded verdict back, so each (trial, step) is decided exactly once.
+    ``search_id`` is repeated here so that "results at this rung" is one index range.
+    """
+
+    __tablename__ = "trial_steps"
+    __table_args__ = (Index("ix_trial_steps_search_step_value", "search_id", "step", "value"),)
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(Double)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    decision: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Double)
 
 
 class PolicySnapshotModel(Base):
@@ -127,3 +151,4 @@ class PolicySnapshotModel(Base):
 SEARCHES = cast(Table, SearchModel.__table__)
 TRIALS = cast(Table, TrialModel.__table__)
 SNAPSHOTS = cast(Table, PolicySnapshotModel.__table__)
+STEPS = cast(Table, TrialStepModel.__table__)

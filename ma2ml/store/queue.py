@@ -40,11 +40,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from ma2ml.spec import EarlyStopping
 from ma2ml.store.engine import db_epoch
 from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
 from ma2ml.store.lifecycle import TrialStatus
-from ma2ml.store.models import SEARCHES, TRIALS
+from ma2ml.store.models import SEARCHES, STEPS, TRIALS
 from ma2ml.store.records import ClaimedTrial, TrialProposal
+from ma2ml.store.stopping import StepDecision, decide, judged
 from ma2ml.store.text import clean_error, clean_metrics
 
 # Columns to clear whenever a trial stops running.
@@ -399,3 +401,63 @@ def _fail_expired(session: Session, search_id: int, trial_ids: list[int]) -> Non
                 **_LEASE_CLEARED,
             )
         )
+
+
+def report_step(
+    session: Session,
+    trial_id: int,
+    attempt: int,
+    step: int,
+    value: float | None,
+    metrics: dict[str, Any],
+    rule: EarlyStopping,
+    max_epochs: int,
+) -> StepDecision:
+    """Record a running trial's result at epoch ``step`` and decide whether it continues.
+
+    Holding the search row's lock, so concurrent reports of one search are judged one
+    after the other against the same recorded results. A (trial, step) already
+    recorded gets its recorded answer back (a resumed attempt re-reporting an epoch).
+    On ``stop`` the trial ends ``stopped`` here, with this result as its reward; it is
+    never a candidate for the best trial (that is ranked at full fidelity only).
+    """
+    search_id = session.execute(select(TRIALS.c.search_id).where(TRIALS.c.id == trial_id)).scalar()
+    if search_id is None:
+        raise _stale(trial_id, attempt)
+    session.execute(select(SEARCHES.c.id).where(SEARCHES.c.id == search_id).with_for_update())
+    if session.execute(select(TRIALS.c.id).where(*_holder(trial_id, attempt))).first() is None:
+        raise _stale(trial_id, attempt)
+    same = (STEPS.c.trial_id == trial_id, STEPS.c.step == step)
+    recorded = session.execute(select(STEPS.c.decision).where(*same)).scalar()
+    if recorded is not None:
+        return StepDecision(recorded)
+    value = float(value) if value is not None and math.isfinite(value) else None
+    decision = StepDecision.proceed
+    if judged(rule, step, max_epochs):
+        others = session.execute(select(STEPS.c.value).where(
+            STEPS.c.search_id == search_id, STEPS.c.step == step, STEPS.c.trial_id != trial_id))
+        decision = decide(rule, value, list(others.scalars()))
+    cleaned = clean_metrics(metrics)
+    session.execute(insert(STEPS).values(
+        trial_id=trial_id, step=step, search_id=search_id, attempt=attempt, value=value,
+        metrics=cleaned, decision=decision, created_at=db_epoch()))
+    session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(last_step=step))
+    if decision == StepDecision.stop:
+        _stop(session, trial_id, attempt, value, {**cleaned, "stopped_at_epoch": step})
+    return decision
+
+
+def _stop(session: Session, trial_id: int, attempt: int, reward: float | None,
+          metrics: dict[str, Any]) -> None:
+    """End a running trial as ``stopped`` with its last intermediate result."""
+    seq = _next_seq(session, trial_id, attempt, _NEXT_SEQ)
+    values = {
+        "status": TrialStatus.stopped,
+        "reward": reward,
+        "metrics": metrics,
+        "finished_seq": seq,
+        "finished_at": db_epoch(),
+        **_LEASE_CLEARED,
+    }
+    result = session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(values))
+    _check_finished(result, trial_id, attempt)

@@ -15,8 +15,8 @@ from sqlalchemy import ColumnElement, Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from ma2ml.store.lifecycle import Counts, TrialStatus
-from ma2ml.store.models import SEARCHES, TRIALS
-from ma2ml.store.records import STATUSES, TrialRecord
+from ma2ml.store.models import SEARCHES, STEPS, TRIALS
+from ma2ml.store.records import STATUSES, StepRecord, TrialRecord
 
 #: Columns ``list_trials`` can order by.
 ORDER_COLUMNS: dict[str, ColumnElement[Any]] = {
@@ -56,6 +56,7 @@ def trial_record(row: Row[Any]) -> TrialRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         finished_seq=row.finished_seq,
+        last_step=row.last_step,
     )
 
 
@@ -158,3 +159,18 @@ def replay_sample(session: Session, search_id: int, n: int, seed: int | None) ->
         )
         by_seq.update((row.finished_seq, row) for row in session.execute(statement))
     return [trial_record(by_seq[seq]) for seq in seqs if seq in by_seq]
+
+
+def curves(session: Session, search_id: int, trial_ids: list[int] | None
+           ) -> dict[int, list[StepRecord]]:
+    """Learning curves: trial id -> its steps in order (only ``trial_ids`` when given)."""
+    statement = select(STEPS).where(STEPS.c.search_id == search_id)
+    if trial_ids is not None:
+        if not trial_ids:
+            return {}
+        statement = statement.where(STEPS.c.trial_id.in_(trial_ids[:_IN_CHUNK]))
+    out: dict[int, list[StepRecord]] = {}
+    for row in session.execute(statement.order_by(STEPS.c.trial_id, STEPS.c.step)):
+        out.setdefault(row.trial_id, []).append(
+            StepRecord(row.trial_id, row.step, row.value, row.metrics, row.decision))
+    return out

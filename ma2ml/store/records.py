@@ -78,6 +78,8 @@ class TrialRecord:
     started_at: float | None
     finished_at: float | None
     finished_seq: int | None
+    #: Last epoch reported as a step (a stopped trial's fidelity); None without steps.
+    last_step: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +91,14 @@ class SnapshotRecord:
     created_at: float
     state: bytes = field(repr=False)
     stats: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One point of a trial's learning curve and the early-stopping verdict on it."""
+
+    trial_id: int
+    step: int
+    value: float | None
+    metrics: dict[str, Any]
+    decision: str

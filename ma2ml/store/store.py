@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import exc
 
+from ma2ml.spec import EarlyStopping
 from ma2ml.store import queue, reads, searches
 from ma2ml.store.engine import SessionScope, make_engine, resolve_database_url, translate_errors
 from ma2ml.store.errors import SearchExistsError
@@ -22,9 +23,11 @@ from ma2ml.store.records import (
     ClaimedTrial,
     SearchRecord,
     SnapshotRecord,
+    StepRecord,
     TrialProposal,
     TrialRecord,
 )
+from ma2ml.store.stopping import StepDecision
 
 #: Policy snapshots whose ``state`` bytes are kept per search (stats are always kept).
 DEFAULT_KEEP_SNAPSHOT_STATES = 10
@@ -156,6 +159,18 @@ class Store:
         with self._session(write=True) as session:
             return queue.fail(session, trial_id, attempt, error, retryable, max_retries)
 
+    def report_step(self, trial_id: int, attempt: int, step: int, value: float | None,
+                    metrics: dict[str, Any], rule: EarlyStopping, max_epochs: int
+                    ) -> StepDecision:
+        """Record a running trial's result at epoch ``step``; continue or stop (``rule``).
+
+        Exactly one answer per (trial, step); on stop the trial ends ``stopped``.
+        ``StaleAttemptError`` when this attempt no longer holds the trial.
+        """
+        with self._session(write=True) as session:
+            return queue.report_step(session, trial_id, attempt, step, value, metrics, rule,
+                                     max_epochs)
+
     def release(self, trial_id: int, attempt: int) -> None:
         """Hand a running trial back (graceful shutdown); no-op when no longer held."""
         with self._session(write=True) as session:
@@ -214,6 +229,13 @@ class Store:
         """Completed, diverged and failed trials with ``finished_seq > seq``, in order."""
         with self._session() as session:
             return reads.finished_since(session, search_id, seq, limit)
+
+    def curves(self, search_id: int, trial_ids: list[int] | None = None
+               ) -> dict[int, list[StepRecord]]:
+        """Learning curves, trial id -> steps in order; all trials unless ``trial_ids``
+        (at most 5000 of them per call)."""
+        with self._session() as session:
+            return reads.curves(session, search_id, trial_ids)
 
     def replay_sample(self, search_id: int, n: int, seed: int | None = None) -> list[TrialRecord]:
         """Up to ``n`` finished trials drawn uniformly without replacement."""

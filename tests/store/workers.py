@@ -37,3 +37,36 @@ def claim_until_empty(
         results.put(("ok", done))
     except Exception as error:
         results.put(("error", repr(error)))
+
+
+def report_steps_until_empty(
+    url: str, search_id: int, worker: str, barrier: Barrier, results: Queue
+) -> None:
+    """Claim trials; report epochs 1 and 2 under ASHA (asking each twice) and complete the
+    survivors; report (trial id, step, decision, decision asked again) tuples."""
+    from ma2ml.spec import EarlyStopping
+    from ma2ml.store import StaleAttemptError, Store
+
+    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2)
+    answers: list[tuple[int, int, str, str]] = []
+    try:
+        with Store(url, migrate=False) as store:
+            barrier.wait(timeout=60)
+            while (trial := store.claim(search_id, worker, lease_seconds=300)) is not None:
+                value = float(trial.pipeline["x"]) / 1000.0
+                for step in (1, 2):
+                    decision = store.report_step(trial.id, trial.attempt, step, value + step,
+                                                 {"accuracy": value}, rule, max_epochs=4)
+                    try:
+                        again = str(store.report_step(trial.id, trial.attempt, step,
+                                                      value + step, {}, rule, max_epochs=4))
+                    except StaleAttemptError:  # stopped: the trial is no longer running
+                        again = "stale"
+                    answers.append((trial.id, step, str(decision), again))
+                    if decision == "stop":
+                        break
+                else:
+                    store.complete(trial.id, trial.attempt, value + 4, {})
+        results.put(("ok", answers))
+    except Exception:
+        results.put(("error", traceback.format_exc()))

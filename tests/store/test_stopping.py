@@ -1,0 +1,119 @@
+"""Early stopping: the ASHA and median rules by hand, and decided in the store exactly
+once, under concurrency, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from ma2ml.spec import EarlyStopping
+from ma2ml.store import StaleAttemptError, Store, TrialProposal
+from ma2ml.store.stopping import StepDecision, decide, judged, rungs
+
+from .workers import report_steps_until_empty
+
+ASHA = EarlyStopping(type="asha", min_epochs=1, reduction_factor=3)
+MEDIAN = EarlyStopping(type="median", min_epochs=2, min_trials=3)
+GO, STOP = StepDecision.proceed, StepDecision.stop
+
+
+def test_asha_rungs_and_decisions_by_hand() -> None:
+    assert rungs(ASHA, 27) == [1, 3, 9]
+    assert rungs(EarlyStopping(type="asha", min_epochs=2, reduction_factor=2), 20) == [2, 4, 8, 16]
+    assert [judged(ASHA, s, 27) for s in (1, 2, 3, 9, 27)] == [True, False, True, True, False]
+    # Results arriving one by one at a rung: continue iff among the best ceil(n / 3).
+    arrivals = [0.5, 0.4, 0.6, 0.3, 0.55, 0.7, 0.52]
+    expected = [GO,  # n=1: the first result always continues
+                STOP,  # n=2: best 1 is 0.5
+                GO,  # n=3: best 1, 0.6 is it
+                STOP,  # n=4: best 2 are 0.6, 0.5
+                GO,  # n=5: best 2 are 0.6, 0.55
+                GO,  # n=6: best 2 are 0.7, 0.6
+                STOP]  # n=7: best 3 are 0.7, 0.6, 0.55
+    decisions = [decide(ASHA, value, arrivals[:i]) for i, value in enumerate(arrivals)]
+    assert decisions == expected
+    assert decide(ASHA, 0.5, [0.5, 0.5, 0.5]) == GO  # ties count in its favour
+    assert decide(ASHA, None, [0.1]) == STOP and decide(ASHA, None, []) == GO
+
+
+def test_median_by_hand() -> None:
+    assert [judged(MEDIAN, s, 5) for s in (1, 2, 4, 5)] == [False, True, True, False]
+    assert decide(MEDIAN, 0.1, [0.5, 0.6]) == GO  # fewer than minTrials others
+    assert decide(MEDIAN, 0.55, [0.5, 0.6, 0.7]) == STOP  # median 0.6
+    assert decide(MEDIAN, 0.65, [0.5, 0.6, 0.7]) == GO
+
+
+def _proposals(count: int) -> list[TrialProposal]:
+    return [TrialProposal({"x": i}, {"aug": [i % 5]}, {"aug": -1.6}, 0) for i in range(count)]
+
+
+def test_a_stopped_trial_ends_with_its_last_result_once(store: Store) -> None:
+    search = store.create_search("default/stopping", {})
+    store.enqueue_trials(search.id, _proposals(3))
+    good, bad, full = (store.claim(search.id, "w", 30) for _ in range(3))
+    assert good and bad and full
+    assert store.report_step(good.id, good.attempt, 1, 0.8, {"accuracy": 0.8}, ASHA, 9) == GO
+    assert store.report_step(bad.id, bad.attempt, 1, 0.2, {"accuracy": 0.2}, ASHA, 9) == STOP
+    assert store.report_step(good.id, good.attempt, 1, 0.8, {}, ASHA, 9) == GO  # asked again
+    with pytest.raises(StaleAttemptError):  # stopped: no longer running
+        store.report_step(bad.id, bad.attempt, 2, 0.3, {}, ASHA, 9)
+    assert store.report_step(good.id, good.attempt, 2, 0.85, {}, ASHA, 9) == GO  # not a rung
+    store.complete(good.id, good.attempt, 0.9, {"accuracy": 0.9})
+    store.report_step(full.id, full.attempt, 1, 0.95, {"accuracy": 0.95}, ASHA, 9)
+    store.complete(full.id, full.attempt, 0.5, {"accuracy": 0.5})
+
+    stopped = store.get_trial(bad.id)
+    assert stopped is not None and stopped.status == "stopped" and stopped.reward == 0.2
+    assert stopped.metrics == {"accuracy": 0.2, "stopped_at_epoch": 1}
+    assert (stopped.last_step, stopped.finished_seq) == (1, 1)
+    counts = store.counts(search.id)
+    assert (counts.stopped, counts.completed, counts.results) == (1, 2, 3)
+    best = store.best_trial(search.id)
+    assert best is not None and best.id == good.id  # the full-fidelity best, never a stopped one
+    curves = store.curves(search.id)
+    assert [(s.step, s.value, s.decision) for s in curves[good.id]] == [
+        (1, 0.8, "continue"), (2, 0.85, "continue")]
+    assert [s.decision for s in curves[bad.id]] == ["stop"]
+    assert list(store.curves(search.id, [bad.id])) == [bad.id]
+
+
+TRIALS, PROCESSES = 120, 8
+
+
+@pytest.mark.slow
+def test_decisions_are_exactly_once_under_concurrency(store: Store, database_url: str) -> None:
+    search = store.create_search("default/asha-concurrency", {})
+    store.enqueue_trials(search.id, _proposals(TRIALS))
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(PROCESSES)
+    results = context.Queue()
+    workers = [context.Process(target=report_steps_until_empty,
+                               args=(database_url, search.id, f"w{n}", barrier, results))
+               for n in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=240) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [kind for kind, _ in outcomes] == ["ok"] * PROCESSES, outcomes
+    answers = [answer for _, batch in outcomes for answer in batch]
+
+    # Each (trial, step) answered once, and asking again gives the same answer.
+    assert len({(t, s) for t, s, _, _ in answers}) == len(answers)
+    assert all(again == (decision if decision == "continue" else "stale")
+               for _, _, decision, again in answers)
+    curves = store.curves(search.id)
+    recorded = {(t, s.step): s.decision for t, steps in curves.items() for s in steps}
+    assert recorded == {(t, s): d for t, s, d, _ in answers}
+    # The status agrees with the answers, and every trial finished exactly once.
+    stopped = {t for t, _, d, _ in answers if d == "stop"}
+    trials = store.list_trials(search.id)
+    assert {t.id for t in trials if t.status == "stopped"} == stopped
+    assert all(t.status == "completed" for t in trials if t.id not in stopped)
+    assert sorted(t.finished_seq for t in trials) == list(range(1, TRIALS + 1))
+    # At every rung the best result continued (whatever the order, it ranks first).
+    for step in (1, 2):
+        at_rung = [s for steps in curves.values() for s in steps if s.step == step]
+        assert max(at_rung, key=lambda s: s.value or 0).decision == "continue"
+    assert 0 < len(stopped) < TRIALS
