@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 
 from ma2ml.store import Store, TrialProposal
 
-from .workers import claim_until_empty
+from .workers import claim_until_empty, run_together
 
 TRIALS = 2000
 PROCESSES = 8
@@ -20,20 +18,7 @@ def test_processes_complete_every_trial_once(store: Store, database_url: str) ->
     proposals = [TrialProposal({"x": i}, {"aug": [i % 5]}, {"aug": -1.6}, 0) for i in range(TRIALS)]
     ids = store.enqueue_trials(search.id, proposals)
 
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    workers = [
-        context.Process(
-            target=claim_until_empty, args=(database_url, search.id, f"w{n}", barrier, results)
-        )
-        for n in range(PROCESSES)
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=240) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
+    outcomes = run_together(claim_until_empty, database_url, search.id, PROCESSES)
     assert [kind for kind, _ in outcomes] == ["ok"] * PROCESSES, outcomes
 
     reported = [pair for _, pairs in outcomes for pair in pairs]

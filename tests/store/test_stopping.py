@@ -3,15 +3,13 @@ once, under concurrency, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 
 from ma2ml.spec import EarlyStopping
 from ma2ml.store import StaleAttemptError, Store, TrialProposal
 from ma2ml.store.stopping import StepDecision, decide, judged, rungs
 
-from .workers import report_steps_until_empty
+from .workers import report_steps_until_empty, run_together
 
 ASHA = EarlyStopping(type="asha", min_epochs=1, reduction_factor=3)
 MEDIAN = EarlyStopping(type="median", min_epochs=2, min_trials=3)
@@ -85,17 +83,7 @@ TRIALS, PROCESSES = 120, 8
 def test_decisions_are_exactly_once_under_concurrency(store: Store, database_url: str) -> None:
     search = store.create_search("default/asha-concurrency", {})
     store.enqueue_trials(search.id, _proposals(TRIALS))
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    workers = [context.Process(target=report_steps_until_empty,
-                               args=(database_url, search.id, f"w{n}", barrier, results))
-               for n in range(PROCESSES)]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=240) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
+    outcomes = run_together(report_steps_until_empty, database_url, search.id, PROCESSES)
     assert [kind for kind, _ in outcomes] == ["ok"] * PROCESSES, outcomes
     answers = [answer for _, batch in outcomes for answer in batch]
 

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import traceback
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
+from typing import Any
+
+
+def run_together(target: Callable[..., None], url: str, search_id: int, processes: int
+                 ) -> list[tuple[str, Any]]:
+    """``target(url, search_id, "w<n>", barrier, results)`` in ``processes`` spawned
+    processes that start at one barrier; returns what each put on ``results``."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    results = context.Queue()
+    workers = [context.Process(target=target, args=(url, search_id, f"w{n}", barrier, results))
+               for n in range(processes)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=240) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    return outcomes
 
 
 def open_fresh(url: str, barrier: Barrier, results: Queue) -> None:
