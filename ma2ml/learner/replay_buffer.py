@@ -2,9 +2,11 @@
 
 The algorithms see a replay through the ``Replay`` protocol only, so the
 matrix-game tests and the benchmark use ``InMemoryReplay`` while the learner
-loop plugs in a view of the store (``loop.StoreReplay``). Rewards held here
-are raw (after failure substitution); the normalisers of
-``ma2ml.learner.normalisers`` map them to per-search scores.
+loop plugs in a view of the store (``loop.StoreReplay``). Both draw the same
+way (uniformly, without replacement), so the benchmark and the tests sample
+as a real search does. Rewards held here are raw (after failure
+substitution); the normalisers of ``ma2ml.learner.normalisers`` map them to
+per-search scores.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ class Replay(Protocol):
         """Record fresh results: (n, n_decisions) int actions and (n,) rewards."""
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``n`` stored results drawn uniformly (fewer only if the replay holds fewer
-        and draws without replacement); cost independent of the replay size."""
+        """``min(n, len(self))`` distinct stored results drawn uniformly without
+        replacement (every one when ``n >= len(self)``), in no particular order; cost
+        independent of the replay size."""
 
     def __len__(self) -> int: ...
 
@@ -48,7 +51,13 @@ class InMemoryReplay:
         self._size += n
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if self._size == 0:
-            return self._actions[:0], self._rewards[:0]
-        index = rng.integers(self._size, size=n)  # with replacement
+        # Without replacement, as the store's ``replay_sample`` draws.
+        if n > self._size:
+            # Everything, in stored order: asking for more than there is leaves
+            # nothing to draw, and the critic resamples a replay smaller than one
+            # update's draws (batch_size * critic_steps, 1024 by default) itself.
+            # Spending no random numbers here keeps such searches (every benchmark
+            # run) exactly as they were when this buffer drew with replacement.
+            return self._actions[:self._size].copy(), self._rewards[:self._size].copy()
+        index = rng.choice(self._size, size=max(n, 0), replace=False)
         return self._actions[index], self._rewards[index]
