@@ -10,6 +10,20 @@ missing result or a malformed one (an accuracy outside [0, 1], metrics that
 are not a mapping of names to numbers or strings) fails the trial with a
 message naming the field, plus the tail of the command's output.
 
+Intermediate results (``ma2ml.report(..., step=epoch)``) are JSON lines
+appended to ``MA2ML_STEPS_FILE`` in the trial folder: one ``write`` with
+``O_APPEND`` each, so a line is never interleaved, and the worker only
+reads lines that end with a newline. The worker's wait loop, which already
+polls the command every 50 ms, reads the new lines (``StepWatcher``;
+bounded: steps in [1, trialEpochs], ``MAX_STEP_REPORTS`` lines, each within
+``MAX_RESULT_BYTES``), checks them by the final result's rules and hands
+each new step to the epoch callback. A file rather than a pipe or a socket:
+it needs nothing from the trainer but an append, works from any language,
+and a trainer that reports faster than the worker reads never blocks. When
+the callback says stop, the command's process group is killed at once
+(SIGKILL, no grace: the trial is over and its checkpoint is not wanted) and
+the result is the stopped step's, marked ``stopped``.
+
 The command runs in its own process group in a folder
 ``$TMPDIR/ma2ml-trial-<worker pid>-*``. On Linux it gets a parent-death
 signal, so a worker killed with -9 takes its trainer along; on a stop, a
@@ -24,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
 import math
 import numbers
 import os
@@ -41,9 +56,11 @@ from pathlib import Path
 from typing import Any
 
 from ma2ml.spec import Objective, PipelineSearch
-from ma2ml.worker.errors import TrialError, TrialInterrupted
-from ma2ml.worker.result import TrialResult
+from ma2ml.worker.errors import TrialError, TrialInterrupted, TrialStopped
+from ma2ml.worker.result import EpochCallback, TrialResult
 from ma2ml.worker.reward import compute_reward
+
+log = logging.getLogger(__name__)
 
 ENV_PIPELINE = "MA2ML_PIPELINE"
 ENV_PIPELINE_FILE = "MA2ML_PIPELINE_FILE"
@@ -52,6 +69,7 @@ ENV_SEED = "MA2ML_SEED"
 ENV_TRIAL_DIR = "MA2ML_TRIAL_DIR"
 ENV_CHECKPOINT = "MA2ML_CHECKPOINT_PATH"
 ENV_EPOCHS = "MA2ML_TRIAL_EPOCHS"
+ENV_STEPS_FILE = "MA2ML_STEPS_FILE"
 #: Characters of the command's output quoted in a trial error.
 TAIL_CHARS = 2000
 #: Seconds between SIGTERM and SIGKILL when a command must stop.
@@ -66,13 +84,18 @@ MAX_RESULT_BYTES = 1024 * 1024
 MAX_METRICS = 256
 MAX_METRIC_NAME_CHARS = 256
 MAX_METRIC_TEXT_CHARS = 4096
+#: Intermediate reports the worker reads from one command; later lines are ignored.
+MAX_STEP_REPORTS = 10_000
+#: Bytes the worker reads from the steps file per look.
+_STEP_CHUNK = 64 * 1024
 
 _PR_SET_PDEATHSIG = 1
 _TRIAL_DIR_NAME = re.compile(rf"^{TRIAL_DIR_PREFIX}(\d+)-")
 
 
 def report(reward: float | None = None, *, accuracy: float | None = None,
-           flops: float | None = None, diverged: bool = False, **metrics: Any) -> None:
+           flops: float | None = None, diverged: bool = False, step: int | None = None,
+           **metrics: Any) -> None:
     """Report a custom trainer's result to the ma2ml worker that started it.
 
     Give ``reward`` (any finite number), or ``accuracy`` (in [0, 1]; and
@@ -80,11 +103,18 @@ def report(reward: float | None = None, *, accuracy: float | None = None,
     Extra keyword arguments are kept as metrics (JSON numbers or strings).
     A value out of range raises ``ValueError`` here, in the trainer, where
     the traceback points at the call.
+
+    With ``step`` (the epoch just finished, 1 to ``$MA2ML_TRIAL_EPOCHS``) the
+    call reports an intermediate result: the worker records it on the trial's
+    learning curve and, under ``spec.earlyStopping``, may stop the trial
+    there, killing this process. The final call, without ``step``, is the
+    trial's result.
     """
-    path = os.environ.get(ENV_RESULT_FILE)
+    path = os.environ.get(ENV_STEPS_FILE if step is not None else ENV_RESULT_FILE)
     if not path:
         raise RuntimeError(f"ma2ml.report() must be called by a trainer started by an ma2ml "
-                           f"worker ({ENV_RESULT_FILE} is not set)")
+                           f"worker ({ENV_STEPS_FILE if step is not None else ENV_RESULT_FILE} "
+                           f"is not set)")
     problem = _metrics_problem(metrics)
     if problem is not None:
         raise ValueError(f"ma2ml.report: {problem}")
@@ -92,10 +122,44 @@ def report(reward: float | None = None, *, accuracy: float | None = None,
               "accuracy": _checked_number(accuracy, "accuracy", 0.0, 1.0),
               "flops": _checked_number(flops, "flops", 0.0),
               "diverged": bool(diverged), "metrics": metrics}
+    if step is not None:
+        _append_step(path, _checked_step(step, diverged, reward, accuracy), result)
+        return
     partial = Path(path + ".partial")
     partial.write_text(json.dumps({k: v for k, v in result.items() if v is not None},
                                   allow_nan=False))
     partial.replace(path)
+
+
+def _checked_step(step: Any, diverged: bool, reward: float | None, accuracy: float | None
+                  ) -> int:
+    epochs = os.environ.get(ENV_EPOCHS, "")
+    limit = int(epochs) if epochs.isdigit() else None
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1 \
+            or (limit is not None and step > limit):
+        bounds = f"in [1, {limit}] ({ENV_EPOCHS})" if limit is not None else ">= 1"
+        raise ValueError(f"ma2ml.report: step must be a whole number {bounds}, "
+                         f"got {_brief(step)}")
+    if diverged:
+        raise ValueError("ma2ml.report: a step cannot be diverged; report divergence as the "
+                         "final result, without step")
+    if reward is None and accuracy is None:
+        raise ValueError("ma2ml.report: a step needs reward or accuracy")
+    return int(step)
+
+
+def _append_step(path: str, step: int, result: dict[str, Any]) -> None:
+    line = {"step": step, **{k: v for k, v in result.items()
+                             if v is not None and k != "diverged"}}
+    data = (json.dumps(line, allow_nan=False) + "\n").encode()
+    # One write with O_APPEND: the line lands whole at the end of the file, even
+    # when the worker reads it at the same moment.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def _checked_number(value: Any, name: str, low: float = -math.inf, high: float = math.inf
@@ -122,20 +186,37 @@ def _as_float(value: Any) -> float | None:
 
 def run_command(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: int = 0,
                 stop: threading.Event | None = None, trial_dir: Path | None = None,
-                checkpoint_path: Path | None = None) -> TrialResult:
-    """Run ``trainer.command`` for one pipeline (raises ``TrialError``, ``TrialInterrupted``)."""
+                checkpoint_path: Path | None = None, on_epoch: EpochCallback | None = None
+                ) -> TrialResult:
+    """Run ``trainer.command`` for one pipeline (raises ``TrialError``, ``TrialInterrupted``).
+
+    ``on_epoch`` gets the command's intermediate reports; when it says stop the
+    command is killed and the result is marked ``stopped``.
+    """
     owned = trial_dir is None
     # The worker's pid in the name lets a later worker see whether the folder is stale.
     trial_dir = Path(tempfile.mkdtemp(prefix=f"{TRIAL_DIR_PREFIX}{os.getpid()}-")) \
         if trial_dir is None else Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     try:
-        result_file = trial_dir / "result.json"
-        result_file.unlink(missing_ok=True)  # a stale file from an earlier attempt is no result
+        result_file, steps_file = trial_dir / "result.json", trial_dir / "steps.jsonl"
+        for stale in (result_file, steps_file):  # an earlier attempt's files are no result
+            stale.unlink(missing_ok=True)
         env = _environment(search, pipeline, seed, trial_dir, result_file, checkpoint_path)
+        env[ENV_STEPS_FILE] = str(steps_file)
         started = time.monotonic()
-        _execute(search.spec.trainer.command, env, trial_dir, search.spec.trainer.timeout_seconds,
-                 stop, owner_file=trial_dir / OWNER_FILE if owned else None)
+        watcher = None if on_epoch is None else StepWatcher(
+            steps_file, search.spec.objective, search.spec.budget.trial_epochs, on_epoch,
+            started)
+        try:
+            _execute(search.spec.trainer.command, env, trial_dir,
+                     search.spec.trainer.timeout_seconds, stop,
+                     owner_file=trial_dir / OWNER_FILE if owned else None, watcher=watcher)
+            if watcher is not None:  # steps written just before the command exited
+                watcher.poll()
+        except TrialStopped as stopped:
+            return TrialResult(stopped.reward, {**stopped.metrics,
+                                                "stopped_at_epoch": stopped.epoch}, stopped=True)
         return read_result(result_file, search.spec.objective, time.monotonic() - started,
                            trial_dir / "output.log")
     finally:
@@ -158,7 +239,8 @@ def _environment(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
 
 
 def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: float,
-             stop: threading.Event | None, owner_file: Path | None = None) -> None:
+             stop: threading.Event | None, owner_file: Path | None = None,
+             watcher: StepWatcher | None = None) -> None:
     log_path = trial_dir / "output.log"
     with log_path.open("wb") as log:
         try:
@@ -172,9 +254,10 @@ def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: 
         try:
             if owner_file is not None:
                 _write_owner(owner_file, process.pid)
-            _wait(process, timeout, stop, log_path)
-        except BaseException:
-            _terminate(process)
+            _wait(process, timeout, stop, log_path, watcher)
+        except BaseException as exc:
+            # A stopped trial is over: nothing it could save on SIGTERM is wanted.
+            _terminate(process, 0.0 if isinstance(exc, TrialStopped) else KILL_GRACE_SECONDS)
             raise
     if process.returncode != 0:
         raise TrialError(f"trainer.command exited with code {process.returncode}; output tail:\n"
@@ -182,7 +265,7 @@ def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: 
 
 
 def _wait(process: subprocess.Popen[bytes], timeout: float, stop: threading.Event | None,
-          log_path: Path) -> None:
+          log_path: Path, watcher: StepWatcher | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not _exited(process.pid):
         if stop is not None and stop.is_set():
@@ -190,6 +273,8 @@ def _wait(process: subprocess.Popen[bytes], timeout: float, stop: threading.Even
         if time.monotonic() > deadline:
             raise TrialError(f"trainer.command timed out after {timeout:g} s; output tail:\n"
                              f"{tail(log_path)}")
+        if watcher is not None:
+            watcher.poll()  # raises TrialStopped when the callback says stop
         time.sleep(0.05)
     # Whatever the command left running in its group would train on unseen.
     _signal_group(process.pid, signal.SIGKILL)
@@ -213,10 +298,10 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the command's group, give it ``KILL_GRACE_SECONDS``, then SIGKILL the group."""
+def _terminate(process: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM the command's group, give it ``grace`` seconds, then SIGKILL the group."""
     _signal_group(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_GRACE_SECONDS
+    deadline = time.monotonic() + grace
     while not _exited(process.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     _signal_group(process.pid, signal.SIGKILL)  # also children that ignored SIGTERM
@@ -390,33 +475,47 @@ def read_result(path: Path, objective: Objective, seconds: float, log_path: Path
         raise TrialError(f"{path}: unreadable result ({exc})") from None
     if len(raw) > MAX_RESULT_BYTES:
         raise TrialError(f"{path}: result is larger than {MAX_RESULT_BYTES} bytes")
+    data = _json_object(raw, str(path), "result")
+    return _parse(data, objective, str(path), "result", seconds)
+
+
+def _json_object(raw: bytes, where: str, noun: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise TrialError(f"{path}: unreadable result ({_brief(str(exc))})") from None
+        raise TrialError(f"{where}: unreadable {noun} ({_brief(str(exc))})") from None
     if not isinstance(data, dict):
-        raise TrialError(f"{path}: result must be a JSON object, got {type(data).__name__}")
+        raise TrialError(f"{where}: {noun} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _parse(data: dict[str, Any], objective: Objective, where: str, noun: str,
+           seconds: float) -> TrialResult:
+    """A result (``noun`` 'result') or an intermediate one ('step report'), by one set of rules.
+
+    ``where`` (the file, and the line of a step) starts every message.
+    """
     diverged = data.get("diverged", False)
     if not isinstance(diverged, bool):
-        raise TrialError(f"{path}: result field 'diverged' must be true or false, "
+        raise TrialError(f"{where}: {noun} field 'diverged' must be true or false, "
                          f"got {_brief(diverged)}")
-    metrics = _metrics(data.get("metrics"), path)
+    metrics = _metrics(data.get("metrics"), where, noun)
     if "accuracy" in data:
-        metrics["accuracy"] = _number(data["accuracy"], "accuracy", path, 0.0, 1.0)
+        metrics["accuracy"] = _number(data["accuracy"], "accuracy", where, noun, 0.0, 1.0)
     if "flops" in data:
-        metrics["flops"] = _number(data["flops"], "flops", path, 0.0)
+        metrics["flops"] = _number(data["flops"], "flops", where, noun, 0.0)
     metrics["train_seconds"] = seconds
-    reward = _reward(data, metrics, objective, diverged, path)
+    reward = _reward(data, metrics, objective, diverged, where, noun)
     return TrialResult(reward, metrics, diverged=diverged)
 
 
-def _metrics(value: Any, path: Path) -> dict[str, Any]:
+def _metrics(value: Any, where: str, noun: str) -> dict[str, Any]:
     """The result's metrics: a JSON object of names to numbers, strings, booleans or null."""
     if value is None:
         return {}
     problem = _metrics_problem(value)
     if problem is not None:
-        raise TrialError(f"{path}: result field {problem}")
+        raise TrialError(f"{where}: {noun} field {problem}")
     return dict(value)
 
 
@@ -447,32 +546,115 @@ def _metrics_problem(metrics: Any) -> str | None:
 
 
 def _reward(data: dict[str, Any], metrics: dict[str, Any], objective: Objective,
-            diverged: bool, path: Path) -> float:
+            diverged: bool, where: str, noun: str) -> float:
     if "reward" in data:
-        return _number(data["reward"], "reward", path)
+        return _number(data["reward"], "reward", where, noun)
     if diverged:
         return 0.0
     if "accuracy" not in metrics:
-        raise TrialError(f"{path}: result has neither 'reward' nor 'accuracy'")
+        raise TrialError(f"{where}: {noun} has neither 'reward' nor 'accuracy'")
     if objective.flops_target is not None and not metrics.get("flops"):
-        raise TrialError(f"{path}: objective.flopsTarget is set, so a result without 'reward' "
+        raise TrialError(f"{where}: objective.flopsTarget is set, so a {noun} without 'reward' "
                          f"needs 'flops' > 0")
     try:
         return compute_reward(metrics["accuracy"], metrics.get("flops", 0.0), objective)
     except ValueError as exc:  # the trainer's numbers, not the infrastructure: no retry
-        raise TrialError(f"{path}: {exc}") from None
+        raise TrialError(f"{where}: {exc}") from None
 
 
-def _number(value: Any, key: str, path: Path, low: float = -math.inf, high: float = math.inf
-            ) -> float:
+def _number(value: Any, key: str, where: str, noun: str, low: float = -math.inf,
+            high: float = math.inf) -> float:
     number = _as_float(value) if isinstance(value, int | float) else None
     if isinstance(value, bool) or number is None or not math.isfinite(number):
-        raise TrialError(f"{path}: result field {key!r} must be a finite number, "
+        raise TrialError(f"{where}: {noun} field {key!r} must be a finite number, "
                          f"got {_brief(value)}")
     if not low <= number <= high:
         bounds = f"in [{low:g}, {high:g}]" if high < math.inf else f">= {low:g}"
-        raise TrialError(f"{path}: result field {key!r} must be {bounds}, got {_brief(value)}")
+        raise TrialError(f"{where}: {noun} field {key!r} must be {bounds}, got {_brief(value)}")
     return number
+
+
+# --------------------------------------------------------------------------- steps
+
+
+class StepWatcher:
+    """Relays a running command's intermediate reports (the steps file) to ``on_epoch``.
+
+    ``poll`` reads the complete lines appended since the last look, checks
+    each by the final result's rules (a bad one fails the trial, naming the
+    line and the field) and hands every step not seen before to
+    ``on_epoch``; it raises ``TrialStopped`` when the callback says stop.
+    """
+
+    def __init__(self, path: Path, objective: Objective, max_epochs: int,
+                 on_epoch: EpochCallback, started: float) -> None:
+        self.path, self.objective, self.max_epochs = path, objective, max_epochs
+        self.on_epoch, self.started = on_epoch, started
+        self.offset = 0  # bytes of the file read so far
+        self.pending = b""  # read, not yet a complete line
+        self.lines = 0
+        self.seen: set[int] = set()
+
+    def poll(self) -> None:
+        """Relay every new complete line (``TrialStopped``, ``TrialError``)."""
+        while self.lines < MAX_STEP_REPORTS:
+            line = self._next_line()
+            if line is None:
+                return
+            if not line.strip():
+                continue
+            self.lines += 1
+            where = f"{self.path} line {self.lines}"
+            step, result = self._step(_json_object(line, where, "step report"), where)
+            if step in self.seen:  # a resumed trainer re-reporting: the store has it
+                continue
+            self.seen.add(step)
+            if not self.on_epoch(step, result.reward, dict(result.metrics)):
+                raise TrialStopped(step, result.reward, result.metrics)
+        if self.lines == MAX_STEP_REPORTS:
+            self.lines += 1  # warn once
+            log.warning("%s: more than %d step reports; the rest are ignored", self.path,
+                        MAX_STEP_REPORTS)
+
+    def _step(self, data: dict[str, Any], where: str) -> tuple[int, TrialResult]:
+        step = data.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) \
+                or not 1 <= step <= self.max_epochs:
+            raise TrialError(f"{where}: step report field 'step' must be a whole number in "
+                             f"[1, {self.max_epochs}] (budget.trialEpochs), got {_brief(step)}")
+        if data.get("diverged", False) is not False:
+            raise TrialError(f"{where}: a step report cannot be diverged (report divergence "
+                             f"as the final result, without step)")
+        result = _parse(data, self.objective, where, "step report",
+                        time.monotonic() - self.started)
+        return step, result
+
+    def _next_line(self) -> bytes | None:
+        """The next complete line, without its newline; None until one is complete."""
+        newline = self.pending.find(b"\n")
+        while newline < 0:
+            if len(self.pending) > MAX_RESULT_BYTES:
+                raise TrialError(f"{self.path} line {self.lines + 1}: a step report larger "
+                                 f"than {MAX_RESULT_BYTES} bytes")
+            chunk = self._read()
+            if not chunk:
+                return None
+            self.pending += chunk
+            newline = self.pending.find(b"\n", len(self.pending) - len(chunk))
+        line, self.pending = self.pending[:newline], self.pending[newline + 1:]
+        return line
+
+    def _read(self) -> bytes:
+        try:
+            with self.path.open("rb") as stream:
+                stream.seek(self.offset)
+                chunk = stream.read(_STEP_CHUNK)
+        except FileNotFoundError:  # no step reported yet
+            return b""
+        except OSError as exc:
+            raise TrialError(f"{self.path}: unreadable step reports ({exc})") from None
+        self.offset += len(chunk)
+        return chunk
 
 
 def _brief(value: Any, limit: int = 80) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TrialError(RuntimeError):
     """A trial that failed. ``retryable``: another attempt (maybe elsewhere) might succeed.
@@ -20,3 +22,17 @@ class TrialError(RuntimeError):
 
 class TrialInterrupted(Exception):
     """Training stopped on request (SIGTERM or a lost lease); the last epoch checkpoint stays."""
+
+
+class TrialStopped(Exception):
+    """The epoch callback said stop after ``epoch`` (early stopping).
+
+    Raised inside a trainer to unwind its training (a custom command's wait
+    loop kills the command's process group on the way out); ``run_trial``
+    turns it into a ``TrialResult`` with ``stopped`` set and the ``reward``
+    and ``metrics`` of that epoch.
+    """
+
+    def __init__(self, epoch: int, reward: float, metrics: dict[str, Any]) -> None:
+        super().__init__(f"stopped early after epoch {epoch}")
+        self.epoch, self.reward, self.metrics = epoch, reward, metrics

@@ -11,6 +11,16 @@ Failure policy: ``TrialError`` carries its own ``retryable`` flag (a
 missing dataset or a crashing custom command is not retryable: every
 attempt would fail alike); any other exception (out of memory, a CUDA or
 disk error) is retryable, bounded by ``budget.maxRetries``.
+
+Learning curves and early stopping: the trainer calls ``StepReporter``
+after every epoch, which records the result in the store and asks
+``spec.earlyStopping`` whether to go on (``Store.report_step``, decided
+once per epoch under the search's lock). On stop the store has already
+ended the trial ``stopped`` with that epoch's result: the worker sends no
+report, removes the checkpoint and claims its next trial at once. A store
+outage during a step report does not stop training (the epoch goes
+unrecorded, without a decision); a refused one (``StaleAttemptError``: the
+trial went to another attempt or has a result) stops it like a lost lease.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ma2ml.metrics import TRIAL_DURATION, TRIALS_FINISHED, WORKER_IMAGES_PER_SECOND
 from ma2ml.spec import PipelineSearch, TrainerType, parse_spec
@@ -31,6 +42,8 @@ from ma2ml.store import (
     SearchNotFoundError,
     SearchRecord,
     SearchState,
+    StaleAttemptError,
+    StepDecision,
     Store,
     StoreUnavailableError,
 )
@@ -38,7 +51,7 @@ from ma2ml.worker.backoff import backoff_delays
 from ma2ml.worker.custom import remove_stale_trial_dirs
 from ma2ml.worker.errors import TrialError, TrialInterrupted
 from ma2ml.worker.outcome import TrialOutcome
-from ma2ml.worker.result import TrialResult
+from ma2ml.worker.result import EpochCallback, TrialResult
 from ma2ml.worker.spool import Report, ReportKind, Spool, send_report
 
 log = logging.getLogger(__name__)
@@ -76,6 +89,8 @@ class Heartbeat(threading.Thread):
                 log.warning("heartbeat of trial %d failed: %s", self.trial.id, exc)
                 continue
             if not held:
+                if self._done.is_set():  # ended meanwhile (e.g. stopped early): not a loss
+                    return
                 log.warning("trial %d attempt %d lost its lease; stopping it", self.trial.id,
                             self.trial.attempt)
                 self.lost = True
@@ -159,6 +174,43 @@ def checkpoint_path(search: PipelineSearch, spool_dir: Path, trial: ClaimedTrial
     return root / safe_name(search.key) / f"trial-{trial.number}.pt"
 
 
+class StepReporter:
+    """The epoch callback of one attempt: records each epoch's result, relays the decision.
+
+    ``lost`` is set when the store refuses the report because this attempt no
+    longer holds the trial; training then stops as on a lost lease. On a stop
+    the heartbeat ends at once: the store cleared the lease, and a beat seeing
+    that would call it lost.
+    """
+
+    def __init__(self, store: Store, search: PipelineSearch, trial: ClaimedTrial,
+                 heartbeat: Heartbeat | None = None) -> None:
+        self.store, self.trial, self.heartbeat = store, trial, heartbeat
+        self.rule, self.max_epochs = search.spec.early_stopping, search.spec.budget.trial_epochs
+        self.lost = False
+
+    def __call__(self, epoch: int, reward: float, metrics: dict[str, Any]) -> bool:
+        try:
+            decision = self.store.report_step(self.trial.id, self.trial.attempt, epoch, reward,
+                                              metrics, self.rule, self.max_epochs)
+        except StoreUnavailableError as exc:
+            # Training is worth more than one point of the curve: go on undecided.
+            log.warning("trial %d: epoch %d not recorded, store unavailable (%s)",
+                        self.trial.id, epoch, exc)
+            return True
+        except StaleAttemptError:
+            log.warning("trial %d attempt %d no longer holds the trial; stopping it",
+                        self.trial.id, self.trial.attempt)
+            self.lost = True
+            raise TrialInterrupted("the attempt no longer holds the trial") from None
+        if decision == StepDecision.stop:
+            if self.heartbeat is not None:
+                self.heartbeat.finish()
+            log.info("trial %d stopped early after epoch %d (reward %.4f)", self.trial.id,
+                     epoch, reward)
+        return decision == StepDecision.proceed
+
+
 def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
                 worker_id: str, *, stop: threading.Event, spool: Spool, spool_dir: Path,
                 device: str | None = None) -> TrialOutcome:
@@ -173,27 +225,35 @@ def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: C
     heartbeat.start()
     started = time.monotonic()
     checkpoint = checkpoint_path(search, spool_dir, trial)
+    steps = StepReporter(store, search, trial, heartbeat)
     try:
-        report = _train(search, trial, checkpoint, device, trial_stop)
+        report = _train(search, trial, checkpoint, device, trial_stop, steps)
         if report is None:  # interrupted: the lease was lost, or the worker is stopping
             heartbeat.finish()
-            return TrialOutcome.lost if heartbeat.lost else _release(store, trial)
-        status = deliver(store, report, spool, stop)
+            lost = heartbeat.lost or steps.lost
+            return TrialOutcome.lost if lost else _release(store, trial)
+        if isinstance(report, TrialResult):  # stopped early: the store ended the trial
+            status, metrics = TrialOutcome.stopped, report.metrics
+        else:
+            status, metrics = deliver(store, report, spool, stop), report.metrics
     finally:
         heartbeat.finish()
     if status.final:
         with contextlib.suppress(OSError):  # tidying up must not turn a result into a crash
             checkpoint.unlink(missing_ok=True)
-    _record_metrics(search_name, worker_id, status, time.monotonic() - started, report)
+    _record_metrics(search_name, worker_id, status, time.monotonic() - started, metrics)
     return status
 
 
 def _train(search: PipelineSearch, trial: ClaimedTrial, checkpoint: Path, device: str | None,
-           trial_stop: threading.Event) -> Report | None:
-    """Run the trainer; the report to deliver, or None when training was interrupted."""
+           trial_stop: threading.Event, on_epoch: EpochCallback
+           ) -> Report | TrialResult | None:
+    """Run the trainer: the report to deliver, the result of a trial stopped early (the
+    store holds it already), or None when training was interrupted."""
     try:
         result = _trainer(search)(search, trial.pipeline, seed=trial.number,
-                                  checkpoint_path=checkpoint, device=device, stop=trial_stop)
+                                  checkpoint_path=checkpoint, device=device, stop=trial_stop,
+                                  on_epoch=on_epoch)
     except TrialInterrupted:
         return None
     except TrialError as exc:
@@ -201,6 +261,8 @@ def _train(search: PipelineSearch, trial: ClaimedTrial, checkpoint: Path, device
     except Exception as exc:  # unexpected: an infrastructure problem, worth a retry
         log.exception("trial %d crashed", trial.id)
         return _failure(trial, search, f"{type(exc).__name__}: {exc}", True)
+    if result.stopped:
+        return result
     return Report(trial.id, trial.attempt, ReportKind.complete, result.reward, result.metrics,
                   result.diverged)
 
@@ -247,9 +309,9 @@ def deliver(store: Store, report: Report, spool: Spool, stop: threading.Event
 
 
 def _record_metrics(search: str, worker_id: str, status: TrialOutcome, seconds: float,
-                    report: Report) -> None:
+                    metrics: dict[str, Any]) -> None:
     TRIAL_DURATION.labels(search=search).observe(seconds)
-    TRIALS_FINISHED.labels(search=search, status=status).inc()
-    speed = report.metrics.get("images_per_second")
+    TRIALS_FINISHED.labels(search=search, status=status).inc()  # status "stopped" included
+    speed = metrics.get("images_per_second")
     if speed is not None:
         WORKER_IMAGES_PER_SECOND.labels(search=search, worker=worker_id).set(speed)

@@ -16,6 +16,9 @@ class TrialOutcome(enum.StrEnum):
     completed = TrialStatus.completed.value
     diverged = TrialStatus.diverged.value
     failed = TrialStatus.failed.value
+    #: Early stopping said stop at an epoch boundary: the store ended the trial with that
+    #: epoch's result, so no report is sent.
+    stopped = TrialStatus.stopped.value
     #: A retryable failure: the store put the trial back in the queue.
     requeued = TrialStatus.pending.value
     #: The store was unreachable and ``stop`` was set: the report waits in the spool.
@@ -35,7 +38,8 @@ class TrialOutcome(enum.StrEnum):
     @property
     def final(self) -> bool:
         """The store holds this attempt's final status (its checkpoint can go)."""
-        return self in (TrialOutcome.completed, TrialOutcome.diverged, TrialOutcome.failed)
+        return self in (TrialOutcome.completed, TrialOutcome.diverged, TrialOutcome.stopped,
+                        TrialOutcome.failed)
 
     @property
     def trained(self) -> bool:

@@ -5,6 +5,14 @@ Reads like torchvision's classification references: ``load_data`` (see
 test can call directly. A trial checkpoints after every epoch so a
 preempted trial resumes from its last finished epoch on any worker; a
 non-finite loss ends it as *diverged* (a result, not a crash).
+
+With an epoch callback (the worker's, which records the learning curve and
+asks the store whether to go on), every epoch ends with a validation pass
+whose reward is computed exactly like the final one, so that early-stopping
+rungs compare the objective; the last epoch's pass is the final result. The
+callback runs before the epoch's checkpoint is written: a trial resumed
+after a crash re-reports at most that one epoch, and the store answers a
+re-reported epoch with its recorded decision.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from ma2ml.worker.data import Splits, load_data
 from ma2ml.worker.errors import TrialError, TrialInterrupted
 from ma2ml.worker.model import build_model, count_flops, count_params
 from ma2ml.worker.recipe import Recipe, build_optimizer, build_scheduler, ema_decay
-from ma2ml.worker.result import TrialResult
+from ma2ml.worker.result import EpochCallback, TrialResult
 from ma2ml.worker.reward import compute_reward
 
 __all__ = ["TrialResult", "evaluate", "load_data", "run_trial", "train_one_epoch"]
@@ -162,9 +170,13 @@ def evaluate(model: nn.Module, splits: Splits, batches: Batches, autocast: Any
 
 def run_trial(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: int = 0,
               checkpoint_path: Path | None = None, device: str | None = None,
-              stop: threading.Event | None = None, trial_dir: Path | None = None) -> TrialResult:
+              stop: threading.Event | None = None, trial_dir: Path | None = None,
+              on_epoch: EpochCallback | None = None) -> TrialResult:
     """Train and evaluate one pipeline of ``search``; the custom trainer for type 'command'.
 
+    ``on_epoch(epoch, reward, metrics)`` gets each epoch's validation result
+    (a custom command's ``ma2ml.report(..., step=epoch)``); when it returns
+    False the trial ends at once with a result marked ``stopped``.
     Raises ``TrialError`` (with ``retryable``) or ``TrialInterrupted`` when ``stop`` is set.
     """
     trainer = search.spec.trainer
@@ -172,17 +184,17 @@ def run_trial(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: int 
         from ma2ml.worker.custom import run_command
 
         return run_command(search, pipeline, seed=seed, stop=stop, trial_dir=trial_dir,
-                           checkpoint_path=checkpoint_path)
+                           checkpoint_path=checkpoint_path, on_epoch=on_epoch)
     try:
         return _run_builtin(search, pipeline, seed, checkpoint_path,
-                            resolve_device(device or trainer.device), stop)
+                            resolve_device(device or trainer.device), stop, on_epoch)
     except ValueError as exc:  # a decision value the trainer cannot use
         raise TrialError(str(exc)) from exc
 
 
 def _run_builtin(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
                  checkpoint_path: Path | None, device: torch.device,
-                 stop: threading.Event | None) -> TrialResult:
+                 stop: threading.Event | None, on_epoch: EpochCallback | None) -> TrialResult:
     roles = decisions_by_role(search, pipeline)
     splits = load_data(search.spec.dataset, device)
     torch.manual_seed(seed)
@@ -192,30 +204,57 @@ def _run_builtin(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
     if checkpoint_path is not None and checkpoint_path.exists():
         progress = load_checkpoint(checkpoint_path, setup)
     resumed_from = progress["epoch"]
+    model = setup.ema.module if setup.ema is not None else setup.model
+    # Constant for the trial, and needed by every epoch's reward when the objective
+    # has a FLOPs target (a forward pass of zeros: no RNG drawn, nothing trained).
+    flops = count_flops(setup.model, splits.channels, setup.batches.resolution)
+    scores: tuple[float, float] | None = None  # (accuracy, val_loss) of the current weights
     try:
         for epoch in range(progress["epoch"], epochs):
             started = time.perf_counter()
             progress["images"] += train_one_epoch(setup, splits, stop)
             progress["train_seconds"] += time.perf_counter() - started
             progress["epoch"] = epoch + 1
-            if checkpoint_path is not None and epoch + 1 < epochs:
+            last = epoch + 1 == epochs
+            scores = None
+            if on_epoch is not None or last:
+                scores = evaluate(model, splits, setup.batches, setup.autocast)
+                if not math.isfinite(scores[1]):
+                    return _diverged("validation loss is not finite", progress)
+            if on_epoch is not None and scores is not None:
+                reward = compute_reward(scores[0], flops, search.spec.objective)
+                step = {"accuracy": scores[0], "val_loss": scores[1], "epoch": epoch + 1,
+                        "train_seconds": progress["train_seconds"]}
+                if not on_epoch(epoch + 1, reward, step):
+                    # The trial ends here, without a checkpoint (the worker removes the
+                    # last one): the store already holds this epoch as its result.
+                    metrics = _metrics(scores, flops, setup, progress, resumed_from, device)
+                    return TrialResult(reward, {**metrics, "stopped_at_epoch": epoch + 1},
+                                       stopped=True)
+            if checkpoint_path is not None and not last:
                 save_checkpoint(checkpoint_path, setup, progress)
     except Diverged as exc:
         return _diverged(str(exc), progress)
-    model = setup.ema.module if setup.ema is not None else setup.model
-    accuracy, val_loss = evaluate(model, splits, setup.batches, setup.autocast)
-    flops = count_flops(setup.model, splits.channels, setup.batches.resolution)
-    metrics = {
-        "accuracy": accuracy, "val_loss": val_loss, "flops": flops,
+    if scores is None:  # resumed past trialEpochs (lowered since): nothing trained here
+        scores = evaluate(model, splits, setup.batches, setup.autocast)
+        if not math.isfinite(scores[1]):
+            return _diverged("validation loss is not finite", progress)
+    return TrialResult(compute_reward(scores[0], flops, search.spec.objective),
+                       _metrics(scores, flops, setup, progress, resumed_from, device))
+
+
+def _metrics(scores: tuple[float, float], flops: int, setup: Setup,
+             progress: Mapping[str, Any], resumed_from: int, device: torch.device
+             ) -> dict[str, Any]:
+    """A trial's metrics after its last epoch (completed, or stopped early)."""
+    return {
+        "accuracy": scores[0], "val_loss": scores[1], "flops": flops,
         "params": count_params(setup.model), "epochs": progress["epoch"],
         "resumed_from_epoch": resumed_from,
         "train_seconds": progress["train_seconds"],
         "images_per_second": progress["images"] / max(progress["train_seconds"], 1e-9),
         "device": device.type,
     }
-    if not math.isfinite(val_loss):
-        return _diverged("validation loss is not finite", progress)
-    return TrialResult(compute_reward(accuracy, flops, search.spec.objective), metrics)
 
 
 def _diverged(reason: str, progress: Mapping[str, Any]) -> TrialResult:
