@@ -1,5 +1,9 @@
 """Typer commands of one-machine mode: run, status, trials, best, export, report.
 
+``trials --curves`` adds each listed trial's learning curve (the store's
+per-epoch results), read for the listed trials only, so it stays bounded by
+``--limit``. ``best`` ranks completed trials at full fidelity only and says so.
+
 Registered on the ``ma2ml`` app by ``ma2ml.cli``. Heavy modules are imported
 inside each command so ``ma2ml --help`` stays fast.
 
@@ -25,7 +29,7 @@ from ma2ml.local.inert import inert
 from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
 
 if TYPE_CHECKING:
-    from ma2ml.store import SearchRecord, Store
+    from ma2ml.store import SearchRecord, StepRecord, Store
 
 # Piped output (scripts, CI logs) is not truncated to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -82,7 +86,8 @@ def _print_outcome(url: str, key: str) -> None:
         summary = summarize(store, record, now=time.time())
     console.print(f"search {inert(key)}: {inert(summary.state)}, "
                   f"{summary.done}/{summary.max_trials} trials, "
-                  f"{summary.counts.get('failed', 0)} failed", highlight=False)
+                  f"{summary.counts.stopped} stopped early, "
+                  f"{summary.counts.failed} failed", highlight=False)
     if record.message:
         console.print(f"reason: {inert(record.message)}", highlight=False)
     if summary.best is not None:
@@ -90,7 +95,7 @@ def _print_outcome(url: str, key: str) -> None:
         # A custom trainer may report only a reward: no accuracy to show.
         shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
         console.print(f"best:   reward {summary.best.reward:.4f}, accuracy {shown} "
-                      f"(trial {summary.best.number})", highlight=False)
+                      f"(trial {summary.best.number}, full fidelity)", highlight=False)
     if summary.random_mean is not None:
         console.print(f"random: mean accuracy {summary.random_mean:.4f} (best "
                       f"{max(summary.random_accuracies):.4f}) over "
@@ -121,29 +126,39 @@ def status(target: str = TARGET, db: str = DB_OPTION) -> None:
     with store:
         records = [record] if record else store.list_searches()
         table = Table()
-        for column in ("search", "state", "trials", "running", "pending", "failed", "best",
-                       "elapsed"):
+        for column in ("search", "state", "trials", "running", "pending", "stopped", "failed",
+                       "best", "elapsed"):
             table.add_column(column)
         for rec in records:
             s = summarize(store, rec, now=time.time(), baseline=False)
             table.add_row(inert(s.key), inert(s.state), f"{s.done}/{s.max_trials}",
-                          str(s.counts["running"]), str(s.counts["pending"]),
-                          str(s.counts["failed"]), f"{s.best.reward:.4f}" if s.best else "-",
+                          str(s.counts.running), str(s.counts.pending), str(s.counts.stopped),
+                          str(s.counts.failed), f"{s.best.reward:.4f}" if s.best else "-",
                           f"{s.elapsed:.0f}s")
         console.print(table)
+
+
+#: Trials whose curves ``trials --curves`` shows when no ``--limit`` is given.
+CURVES_DEFAULT_LIMIT = 50
+#: Trial ids per ``Store.curves`` read (the store's bound on one ``IN`` list).
+CURVES_CHUNK = 1000
 
 
 def trials(
     target: str = TARGET,
     db: str = DB_OPTION,
     status_filter: str = typer.Option(None, "--status", help="pending, running, completed, "
-                                      "diverged or failed."),
+                                      "diverged, stopped or failed."),
     sort: str = typer.Option("number", "--sort", help="number, reward or finished."),
     descending: bool = typer.Option(False, "--desc"),
-    limit: int = typer.Option(None, "--limit", min=1),
+    limit: int = typer.Option(None, "--limit", min=1,
+                              help=f"At most this many trials (with --curves: default "
+                              f"{CURVES_DEFAULT_LIMIT})."),
+    curves: bool = typer.Option(False, "--curves", help="Show each listed trial's learning "
+                                "curve (its result per epoch; --json: every point)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List a search's trials."""
+    """List a search's trials (and their learning curves with --curves)."""
     from ma2ml.local.results import trial_row
     from ma2ml.store import STATUSES
 
@@ -154,22 +169,70 @@ def trials(
     if sort not in orders:
         raise typer.BadParameter(f"expected one of {', '.join(orders)}, got {sort!r}",
                                  param_hint="--sort")
+    defaulted = curves and limit is None
+    if defaulted:
+        limit = CURVES_DEFAULT_LIMIT
     store, record = _requires_search(target, db)
     with store:
-        rows = [trial_row(t) for t in store.list_trials(
-            record.id, status=status_filter, order_by=orders[sort], descending=descending,
-            limit=limit)]
+        listed = store.list_trials(record.id, status=status_filter, order_by=orders[sort],
+                                   descending=descending, limit=limit)
+        steps = _read_curves(store, record.id, [t.id for t in listed]) if curves else {}
+        counts = store.counts(record.id) if defaulted and len(listed) == limit else None
+    more = counts is not None and len(listed) < (
+        counts[status_filter] if status_filter else counts.total)
+    rows = [trial_row(t) for t in listed]
     if as_json:
+        if curves:
+            from ma2ml.local.results import curve_points
+
+            rows = [{**row, "curve": curve_points(steps.get(t.id, []))}
+                    for row, t in zip(rows, listed, strict=True)]
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"{inert(record.name)}: {len(rows)} trials")
-    columns = ("number", "status", "reward", "accuracy", "flops", "seconds", "policy_version",
-               "attempt", "error")
+    columns = ("number", "status", "reward", "accuracy", "flops", "seconds", "epochs",
+               "policy_version", "attempt", "error")
     for column in columns:
         table.add_column(column)
-    for row in rows:
-        table.add_row(*(_cell(row[c]) for c in columns))
+    if curves:
+        table.add_column("curve (epoch:value)", no_wrap=True)
+    shown = _curve_cells(steps, [t.id for t in listed]) if curves else []
+    for i, row in enumerate(rows):
+        table.add_row(*(_cell(row[c]) for c in columns), *shown[i:i + 1])
     console.print(table)
+    if more:
+        console.print(f"(curves of the first {limit} trials; --limit N for more)",
+                      highlight=False)
+
+
+def _read_curves(store: Store, search_id: int, trial_ids: list[int]
+                 ) -> dict[int, list[StepRecord]]:
+    """``Store.curves`` of exactly ``trial_ids``, read in bounded chunks."""
+    found: dict[int, list[StepRecord]] = {}
+    for i in range(0, len(trial_ids), CURVES_CHUNK):
+        found.update(store.curves(search_id, trial_ids[i:i + CURVES_CHUNK]))
+    return found
+
+
+def _curve_cells(steps: dict[int, list[StepRecord]], trial_ids: list[int]) -> list[str]:
+    """One cell per trial: a sparkline on the range shared by every listed curve, then the
+    first and last ``epoch:value`` and, for a stop, where it was decided."""
+    from ma2ml.local.results import finite_values, sparkline
+
+    values = finite_values({i: steps.get(i, []) for i in trial_ids})
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    cells = []
+    for trial_id in trial_ids:
+        curve = steps.get(trial_id, [])
+        if not curve:
+            cells.append("-")
+            continue
+        spark = sparkline([s.value for s in curve], low, high)
+        ends = [curve[0]] if len(curve) == 1 else [curve[0], curve[-1]]
+        text = " → ".join(f"{s.step}:{_cell(s.value)}" for s in ends)
+        stopped = curve[-1].decision == "stop"
+        cells.append(inert(f"{spark} {text}{' (stopped)' if stopped else ''}"))
+    return cells
 
 
 def _cell(value: object) -> str:
@@ -192,19 +255,25 @@ def _requires_search(target: str | None, db: str | None) -> tuple[Store, SearchR
 def best(target: str = TARGET, db: str = DB_OPTION,
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Print the best pipeline and its metrics."""
+    from ma2ml.local.results import BEST_RANKING, trial_epochs
+
     store, record = _requires_search(target, db)
     with store:
         top = store.best_trial(record.id)
     if top is None:
-        typer.echo(f"error: search {record.name} has no completed trial yet", err=True)
+        typer.echo(f"error: search {record.name} has no completed trial yet (the best is "
+                   f"{BEST_RANKING})", err=True)
         raise typer.Exit(1)
+    epochs = trial_epochs(record)
     payload = {"search": record.name, "trial": top.number, "reward": top.reward,
-               "metrics": top.metrics, "pipeline": top.pipeline}
+               "metrics": top.metrics, "pipeline": top.pipeline,
+               "fidelity": "full", "epochs": epochs, "ranking": BEST_RANKING}
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
         return
     console.print(f"[bold]{inert(record.name)}[/] best trial {top.number}: "
                   f"reward {top.reward:.4f}", highlight=False)
+    console.print(f"  ({BEST_RANKING}; full fidelity: {epochs} epochs)", highlight=False)
     for key, value in sorted((top.metrics or {}).items()):
         console.print(f"  {inert(key)}: {inert(value)}", highlight=False)
     for agent, values in top.pipeline.items():

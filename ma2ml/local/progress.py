@@ -1,4 +1,8 @@
-"""The live view of ``ma2ml run``: a rich panel on a terminal, JSON lines otherwise."""
+"""The live view of ``ma2ml run``: a rich panel on a terminal, JSON lines otherwise.
+
+Both count every status, ``stopped`` (early-stopped) included; the best pipeline
+is ranked among completed trials at full fidelity only.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ def render(summary: Summary) -> Group:
         f"failed {counts.failed}", f"diverged {counts.diverged}", f"stopped {counts.stopped}",
         f"elapsed {_duration(summary.elapsed)}", f"left ~{_duration(summary.eta_seconds())}",
     )
-    best = Table(title="best pipeline", show_header=False, expand=True)
+    best = Table(title="best pipeline (completed trials, full fidelity)", show_header=False,
+                 expand=True)
     if summary.best is not None:
         accuracy = (summary.best.metrics or {}).get("accuracy")
         best.add_row("reward", f"{summary.best.reward:.4f} (trial {summary.best.number}, "

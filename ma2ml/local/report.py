@@ -1,9 +1,15 @@
 """``ma2ml report``: PNG plots and one self-contained HTML page per search.
 
-Plots: best reward so far, the reward of every trial, per-agent policy
-entropy and mean credit over learner updates, and an augmentation preview
-of the best pipeline. The HTML page embeds the PNGs as data URIs so it can
-be mailed or archived as one file.
+Plots: best reward so far, the reward of every trial, the learning curves
+(value per epoch; trials stopped early greyed, completed ones coloured by
+their reward), per-agent policy entropy and mean credit over learner
+updates, and an augmentation preview of the best pipeline. The HTML page
+embeds the PNGs as data URIs so it can be mailed or archived as one file.
+
+The curves plot stays bounded however big the search: at most
+``MAX_CURVES`` curves are read and drawn, the ``BEST_CURVES`` best completed
+trials and a fixed-seed random sample of the others, and its title says so.
+The best pipeline is ranked at full fidelity (completed trials only).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +25,19 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ma2ml.local.results import Summary, summarize, trial_row  # noqa: E402
-from ma2ml.store import SearchRecord, Store, TrialRecord  # noqa: E402
+from ma2ml.local.results import BEST_RANKING, Summary, summarize, trial_row  # noqa: E402
+from ma2ml.store import SearchRecord, StepRecord, Store, TrialRecord  # noqa: E402
 
-STATUS_COLOURS = {"completed": "tab:blue", "diverged": "tab:orange", "failed": "tab:red"}
+STATUS_COLOURS = {"completed": "tab:blue", "stopped": "tab:grey", "diverged": "tab:orange",
+                  "failed": "tab:red"}
+STATUS_MARKERS = {"completed": "o", "stopped": "v", "diverged": "x", "failed": "x"}
+#: Most learning curves one report reads and draws.
+MAX_CURVES = 200
+#: Of those, the best completed trials (the rest is a random sample of the others).
+BEST_CURVES = 50
+STOPPED_GREY = "0.6"
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,81 @@ def plot_rewards(trials: list[TrialRecord], summary: Summary, path: Path) -> Pat
         points = [(i, t.reward or 0.0) for i, t in enumerate(trials, 1) if t.status == status]
         if points:
             ax.scatter(*zip(*points, strict=True), s=18, color=colour, label=status,
-                       marker="x" if status != "completed" else "o")
+                       marker=STATUS_MARKERS[status])
     ax.set(xlabel="finished trials", ylabel="reward", title=f"{summary.key}: every trial")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def curve_sample(trials: list[TrialRecord], most: int = MAX_CURVES, best: int = BEST_CURVES,
+                 seed: int = 0) -> list[TrialRecord]:
+    """The trials whose curves the report draws: those that reported epochs at all, the
+    ``best`` completed ones by reward and a seeded random sample of the rest, ``most`` in all
+    (every one of them when there are no more)."""
+    with_curves = [t for t in trials if t.last_step is not None]
+    if len(with_curves) <= most:
+        return with_curves
+    completed = sorted((t for t in with_curves if t.status == "completed" and t.reward is not None),
+                       key=lambda t: t.reward, reverse=True)  # type: ignore[arg-type, return-value]
+    top = completed[:min(best, most)]
+    chosen = {t.id for t in top}
+    rest = [t for t in with_curves if t.id not in chosen]
+    sample = random.Random(seed).sample(rest, most - len(top))
+    return sorted(top + sample, key=lambda t: t.number)
+
+
+def plot_curves(shown: list[TrialRecord], curves: dict[int, list[StepRecord]], total: int,
+                summary: Summary, path: Path) -> Path:
+    """Value against epoch per trial: completed ones coloured by their reward, stopped ones
+    grey with an ``x`` where they were stopped, diverged and failed ones dotted red."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rewards = [t.reward for t in shown if t.status == "completed" and t.reward is not None]
+    norm = plt.Normalize(min(rewards), max(rewards)) if len(set(rewards)) > 1 else None
+    colours = plt.get_cmap("viridis")
+    drawn = {"completed": 0, "stopped": 0, "other": 0}
+    # Grey first, so the coloured completed curves are drawn on top.
+    for trial in sorted(shown, key=lambda t: t.status == "completed"):
+        steps = curves.get(trial.id, [])
+        if not steps:
+            continue
+        xs = [s.step for s in steps]
+        ys = [s.value if s.value is not None else float("nan") for s in steps]
+        if trial.status == "completed":
+            colour: object = "tab:blue"
+            if norm is not None and trial.reward is not None:
+                colour = colours(norm(trial.reward))
+            ax.plot(xs, ys, color=colour, lw=1.3, alpha=0.9, marker=".", ms=3, zorder=3)
+            drawn["completed"] += 1
+        elif trial.status == "stopped":
+            ax.plot(xs, ys, color=STOPPED_GREY, lw=0.9, alpha=0.6, zorder=1)
+            ax.plot(xs[-1:], ys[-1:], color=STOPPED_GREY, marker="x", ms=5, ls="", zorder=1)
+            drawn["stopped"] += 1
+        else:
+            ax.plot(xs, ys, color="tab:red", lw=0.8, ls=":", alpha=0.7, zorder=2)
+            drawn["other"] += 1
+    handles = [
+        plt.Line2D([], [], color=colours(0.8), lw=1.3, label=f"completed ({drawn['completed']})"),
+        plt.Line2D([], [], color=STOPPED_GREY, marker="x", lw=0.9,
+                   label=f"stopped early ({drawn['stopped']})"),
+    ]
+    if drawn["other"]:
+        handles.append(plt.Line2D([], [], color="tab:red", ls=":",
+                                  label=f"diverged or failed ({drawn['other']})"))
+    if norm is not None:
+        scale = plt.cm.ScalarMappable(norm=norm, cmap=colours)
+        fig.colorbar(scale, ax=ax, label="reward (completed)")
+    if not any(drawn.values()):
+        ax.text(0.5, 0.5, "no learning curves recorded\n(the trainer reported no "
+                "per-epoch results)", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(handles=handles, loc="lower right", fontsize="small")
+    title = f"{summary.key}: learning curves"
+    if len(shown) < total:
+        title += f"\n{len(shown)} of {total} curves: the best completed and a random sample"
+    ax.set(xlabel="epoch", ylabel="value (reward at that epoch)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
@@ -99,11 +185,12 @@ def _augment_preview(record: SearchRecord, best: TrialRecord | None, path: Path)
     if best is None:
         return None
     from ma2ml.spec import parse_spec
-    from ma2ml.worker.preview import save_preview
 
     search = parse_spec(record.spec)
     if not any(a.preset == "autoaugment" for a in search.spec.agents):
         return None
+    from ma2ml.worker.preview import save_preview  # torch: only when there is a preview
+
     save_preview(search, best.pipeline, path)
     return path
 
@@ -114,9 +201,13 @@ def write_report(store: Store, record: SearchRecord, out_dir: Path) -> Report:
     summary = summarize(store, record)
     trials = store.finished_since(record.id, 0)  # every finished trial, in order
     stats = store.snapshot_stats(record.id)
+    shown = curve_sample(trials, MAX_CURVES, BEST_CURVES)
+    curves = store.curves(record.id, [t.id for t in shown]) if shown else {}
     images = [
         plot_best_so_far(trials, summary, out_dir / "best_so_far.png"),
         plot_rewards(trials, summary, out_dir / "rewards.png"),
+        plot_curves(shown, curves, sum(t.last_step is not None for t in trials), summary,
+                    out_dir / "curves.png"),
         plot_agent_stat(stats, "entropy", "entropy (nats)", "policy entropy per agent",
                         out_dir / "entropy.png"),
         plot_agent_stat(stats, "credit", "mean |A_i|",
@@ -143,7 +234,8 @@ def render_html(summary: Summary, trials: list[TrialRecord], images: list[Path])
     metrics = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                       for k, v in sorted(((best.metrics or {}) if best else {}).items()))
     table = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in trial_row(t).values())
+        f'<tr class="{html.escape(t.status)}">'
+        + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in trial_row(t).values())
         + "</tr>" for t in trials)
     header = "".join(f"<th>{k}</th>" for k in trial_row(trials[0])) if trials else ""
     random_line = (f"{summary.random_mean:.4f} (mean of {len(summary.random_accuracies)} "
@@ -155,12 +247,14 @@ def render_html(summary: Summary, trials: list[TrialRecord], images: list[Path])
 figure{{display:inline-block;margin:.5em}} img{{max-width:520px}}
 img[alt="augment preview"]{{width:520px;image-rendering:pixelated}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}
+tr.stopped{{color:#888}}
 </style></head><body>
 <h1>Search {html.escape(summary.key)}</h1>
 <p>State <b>{html.escape(summary.state)}</b>, {summary.done}/{summary.max_trials} trials,
-{summary.counts.get('failed', 0)} failed, {summary.counts.get('diverged', 0)} diverged.
-Best reward <b>{best.reward if best else '-'}</b> (trial {best.number if best else '-'});
-random baseline accuracy {random_line}.</p>
+{summary.counts.stopped} stopped early, {summary.counts.failed} failed,
+{summary.counts.diverged} diverged.
+Best reward <b>{best.reward if best else '-'}</b> (trial {best.number if best else '-'};
+{html.escape(BEST_RANKING)}); random baseline accuracy {random_line}.</p>
 <h2>Best pipeline</h2><table>{rows}</table><h3>Metrics</h3><table>{metrics}</table>
 <h2>Plots</h2>{figures}
 <h2>Trials</h2><table><tr>{header}</tr>{table}</table>

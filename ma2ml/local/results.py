@@ -1,18 +1,39 @@
-"""Reading a search's results from the store: counts, best trial, baseline.
+"""Reading a search's results from the store: counts, best trial, baseline, curves.
 
-Shared by the live view, the end-of-run summary and the ``status``,
-``trials`` and ``best`` commands, so they always agree.
+Shared by the live view, the end-of-run summary, the report and the
+``status``, ``trials`` and ``best`` commands, so they always agree.
+
+The best trial is ranked at full fidelity only: it is a *completed* trial,
+trained for every ``trialEpochs``. A trial stopped early by
+``spec.earlyStopping`` counts towards ``maxTrials`` and teaches the learner,
+but its reward is an intermediate result and never competes (``BEST_RANKING``
+is the sentence every command shows).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ma2ml.spec import parse_spec
-from ma2ml.store import Counts, SearchRecord, SearchState, Store, TrialRecord, TrialStatus
+from ma2ml.store import (
+    Counts,
+    SearchRecord,
+    SearchState,
+    StepRecord,
+    Store,
+    TrialRecord,
+    TrialStatus,
+)
+
+#: How every command words the best trial's ranking.
+BEST_RANKING = ("ranked among completed trials at full fidelity only; "
+                "trials stopped early never compete")
+#: Characters of a sparkline, lowest to highest.
+SPARKS = "▁▂▃▄▅▆▇█"
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,41 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
         "number": trial.number, "status": trial.status, "reward": trial.reward,
         "accuracy": metrics.get("accuracy"), "flops": metrics.get("flops"),
         "params": metrics.get("params"), "seconds": duration,
-        "policy_version": trial.policy_version, "attempt": trial.attempt,
+        "epochs": trial.last_step, "policy_version": trial.policy_version,
+        "attempt": trial.attempt,
         "worker": trial.worker, "error": trial.error,
     }
+
+
+def trial_epochs(record: SearchRecord) -> int | None:
+    """``spec.budget.trialEpochs`` of a stored search: what full fidelity means."""
+    value = record.spec.get("spec", {}).get("budget", {}).get("trialEpochs", 1)
+    return int(value) if isinstance(value, int) else None
+
+
+def curve_points(steps: list[StepRecord]) -> list[dict[str, Any]]:
+    """A learning curve as JSON: one ``{step, value, decision, metrics}`` per epoch."""
+    return [{"step": s.step, "value": s.value, "decision": s.decision, "metrics": s.metrics}
+            for s in steps]
+
+
+def finite_values(curves: Mapping[int, list[StepRecord]]) -> list[float]:
+    """Every finite value of ``curves`` (to scale sparklines on one range)."""
+    return [s.value for steps in curves.values() for s in steps
+            if s.value is not None and math.isfinite(s.value)]
+
+
+def sparkline(values: list[float | None], low: float, high: float, width: int = 32) -> str:
+    """``values`` as block characters on the range ``low..high`` (a missing value is ``·``);
+    longer curves are sampled down to ``width`` points, keeping the first and the last."""
+    if len(values) > width > 1:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    span = high - low
+    out = []
+    for value in values:
+        if value is None or not math.isfinite(value):
+            out.append("·")
+            continue
+        level = (value - low) / span if span > 0 else 1.0
+        out.append(SPARKS[min(len(SPARKS) - 1, max(0, int(level * len(SPARKS))))])
+    return "".join(out)

@@ -65,7 +65,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     title = re.search(r"<title>(.*?)</title>", dom.stdout)
     assert title is not None, dom.stderr[-2000:]
     assert title.group(1) == f"decoded {len(report.images)} of {len(report.images)}"
-    assert len(report.images) == 5  # four plots and the augmentation preview
+    assert len(report.images) == 6  # five plots (learning curves too) and the augmentation preview
 
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,2400",
