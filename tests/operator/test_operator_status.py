@@ -120,3 +120,26 @@ def test_invalid_spec_status_and_single_warning() -> None:
     events = status.milestones({}, built, 1)
     assert [(m.type, m.reason) for m in events] == [("Warning", "InvalidSpec")]
     assert status.milestones(built, built, 1) == []
+
+
+def test_stopped_trials_are_counted_in_the_status_and_the_budget() -> None:
+    """Early-stopped trials show in ``.status.trials`` and its total, count towards
+    ``maxTrials`` (the search succeeds), but never make the best trial."""
+    s = spec()
+    running = status.decide(s, "running", counts(completed=4, stopped=5, running=1))
+    assert (running.phase, running.message) == (Phase.running, "9/10 trials finished")
+    assert status.desired_replicas(s, Phase.running, counts(completed=4, stopped=5,
+                                                            running=1)) == (1, 1)
+    done = status.decide(s, "running", counts(completed=4, stopped=6))
+    assert (done.phase, done.reason) == (Phase.succeeded, "MaxTrialsReached")
+    assert done.message == "10 trials finished (maxTrials 10)"
+    all_stopped = status.decide(s, "running", counts(stopped=10))
+    assert all_stopped.phase == Phase.succeeded
+
+    best = status.Best(2, 0.7, {"accuracy": 0.7}, {"hpo": {"lr": 0.1}})
+    built = status.build_status(done, counts(completed=4, stopped=6), best, {}, 1, NOW)
+    PipelineSearchStatus.model_validate(built)  # the CRD's status schema has the field
+    assert built["trials"] == {"total": 10, "pending": 0, "running": 0, "completed": 4,
+                               "diverged": 0, "stopped": 6, "failed": 0}
+    assert status.trial_counts(counts(pending=2, running=1, stopped=3)).total == 6
+    assert [m.reason for m in status.milestones({}, built, 2)] == ["NewBest", "Succeeded"]
