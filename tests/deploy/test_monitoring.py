@@ -50,7 +50,24 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     # The panels the issue asks for, by the metric each one plots.
     used = set().union(*(metric_names(e) for e in exprs))
     assert {"ma2ml_trials", "ma2ml_best_reward", "ma2ml_policy_entropy", "ma2ml_agent_credit",
-            "ma2ml_queue_depth", "ma2ml_worker_images_per_second"} <= used
+            "ma2ml_queue_depth", "ma2ml_worker_images_per_second",
+            "ma2ml_trials_finished_total"} <= used
+
+
+def test_dashboard_shows_trials_stopped_early() -> None:
+    """Early stopping (spec.earlyStopping): the store's count of stopped trials and the
+    workers' counter of trials they stopped, each in a panel of its own."""
+    stopped = {panel["title"]: [t["expr"] for t in panel["targets"]]
+               for panel in dashboard_json()["panels"]
+               if any('status="stopped"' in t["expr"] for t in panel.get("targets", []))}
+    assert stopped == {
+        "Stopped early": ['sum by (search) (max by (search, status) '
+                          '(ma2ml_trials{search=~"$search",status="stopped"}))'],
+        "Trials stopped early per minute": [
+            'sum by (search) (rate(ma2ml_trials_finished_total{search=~"$search",'
+            'status="stopped"}[5m])) * 60',
+            'sum by (search) (rate(ma2ml_trials_finished_total{search=~"$search"}[5m])) * 60'],
+    }
 
 
 def test_alerts_use_only_exported_metrics(chart: helm_python.Chart) -> None:

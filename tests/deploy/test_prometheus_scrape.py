@@ -142,7 +142,10 @@ def test_prometheus_scrapes_the_metrics_the_dashboard_uses(
     assert [(r["metric"]["search"], float(r["value"][1])) for r in best] == [(key, max(REWARDS))]
     by_status = {r["metric"]["status"]: float(r["value"][1])
                  for r in query(prometheus, dashboard_expr("Trials by status"))}
-    assert by_status == {"pending": 1, "running": 0, "completed": 2, "diverged": 0, "failed": 0}
+    assert by_status == {"pending": 1, "running": 0, "completed": 2, "diverged": 0,
+                         "stopped": 0, "failed": 0}
+    [stopped] = query(prometheus, dashboard_expr("Stopped early"))
+    assert (stopped["metric"]["search"], float(stopped["value"][1])) == (key, 0)
     [depth] = query(prometheus, dashboard_expr("Queue depth"))
     assert float(depth["value"][1]) == 1
     [up] = query(prometheus, 'up{job="ma2ml"}')
