@@ -11,12 +11,13 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import ma2ml
 from ma2ml.spec import PipelineSearch, spec_to_document
-from ma2ml.worker.custom import remove_stale_trial_dirs, run_command, tail
+from ma2ml.worker.custom import StepWatcher, remove_stale_trial_dirs, run_command, tail
 from ma2ml.worker.errors import TrialError
 
 PIPELINE = {"trainer": {"lr": 0.1, "layers": 2}}
@@ -312,3 +313,163 @@ def test_report_refuses_metrics_the_worker_would_refuse(monkeypatch: pytest.Monk
     with pytest.raises(ValueError, match=r"'metrics.note': a text of 5000 characters"):
         ma2ml.report(0.5, note="x" * 5000)
     assert not (tmp_path / "result.json").exists()
+
+
+# --------------------------------------------------------------------------- intermediate results
+
+
+class _Curve:
+    """An epoch callback that records every call and says stop after ``stop_after``."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[tuple[int, float, dict[str, Any]]] = []
+        self.stop_after = stop_after
+
+    def __call__(self, epoch: int, reward: float, metrics: dict[str, Any]) -> bool:
+        self.calls.append((epoch, reward, metrics))
+        return epoch != self.stop_after
+
+
+def test_steps_reach_the_epoch_callback_and_the_final_report_stays_the_result(
+        make_search: Make, python_trainer: Callable[[str], list[str]]) -> None:
+    """Steps are shaped like the final result (FLOPs target), a repeated step is relayed
+    once, and the final call without ``step`` is the trial's result."""
+    code = ("import ma2ml\n"
+            "ma2ml.report(accuracy=0.5, flops=1e6, step=1, loss=0.9)\n"
+            "ma2ml.report(accuracy=0.5, flops=1e6, step=1)\n"  # repeated, as after a resume
+            "ma2ml.report(0.7, step=2)\n"
+            "ma2ml.report(accuracy=0.8, flops=2e6, step=3)\n"
+            "ma2ml.report(accuracy=0.8, flops=2e6)\n")
+    search = _search(make_search, python_trainer(code), budget={"trialEpochs": 3},
+                     objective={"flopsTarget": 1e6, "flopsExponent": -0.07})
+    curve = _Curve()
+    result = run_command(search, PIPELINE, on_epoch=curve)
+    assert [epoch for epoch, _, _ in curve.calls] == [1, 2, 3]
+    assert [reward for _, reward, _ in curve.calls] == [
+        pytest.approx(0.5), 0.7, pytest.approx(0.8 * 2 ** -0.07)]
+    metrics = curve.calls[0][2]
+    assert (metrics["accuracy"], metrics["loss"]) == (0.5, 0.9) and metrics["train_seconds"] > 0
+    assert not result.stopped and result.reward == pytest.approx(0.8 * 2 ** -0.07)
+
+
+def test_a_stop_kills_the_trainer_and_its_children_at_once(
+        make_search: Make, python_trainer: Callable[[str], list[str]], tmp_path: Path) -> None:
+    """The trainer goes on training after its step report; the callback's stop kills its
+    whole process group without the SIGTERM grace, and the result is the step's."""
+    pid_file = tmp_path / "pids"
+    code = ("import os, signal, subprocess, sys, time, ma2ml\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"  # no grace is waited for
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}\\n')\n"
+            "ma2ml.report(accuracy=0.1, step=1)\n"
+            "time.sleep(60)\n"
+            "ma2ml.report(accuracy=0.9)\n")
+    search = _search(make_search, python_trainer(code), budget={"trialEpochs": 4})
+    curve = _Curve(stop_after=1)
+    started = time.monotonic()
+    result = run_command(search, PIPELINE, on_epoch=curve)
+    elapsed = time.monotonic() - started
+    assert result.stopped and result.reward == 0.1
+    assert result.metrics["accuracy"] == 0.1 and result.metrics["stopped_at_epoch"] == 1
+    trainer, child = _pids(pid_file)
+    assert not _running(trainer) and _wait_for(lambda: not _running(child))
+    assert elapsed < 5, f"stopping took {elapsed:.1f} s"
+
+
+def test_a_step_written_just_before_exit_is_still_relayed(
+        make_search: Make, python_trainer: Callable[[str], list[str]]) -> None:
+    """The steps file is read once more after the command exits: its last step is judged,
+    and a stop there makes the trial stopped even though a final result exists."""
+    code = "import ma2ml; ma2ml.report(accuracy=0.2, step=1); ma2ml.report(accuracy=0.9)"
+    curve = _Curve(stop_after=1)
+    result = run_command(_search(make_search, python_trainer(code), budget={"trialEpochs": 2}),
+                         PIPELINE, on_epoch=curve)
+    assert [epoch for epoch, _, _ in curve.calls] == [1]
+    assert result.stopped and result.reward == 0.2
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"step": 0, "accuracy": 0.5}',
+         r"line 1: step report field 'step' must be a whole number in \[1, 3\] "
+         r"\(budget.trialEpochs\), got 0"),
+        ('{"step": 4, "accuracy": 0.5}', r"field 'step' must be a whole number in \[1, 3\]"),
+        ('{"step": 1.5, "accuracy": 0.5}', r"field 'step' must be a whole number"),
+        ('{"step": 1, "accuracy": 7.5}',
+         r"line 1: step report field 'accuracy' must be in \[0, 1\], got 7.5"),
+        ('{"step": 1, "loss": 0.1}', r"line 1: step report has neither 'reward' nor 'accuracy'"),
+        ('{"step": 1, "reward": 1, "metrics": {"loss": [1]}}',
+         r"step report field 'metrics.loss' must be a number"),
+        ('{"step": 1, "reward": 0, "diverged": true}', r"a step report cannot be diverged"),
+        ("[1, 2]", r"line 1: step report must be a JSON object, got list"),
+        ("not json", r"line 1: unreadable step report"),
+    ],
+    ids=["step-zero", "step-beyond-epochs", "step-fraction", "accuracy-high", "no-reward",
+         "metric-list", "diverged", "not-object", "not-json"],
+)
+def test_malformed_steps_fail_the_trial_naming_the_line_and_field(
+        make_search: Make, python_trainer: Callable[[str], list[str]], line: str,
+        message: str) -> None:
+    code = ("import os, time\n"
+            f"open(os.environ['MA2ML_STEPS_FILE'], 'a').write({line!r} + '\\n')\n"
+            "time.sleep(60)\n")
+    curve = _Curve()
+    with pytest.raises(TrialError, match=message) as err:
+        run_command(_search(make_search, python_trainer(code), budget={"trialEpochs": 3}),
+                    PIPELINE, on_epoch=curve)
+    assert not err.value.retryable and curve.calls == []
+
+
+def test_report_with_step_appends_a_line_and_checks_it_in_the_trainer(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    steps = tmp_path / "steps.jsonl"
+    monkeypatch.setenv("MA2ML_STEPS_FILE", str(steps))
+    monkeypatch.setenv("MA2ML_TRIAL_EPOCHS", "3")
+    monkeypatch.setenv("MA2ML_RESULT_FILE", str(tmp_path / "result.json"))
+    ma2ml.report(accuracy=0.5, step=1, loss=0.2)
+    ma2ml.report(0.6, step=2)
+    assert [json.loads(line) for line in steps.read_text().splitlines()] == [
+        {"step": 1, "accuracy": 0.5, "metrics": {"loss": 0.2}},
+        {"step": 2, "reward": 0.6, "metrics": {}}]
+    for kwargs, message in [
+            ({"accuracy": 0.5, "step": 4}, r"step must be a whole number in \[1, 3\]"),
+            ({"accuracy": 0.5, "step": True}, r"step must be a whole number"),
+            ({"accuracy": 0.5, "step": 0}, r"step must be a whole number"),
+            ({"diverged": True, "step": 1}, r"a step cannot be diverged"),
+            ({"loss": 0.1, "step": 1}, r"a step needs reward or accuracy"),
+            ({"accuracy": 1.5, "step": 1}, r"accuracy must be a finite number in \[0, 1\]")]:
+        with pytest.raises(ValueError, match=message):
+            ma2ml.report(**kwargs)
+    assert len(steps.read_text().splitlines()) == 2  # nothing written by a refused call
+    assert not (tmp_path / "result.json").exists()  # a step is never the final result
+    monkeypatch.delenv("MA2ML_STEPS_FILE")
+    with pytest.raises(RuntimeError, match="MA2ML_STEPS_FILE is not set"):
+        ma2ml.report(0.5, step=1)
+
+
+def test_step_watcher_waits_for_whole_lines_and_reads_a_bounded_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ma2ml.spec import Objective
+
+    path = tmp_path / "steps.jsonl"
+    curve = _Curve()
+    watcher = StepWatcher(path, Objective(), 100, curve, time.monotonic())
+    watcher.poll()  # no file yet: nothing to relay
+    path.write_bytes(b'{"step": 1, "accuracy": 0.5}\n{"step": 2, "acc')
+    watcher.poll()
+    assert [epoch for epoch, _, _ in curve.calls] == [1]  # the torn line waits
+    with path.open("ab") as stream:
+        stream.write(b'uracy": 0.6}\n\n')
+    watcher.poll()
+    assert [epoch for epoch, _, _ in curve.calls] == [1, 2]
+    monkeypatch.setattr("ma2ml.worker.custom.MAX_STEP_REPORTS", 3)
+    with path.open("ab") as stream:
+        stream.write(b"".join(b'{"step": %d, "accuracy": 0.5}\n' % s for s in range(3, 9)))
+    watcher.poll()
+    watcher.poll()
+    assert [epoch for epoch, _, _ in curve.calls] == [1, 2, 3]  # the rest is ignored
+    path.write_bytes(b"x" * (2 * 1024 * 1024))
+    huge = StepWatcher(path, Objective(), 100, curve, time.monotonic())
+    with pytest.raises(TrialError, match="a step report larger than 1048576 bytes"):
+        huge.poll()

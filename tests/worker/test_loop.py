@@ -29,7 +29,7 @@ from ma2ml.store import (
     TrialProposal,
 )
 from ma2ml.store.models import TRIALS
-from ma2ml.worker.loop import Heartbeat, deliver, run_worker
+from ma2ml.worker.loop import Heartbeat, deliver, run_claimed, run_worker
 from ma2ml.worker.outcome import TrialOutcome
 from ma2ml.worker.spool import Report, ReportKind, Spool, send_report
 
@@ -416,3 +416,147 @@ def test_spool_keeps_diverged_results_and_moves_corrupt_files_aside(
     assert store.get_trial(claimed.id).status == "diverged"
     assert sorted(p.name for p in spool_dir.iterdir()) == [
         "trial-98-attempt-1.corrupt", "trial-99-attempt-1.corrupt"]
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+ASHA = {"type": "asha", "minEpochs": 1, "reductionFactor": 2}
+
+
+def _better_peer(store: Store, record: SearchRecord, search: PipelineSearch) -> None:
+    """Claim the first queued trial and record 1.0 at epoch 1: any later trial is worse there,
+    so ASHA (keep the best half) stops it at its first rung."""
+    peer = store.claim(record.id, "peer", 60.0)
+    assert peer is not None
+    assert store.report_step(peer.id, peer.attempt, 1, 1.0, {}, search.spec.early_stopping,
+                             search.spec.budget.trial_epochs) == "continue"
+
+
+def test_builtin_trial_records_a_point_per_epoch(store: Store, make_search: Make,
+                                                 tmp_path: Path) -> None:
+    search = make_search({"dataset": {"trainSubset": 128, "validationSubset": 64},
+                          "budget": {"trialEpochs": 3}})
+    record = _create(store, search, [{}])
+    assert _Worker(store, search.key, tmp_path, max_trials=1).join(60) == 1
+    [trial] = store.list_trials(record.id)
+    curve = store.curves(record.id)[trial.id]
+    assert [(s.step, s.decision) for s in curve] == [(1, "continue"), (2, "continue"),
+                                                     (3, "continue")]
+    assert [s.metrics["epoch"] for s in curve] == [1, 2, 3]
+    assert all(s.value == s.metrics["accuracy"] for s in curve)
+    assert trial.status == "completed" and trial.reward == curve[-1].value  # one evaluation
+    assert trial.last_step == 3
+
+
+def test_builtin_trial_stopped_by_the_store_ends_stopped(store: Store, make_search: Make,
+                                                         tmp_path: Path) -> None:
+    """The store says stop at epoch 1 of 3: the trial ends ``stopped`` with that result, no
+    report, no checkpoint left, and the finished counter counts it as stopped."""
+    search = make_search({"dataset": {"trainSubset": 128, "validationSubset": 64},
+                          "budget": {"trialEpochs": 3}, "earlyStopping": ASHA},
+                         name=f"stopped-{uuid.uuid4().hex[:8]}")  # fresh metric labels
+    record = _create(store, search, [{}, {}])
+    _better_peer(store, record, search)
+    started = time.monotonic()
+    assert _Worker(store, search.key, tmp_path, max_trials=1).join(60) == 1
+    trial = store.list_trials(record.id)[1]
+    [point] = store.curves(record.id)[trial.id]
+    assert (point.step, point.decision) == (1, "stop")
+    assert (trial.status, trial.reward, trial.last_step) == ("stopped", point.value, 1)
+    assert trial.metrics["stopped_at_epoch"] == 1 and trial.error is None
+    assert REGISTRY.get_sample_value("ma2ml_trials_finished_total",
+                                     {"search": search.key, "status": "stopped"}) == 1
+    assert not list(tmp_path.rglob("*.pt"))  # the epoch-1 checkpoint was never kept
+    assert time.monotonic() - started < 20
+
+
+def _stepping_trainer(gate: Path) -> list[str]:
+    """wait=1: report 0.1 at epoch 1, then train 'forever'; wait=0: report 0.42 at once."""
+    code = (f"import json, os, pathlib, time, ma2ml\n"
+            f"d = pathlib.Path({str(gate)!r})\n"
+            f"p = json.loads(os.environ['MA2ML_PIPELINE'])\n"
+            f"if p['trainer']['wait']:\n"
+            f"    (d / 'pid').write_text(str(os.getpid()))\n"
+            f"    while not (d / 'go').exists(): time.sleep(0.02)\n"
+            f"    ma2ml.report(accuracy=0.1, step=1)\n"
+            f"    time.sleep(60)\n"
+            f"ma2ml.report(accuracy=0.42)\n")
+    return [sys.executable, "-c", code]
+
+
+def _stepping_search(make_search: Make, gate: Path, name: str = "worker-test"
+                     ) -> PipelineSearch:
+    return make_search({
+        "agents": [{"name": "trainer", "decisions": [{"name": "wait", "values": [0, 1]}]}],
+        "trainer": {"type": "command", "command": _stepping_trainer(gate)},
+        "budget": {"trialEpochs": 2}, "earlyStopping": ASHA}, name=name)
+
+
+def test_stopped_custom_trainer_is_killed_and_the_next_trial_claimed_at_once(
+        store: Store, make_search: Make, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "go").touch()
+    search = _stepping_search(make_search, gate, f"custom-stop-{uuid.uuid4().hex[:8]}")
+    record = _create(store, search, [{"trainer": {"wait": 0}}, {"trainer": {"wait": 1}},
+                                     {"trainer": {"wait": 0}}])
+    _better_peer(store, record, search)
+    done: list[int] = []
+    # A minute's poll: a worker that waited for the queue after the stop would time out.
+    thread = threading.Thread(target=lambda: done.append(run_worker(
+        store, search.key, "w-test", max_trials=2, spool_dir=tmp_path, poll_seconds=60)))
+    started = time.monotonic()
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive() and done == [2]
+    assert time.monotonic() - started < 10
+    _, stopped, following = store.list_trials(record.id)
+    assert (stopped.status, stopped.reward) == ("stopped", 0.1)
+    assert (following.status, following.reward) == ("completed", 0.42)
+    assert not _alive(int((gate / "pid").read_text())), "the stopped trainer was killed"
+    labels = {"search": search.key}
+    assert REGISTRY.get_sample_value("ma2ml_trials_finished_total",
+                                     {**labels, "status": "stopped"}) == 1
+    assert REGISTRY.get_sample_value("ma2ml_trials_finished_total",
+                                     {**labels, "status": "completed"}) == 1
+
+
+def test_a_step_report_refused_as_stale_stops_training_like_a_lost_lease(
+        store: Store, make_search: Make, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    search = _stepping_search(make_search, gate)
+    record = _create(store, search, [{"trainer": {"wait": 1}}])
+    claimed = store.claim(record.id, "w-test", 60.0)  # a long lease: no heartbeat notices
+    assert claimed is not None
+    outcome: list[TrialOutcome] = []
+    thread = threading.Thread(target=lambda: outcome.append(run_claimed(
+        store, search, search.key, claimed, "w-test", stop=threading.Event(),
+        spool=Spool(tmp_path / "spool"), spool_dir=tmp_path)))
+    thread.start()
+    _wait_for((gate / "pid").exists)
+    store.release(claimed.id, claimed.attempt)  # handed over behind the worker's back
+    assert store.claim(record.id, "thief", 60.0) is not None
+    (gate / "go").touch()  # the trainer reports epoch 1 for an attempt that lost the trial
+    thread.join(20)
+    assert outcome == [TrialOutcome.lost]
+    assert not _alive(int((gate / "pid").read_text()))
+    trial = store.get_trial(claimed.id)
+    assert (trial.status, trial.worker) == ("running", "thief")
+    assert store.curves(record.id) == {}
+
+
+def test_a_store_outage_during_a_step_report_does_not_stop_training(
+        store: Store, make_search: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(*args: Any) -> None:
+        raise StoreUnavailableError("connection refused")
+
+    search = make_search({"dataset": {"trainSubset": 128, "validationSubset": 64},
+                          "budget": {"trialEpochs": 2}, "earlyStopping": ASHA})
+    record = _create(store, search, [{}])
+    monkeypatch.setattr(store, "report_step", unavailable)
+    assert _Worker(store, search.key, tmp_path, max_trials=1).join(60) == 1
+    [trial] = store.list_trials(record.id)
+    assert trial.status == "completed" and trial.metrics["epochs"] == 2

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -124,3 +125,74 @@ def test_cuda_requested_without_a_gpu_is_a_retryable_error(
     with pytest.raises(TrialError, match="trainer.device: 'cuda' requested") as caught:
         run_trial(make_search(), {}, seed=0, checkpoint_path=None, device="cuda", stop=None)
     assert caught.value.retryable  # another node may have the GPU
+
+
+# --------------------------------------------------------------------------- epoch callback
+
+
+class _Curve:
+    """An epoch callback that records every call and says stop after ``stop_after``."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[tuple[int, float, dict[str, Any]]] = []
+        self.stop_after = stop_after
+
+    def __call__(self, epoch: int, reward: float, metrics: dict[str, Any]) -> bool:
+        self.calls.append((epoch, reward, metrics))
+        return epoch != self.stop_after
+
+
+def test_every_epoch_is_evaluated_and_the_last_evaluation_is_the_result(
+        make_search: Callable[..., PipelineSearch]) -> None:
+    """The callback sees each epoch's reward, shaped like the final one (FLOPs target); the
+    per-epoch validation passes change nothing in training, and the last one is the result."""
+    search = make_search({"budget": {"trialEpochs": 2},
+                          "objective": {"flopsTarget": 1e5, "flopsExponent": -0.1}})
+    curve = _Curve()
+    result = run_trial(search, PIPELINE, seed=0, device="cpu", on_epoch=curve)
+    assert [epoch for epoch, _, _ in curve.calls] == [1, 2]
+    for epoch, reward, metrics in curve.calls:
+        assert set(metrics) >= {"accuracy", "val_loss", "epoch", "train_seconds"}
+        assert metrics["epoch"] == epoch
+        assert reward == pytest.approx(
+            metrics["accuracy"] * (result.metrics["flops"] / 1e5) ** -0.1)
+    last_reward, last = curve.calls[-1][1:]
+    assert not result.stopped and result.reward == last_reward
+    assert (result.metrics["accuracy"], result.metrics["val_loss"]) == (
+        last["accuracy"], last["val_loss"])
+    silent = run_trial(search, PIPELINE, seed=0, device="cpu")
+    assert silent.metrics["accuracy"] == result.metrics["accuracy"]
+    assert silent.metrics["val_loss"] == pytest.approx(result.metrics["val_loss"], rel=1e-5)
+
+
+def test_a_callback_saying_stop_ends_the_trial_stopped(
+        make_search: Callable[..., PipelineSearch], tmp_path: Path) -> None:
+    search = make_search({"budget": {"trialEpochs": 3}})
+    checkpoint = tmp_path / "trial-0.pt"
+    curve = _Curve(stop_after=1)
+    started = time.monotonic()
+    result = run_trial(search, PIPELINE, seed=0, checkpoint_path=checkpoint, device="cpu",
+                       on_epoch=curve)
+    assert [epoch for epoch, _, _ in curve.calls] == [1]  # epochs 2 and 3 never ran
+    assert result.stopped and not result.diverged
+    assert result.reward == curve.calls[0][1]
+    assert result.metrics["stopped_at_epoch"] == result.metrics["epochs"] == 1
+    assert result.metrics["images_per_second"] > 0
+    assert not checkpoint.exists(), "a stopped trial writes no checkpoint for its last epoch"
+    assert time.monotonic() - started < 20
+
+
+def test_a_resumed_trial_reports_only_the_epochs_it_trains(
+        make_search: Callable[..., PipelineSearch], tmp_path: Path) -> None:
+    """An epoch is reported before its checkpoint: the resumed run starts after it."""
+    search = make_search({"budget": {"trialEpochs": 3}})
+    checkpoint = tmp_path / "trial-0.pt"
+    first, second = _Curve(), _Curve()
+    with pytest.raises(TrialInterrupted):
+        run_trial(search, PIPELINE, seed=0, checkpoint_path=checkpoint, device="cpu",
+                  stop=_StopOnceCheckpointed(checkpoint), on_epoch=first)
+    resumed = run_trial(search, PIPELINE, seed=0, checkpoint_path=checkpoint, device="cpu",
+                        on_epoch=second)
+    assert [e for e, _, _ in first.calls] == [1]
+    assert [e for e, _, _ in second.calls] == [2, 3]
+    assert resumed.metrics["resumed_from_epoch"] == 1 and resumed.reward == second.calls[-1][1]
