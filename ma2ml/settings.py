@@ -127,6 +127,13 @@ class Settings:
     """Reward the learner assumes for a failed trial."""
     diverged_reward: float = 0.0
     """Reward the learner assumes for a diverged trial that reported no finite reward."""
+    # -- tpe (Optuna's TPESampler, ``ma2ml.learner.tpe``) -------------------------------
+    tpe_startup_trials: int = 10
+    """Results TPE takes before it models them (random draws until then; n_startup_trials)."""
+    tpe_candidates: int = 24
+    """Draws from the good-results model that TPE ranks per proposal (n_ei_candidates)."""
+    tpe_window: int = 1000
+    """Most recent results TPE models: bounds a proposal's cost; older ones are forgotten."""
 
     def __post_init__(self) -> None:
         _check_choice("credit", self.credit, CREDIT_ESTIMATORS)
@@ -182,6 +189,9 @@ RANGES: dict[str, Range] = {
     "dedupe_tries": Range(0, 1000),
     "failed_reward": Range(-1e6, 1e6),
     "diverged_reward": Range(-1e6, 1e6),
+    "tpe_startup_trials": Range(0, 100_000),
+    "tpe_candidates": Range(1, 4096),
+    "tpe_window": Range(10, 100_000),
 }
 
 

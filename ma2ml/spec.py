@@ -211,6 +211,7 @@ class AlgorithmName(enum.StrEnum):
     ma2ml_no_credit = "ma2ml-no-credit"
     ma2ml_on_policy = "ma2ml-on-policy"
     random = "random"
+    tpe = "tpe"
 
 
 class Algorithm(Model):

@@ -92,7 +92,7 @@ def test_examples_validate(path: Path) -> None:
          "spec.agents[0].name: must match ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$, got 'Aug!'"),
         ({"algorithm": {"name": "ppo"}},
          "spec.algorithm.name: expected 'ma2ml', 'ma2ml-lite', 'independent', "
-         "'ma2ml-no-credit', 'ma2ml-on-policy' or 'random', got 'ppo'"),
+         "'ma2ml-no-credit', 'ma2ml-on-policy', 'random' or 'tpe', got 'ppo'"),
         ({"algorithm": {"settings": {"alpha": [1]}}},
          "spec.algorithm.settings.alpha: expected a number or an integer or true or false "
          "or a string, got [1]"),

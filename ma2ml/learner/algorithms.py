@@ -16,6 +16,7 @@ from ma2ml.learner.policy import Layout
 from ma2ml.learner.random_search import RandomSearch
 from ma2ml.learner.reinforce import Independent, MA2MLLite
 from ma2ml.learner.replay_buffer import Replay
+from ma2ml.learner.tpe import TPE
 from ma2ml.settings import Settings
 from ma2ml.spaces import SearchSpace
 from ma2ml.spec import AlgorithmName
@@ -34,7 +35,7 @@ def build_registry(classes: Sequence[type[Algorithm]]) -> dict[AlgorithmName, ty
 
 #: Algorithm name -> class, in the spec's order. ``ma2ml`` is the default.
 ALGORITHMS = build_registry(
-    (MA2ML, MA2MLLite, Independent, MA2MLNoCredit, MA2MLOnPolicy, RandomSearch))
+    (MA2ML, MA2MLLite, Independent, MA2MLNoCredit, MA2MLOnPolicy, RandomSearch, TPE))
 
 
 def make_algorithm(name: str, space: SearchSpace | Layout, settings: Settings | None = None,
