@@ -107,6 +107,11 @@ class Settings:
     """Samples M of an agent's alternative actions for the Monte-Carlo baseline."""
     warmup_results: int = 8
     """Results the critic sees before the actor starts learning from it."""
+    # With spec.earlyStopping the critic takes each result's fidelity (epochs trained /
+    # trialEpochs) as an input and scores proposals and the actor at full fidelity
+    # (``ma2ml.learner.critic``); off, a stopped trial counts as if trained to the end.
+    fidelity_input: bool = True
+    """Critic input: each result's fidelity, with proposals scored at full fidelity."""
     # -- REINFORCE baselines (ma2ml-lite, independent) ---------------------------------
     reinforce_lr: float = 0.1
     """Adam learning rate of the REINFORCE learners."""

@@ -65,7 +65,7 @@ class MA2ML(Algorithm):
         s = self.settings
         self.target = copy.deepcopy(self.policy).requires_grad_(False)
         self.critic = Critic(self.layout, s.critic_hidden, s.critic_layers, s.critic_ensemble,
-                             s.critic_reduce)
+                             s.critic_reduce, fidelity_input=self._fidelity_input())
         # foreach: one fused call per step instead of one per tensor (tiny nets).
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr,
                                                  foreach=True)
@@ -85,6 +85,10 @@ class MA2ML(Algorithm):
     def _critic_ready(self) -> bool:
         return self.n_results >= self.settings.warmup_results
 
+    def _fidelity_input(self) -> bool:
+        """Whether the critic sees fidelity; without it a stopped trial counts as full."""
+        return self.multi_fidelity and self.settings.fidelity_input
+
     def _score(self, rows: list[list[int]]) -> list[float]:
         with torch.no_grad():
             all_q = self.critic.predict_all(torch.tensor(rows, dtype=torch.long))
@@ -95,38 +99,43 @@ class MA2ML(Algorithm):
 
     # -- critic ------------------------------------------------------------------------
 
-    def _critic_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """One minibatch per critic step: replay draws plus every fresh result.
+    def _critic_batches(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """One minibatch per critic step: replay draws plus every fresh result, as
+        (actions, normalised rewards, fidelities).
 
         The replay is read once per update (``critic_steps * batch_size`` draws),
         so a store-backed replay costs one query, not one per step.
         """
         s = self.settings
-        fresh_actions = np.array([row for row, _, _ in self._fresh], dtype=np.int64)
-        fresh_rewards = np.array([r for _, r, _ in self._fresh], dtype=np.float64)
+        fresh_actions = np.array([f.row for f in self._fresh], dtype=np.int64)
+        fresh_rewards = np.array([f.reward for f in self._fresh], dtype=np.float64)
+        fresh_fidelities = np.array([f.fidelity for f in self._fresh], dtype=np.float64)
         if not self.use_replay:
             old_actions = np.zeros((0, self.layout.n_decisions), dtype=np.int64)
-            old_rewards = np.zeros(0)
+            old_rewards, old_fidelities = np.zeros(0), np.zeros(0)
         else:
             wanted = s.batch_size * s.critic_steps
-            old_actions, old_rewards = self.replay.sample(wanted, self.rng)
+            old_actions, old_rewards, old_fidelities = self.replay.sample(wanted, self.rng)
             old_actions = old_actions.reshape(-1, self.layout.n_decisions)
             if 0 < len(old_rewards) < wanted:  # a small replay: reuse its trials per step
                 index = self.rng.integers(len(old_rewards), size=wanted)
                 old_actions, old_rewards = old_actions[index], old_rewards[index]
+                old_fidelities = old_fidelities[index]
         batches = []
         for step in range(s.critic_steps):
             part = slice(step * s.batch_size, (step + 1) * s.batch_size)
             actions = np.concatenate([old_actions[part], fresh_actions])
             rewards = np.concatenate([old_rewards[part], fresh_rewards])
+            fidelities = np.concatenate([old_fidelities[part], fresh_fidelities])
             batches.append((torch.as_tensor(actions, dtype=torch.long),
-                            torch.as_tensor(self.normaliser(rewards), dtype=torch.float32)))
+                            torch.as_tensor(self.normaliser(rewards), dtype=torch.float32),
+                            torch.as_tensor(fidelities, dtype=torch.float32)))
         return batches
 
     def _train_critic(self) -> float:
         losses = []
-        for actions, targets in self._critic_batches():
-            loss = self.critic.loss(actions, targets)
+        for actions, targets, fidelities in self._critic_batches():
+            loss = self.critic.loss(actions, targets, fidelities)
             self.critic_optimizer.zero_grad()
             loss.backward()
             self.critic_optimizer.step()

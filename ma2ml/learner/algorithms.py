@@ -39,11 +39,13 @@ ALGORITHMS = build_registry(
 
 
 def make_algorithm(name: str, space: SearchSpace | Layout, settings: Settings | None = None,
-                   seed: int = 0, replay: Replay | None = None) -> Algorithm:
-    """Build the algorithm called ``name``; unknown names list the known ones."""
+                   seed: int = 0, replay: Replay | None = None, *,
+                   multi_fidelity: bool = False) -> Algorithm:
+    """Build the algorithm called ``name``; unknown names list the known ones.
+    ``multi_fidelity``: results may be stopped early (``spec.earlyStopping``)."""
     try:
         cls = ALGORITHMS[name]
     except KeyError:
         raise ValueError(f"spec.algorithm.name: unknown algorithm {name!r} "
                          f"(known: {', '.join(ALGORITHMS)})") from None
-    return cls(space, settings, seed, replay)
+    return cls(space, settings, seed, replay, multi_fidelity=multi_fidelity)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -40,12 +40,26 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Result:
-    """A finished trial as the learner sees it; ``reward`` is None when none was reported."""
+    """A finished trial as the learner sees it; ``reward`` is None when none was reported.
+
+    ``fidelity`` is the share of ``trialEpochs`` it was trained for: 1 for a full
+    result, less for a trial stopped early (its reward is its last intermediate one).
+    """
 
     action: dict[str, list[int]]
     reward: float | None
-    status: str = "completed"  # completed | diverged | failed
+    status: str = "completed"  # completed | diverged | stopped | failed
     behaviour_logp: dict[str, float] = field(default_factory=dict)
+    fidelity: float = 1.0
+
+
+class Fresh(NamedTuple):
+    """A result observed since the last update, as the update reads it."""
+
+    row: list[int]
+    reward: float
+    behaviour_logp: dict[str, float]
+    fidelity: float
 
 
 class Algorithm:
@@ -58,10 +72,14 @@ class Algorithm:
     name: ClassVar[AlgorithmName]
 
     def __init__(self, space: SearchSpace | Layout, settings: Settings | None = None,
-                 seed: int = 0, replay: Replay | None = None) -> None:
+                 seed: int = 0, replay: Replay | None = None, *,
+                 multi_fidelity: bool = False) -> None:
         self.layout = space if isinstance(space, Layout) else Layout.from_space(space)
         self.settings = settings or Settings()
         self.seed = seed
+        # Results may come at several fidelities (the search stops trials early): the
+        # critic then takes fidelity as an input (``Settings.fidelity_input``).
+        self.multi_fidelity = multi_fidelity
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         # Module initialisation draws from torch's global generator: fork it so
@@ -74,7 +92,7 @@ class Algorithm:
         self.normaliser = make_normaliser(self.settings.reward_transform)
         self.policy_version = 0
         self.n_results = 0
-        self._fresh: list[tuple[list[int], float, dict[str, float]]] = []
+        self._fresh: list[Fresh] = []
         self._proposed: set[tuple[int, ...]] = set()
 
     def _build(self) -> None:
@@ -129,10 +147,11 @@ class Algorithm:
             return
         rows = [self.layout.from_dict(r.action) for r in results]
         rewards = np.array([self.reward_of(r) for r in results], dtype=np.float64)
-        self.replay.add(np.array(rows, dtype=np.int64), rewards)
+        fidelities = np.array([r.fidelity for r in results], dtype=np.float64)
+        self.replay.add(np.array(rows, dtype=np.int64), rewards, fidelities)
         self.normaliser.update(rewards)
         self.n_results += len(results)
-        self._fresh += [(row, float(rw), dict(r.behaviour_logp))
+        self._fresh += [Fresh(row, float(rw), dict(r.behaviour_logp), r.fidelity)
                         for row, rw, r in zip(rows, rewards, results, strict=True)]
 
     def update(self) -> dict[str, Any]:

@@ -24,8 +24,9 @@ from ma2ml import metrics
 from ma2ml.learner.algorithms import make_algorithm
 from ma2ml.learner.base import Algorithm, Result, from_bytes, to_bytes
 from ma2ml.learner.policy import Layout
+from ma2ml.learner.replay_buffer import Sample
 from ma2ml.settings import Settings
-from ma2ml.spec import Budget, parse_spec
+from ma2ml.spec import Budget, EarlyStoppingType, parse_spec
 from ma2ml.store import (
     TERMINAL_SEARCH_STATES,
     Actor,
@@ -36,6 +37,7 @@ from ma2ml.store import (
     StoreUnavailableError,
     TrialProposal,
     TrialRecord,
+    TrialStatus,
     budget_verdict,
 )
 
@@ -58,8 +60,14 @@ class SearchOutcome:
     updates: int
 
 
-def result_of(record: TrialRecord) -> Result:
-    return Result(record.action, record.reward, record.status, record.behaviour_logp or {})
+def result_of(record: TrialRecord, trial_epochs: int | None = None) -> Result:
+    """A stored trial as the algorithms see it; a stopped one at the fidelity it reached
+    (its last reported epoch out of ``trial_epochs``), every other one at full fidelity."""
+    fidelity = 1.0
+    if record.status == TrialStatus.stopped and record.last_step and trial_epochs:
+        fidelity = min(1.0, record.last_step / trial_epochs)
+    return Result(record.action, record.reward, record.status, record.behaviour_logp or {},
+                  fidelity)
 
 
 class StoreReplay:
@@ -70,22 +78,24 @@ class StoreReplay:
     """
 
     def __init__(self, store: Store, search_id: int, layout: Layout,
-                 reward_of: Callable[[Result], float]) -> None:
+                 reward_of: Callable[[Result], float], trial_epochs: int) -> None:
         self.store, self.search_id, self.layout = store, search_id, layout
-        self.reward_of = reward_of
+        self.reward_of, self.trial_epochs = reward_of, trial_epochs
 
     def __len__(self) -> int:
         return self.store.counts(self.search_id).finished
 
-    def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+    def add(self, actions: np.ndarray, rewards: np.ndarray,
+            fidelities: np.ndarray | None = None) -> None:
         """Nothing to do: the workers wrote these results to the store."""
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, n: int, rng: np.random.Generator) -> Sample:
         records = self.store.replay_sample(self.search_id, n, seed=int(rng.integers(2**31)))
-        rows = [self.layout.from_dict(r.action) for r in records]
-        rewards = [self.reward_of(result_of(r)) for r in records]
+        results = [result_of(r, self.trial_epochs) for r in records]
+        rows = [self.layout.from_dict(r.action) for r in results]
         return (np.array(rows, dtype=np.int64).reshape(-1, self.layout.n_decisions),
-                np.array(rewards, dtype=np.float64))
+                np.array([self.reward_of(r) for r in results], dtype=np.float64),
+                np.array([r.fidelity for r in results], dtype=np.float64))
 
 
 class Learner:
@@ -101,9 +111,11 @@ class Learner:
         self.space = search.spec.search_space()
         settings = Settings.from_overrides(search.spec.algorithm.settings)
         layout = Layout.from_space(self.space)
-        self.algorithm: Algorithm = make_algorithm(
-            str(search.spec.algorithm.name), layout, settings, search.spec.algorithm.seed)
-        self.algorithm.replay = StoreReplay(store, record.id, layout, self.algorithm.reward_of)
+        self.trial_epochs = search.spec.budget.trial_epochs
+        self._build_algorithm = lambda: make_algorithm(
+            str(search.spec.algorithm.name), layout, settings, search.spec.algorithm.seed,
+            multi_fidelity=search.spec.early_stopping.type != EarlyStoppingType.none)
+        self.algorithm = self._with_replay(self._build_algorithm())
         self.seq = 0
         self.updates = 0
         # Grace before re-queueing expired leases, after this start and after each
@@ -118,14 +130,27 @@ class Learner:
         """The store was unreachable: grant one lease of grace once it answers again."""
         self._after_outage = True
 
+    def _with_replay(self, algorithm: Algorithm) -> Algorithm:
+        algorithm.replay = StoreReplay(self.store, self.search_id, algorithm.layout,
+                                       algorithm.reward_of, self.trial_epochs)
+        return algorithm
+
     def _restore(self) -> None:
         snapshot = self.store.load_snapshot(self.search_id)
         if snapshot is not None:
             state = from_bytes(snapshot.state)
-            self.algorithm.load_state_dict(state["algorithm"])
-            self.seq = int(state["seq"])
-            log.info("search %s: resumed from snapshot %d (results up to #%d)",
-                     self.name, snapshot.version, self.seq)
+            try:
+                self.algorithm.load_state_dict(state["algorithm"])
+            except (RuntimeError, KeyError, ValueError) as exc:
+                # A snapshot of other networks (an older version, or earlyStopping
+                # switched on since): learn again from every stored result instead.
+                log.warning("search %s: snapshot %d does not fit (%s); re-reading every "
+                            "result", self.name, snapshot.version, exc)
+                self.algorithm = self._with_replay(self._build_algorithm())
+            else:
+                self.seq = int(state["seq"])
+                log.info("search %s: resumed from snapshot %d (results up to #%d)",
+                         self.name, snapshot.version, self.seq)
         trials = self.store.list_trials(self.search_id)
         self.algorithm.mark_proposed(self.algorithm.layout.from_dict(t.action) for t in trials)
 
@@ -169,7 +194,7 @@ class Learner:
         new = self.store.finished_since(self.search_id, self.seq)
         if not new:
             return
-        self.algorithm.observe([result_of(r) for r in new])
+        self.algorithm.observe([result_of(r, self.trial_epochs) for r in new])
         self.seq = int(new[-1].finished_seq or self.seq)
         started = time.perf_counter()
         stats = self.algorithm.update()

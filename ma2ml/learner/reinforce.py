@@ -43,13 +43,13 @@ class _Reinforce(Algorithm):
     def fresh_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Fresh results: actions (n, n_decisions), normalised rewards (n,), behaviour
         log-probabilities (n, n_agents); a missing behaviour log-prob counts as on-policy."""
-        actions = torch.tensor([row for row, _, _ in self._fresh], dtype=torch.long)
-        rewards = torch.tensor(self.normaliser([r for _, r, _ in self._fresh]),
+        actions = torch.tensor([f.row for f in self._fresh], dtype=torch.long)
+        rewards = torch.tensor(self.normaliser([f.reward for f in self._fresh]),
                                dtype=torch.float32)
         with torch.no_grad():
             current = self.policy.log_prob_agents(actions)
         behaviour = current.clone()
-        for k, (_, _, logp) in enumerate(self._fresh):
+        for k, logp in enumerate(f.behaviour_logp for f in self._fresh):
             for i, name in enumerate(self.layout.agent_names):
                 if name in logp:
                     behaviour[k, i] = logp[name]

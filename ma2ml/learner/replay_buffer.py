@@ -15,14 +15,22 @@ from typing import Protocol
 
 import numpy as np
 
+Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 
 class Replay(Protocol):
-    """Every finished trial of one search, as (joint action row, raw reward) pairs."""
+    """Every finished trial of one search: (joint action row, raw reward, fidelity).
 
-    def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
-        """Record fresh results: (n, n_decisions) int actions and (n,) rewards."""
+    Fidelity is the share of ``trialEpochs`` a result was trained for: 1 for a full
+    result, less for a trial stopped early (the critic takes it as an input).
+    """
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def add(self, actions: np.ndarray, rewards: np.ndarray,
+            fidelities: np.ndarray | None = None) -> None:
+        """Record fresh results: (n, n_decisions) int actions, (n,) rewards and (n,)
+        fidelities (all 1 when None)."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> Sample:
         """``min(n, len(self))`` distinct stored results drawn uniformly without
         replacement (every one when ``n >= len(self)``), in no particular order; cost
         independent of the replay size."""
@@ -36,21 +44,25 @@ class InMemoryReplay:
     def __init__(self, n_decisions: int, capacity: int = 1024) -> None:
         self._actions = np.zeros((capacity, n_decisions), dtype=np.int64)
         self._rewards = np.zeros(capacity, dtype=np.float64)
+        self._fidelities = np.ones(capacity, dtype=np.float64)
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def add(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+    def add(self, actions: np.ndarray, rewards: np.ndarray,
+            fidelities: np.ndarray | None = None) -> None:
         n = len(rewards)
         while self._size + n > len(self._rewards):
             self._actions = np.concatenate([self._actions, np.zeros_like(self._actions)])
             self._rewards = np.concatenate([self._rewards, np.zeros_like(self._rewards)])
+            self._fidelities = np.concatenate([self._fidelities, np.ones_like(self._fidelities)])
         self._actions[self._size:self._size + n] = actions
         self._rewards[self._size:self._size + n] = rewards
+        self._fidelities[self._size:self._size + n] = 1.0 if fidelities is None else fidelities
         self._size += n
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, n: int, rng: np.random.Generator) -> Sample:
         # Without replacement, as the store's ``replay_sample`` draws.
         if n > self._size:
             # Everything, in stored order: asking for more than there is leaves
@@ -58,6 +70,8 @@ class InMemoryReplay:
             # update's draws (batch_size * critic_steps, 1024 by default) itself.
             # Spending no random numbers here keeps such searches (every benchmark
             # run) exactly as they were when this buffer drew with replacement.
-            return self._actions[:self._size].copy(), self._rewards[:self._size].copy()
+            size = self._size
+            return (self._actions[:size].copy(), self._rewards[:size].copy(),
+                    self._fidelities[:size].copy())
         index = rng.choice(self._size, size=max(n, 0), replace=False)
-        return self._actions[index], self._rewards[index]
+        return self._actions[index], self._rewards[index], self._fidelities[index]

@@ -123,3 +123,24 @@ def test_a_learner_that_cannot_start_fails_the_search_with_the_reason(store: Sto
 def test_unknown_search_is_a_clear_error(store: Store) -> None:
     with pytest.raises(SearchNotFoundError, match="default/missing"):
         run_learner(store, "default/missing")
+
+
+def test_a_snapshot_that_no_longer_fits_is_relearned_from_the_store(
+        store: Store, worker_factory) -> None:
+    """Switching earlyStopping on gives the critic a fidelity input: the old snapshot's
+    networks do not fit, so the learner re-reads every stored result instead of failing."""
+    document = search_document(max_trials=12, settings={"warmup_results": 2})
+    record = store.create_search("default/toy", document)
+    worker = worker_factory(store.url, record.id)
+    _run_until(store, "default/toy", lambda: store.counts(record.id).completed >= 4)
+    worker.halt.set()
+    worker.join(timeout=10)
+    assert store.load_snapshot(record.id) is not None
+    document["spec"]["budget"]["trialEpochs"] = 4
+    document["spec"]["earlyStopping"] = {"type": "asha", "minEpochs": 1,
+                                         "reductionFactor": 2}
+    store.update_search_spec("default/toy", document)
+    learner = Learner(store, "default/toy")
+    assert learner.seq == 0 and learner.algorithm.critic.fidelity_input
+    learner.tick()
+    assert learner.algorithm.n_results == store.counts(record.id).finished
