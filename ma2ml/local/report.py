@@ -141,7 +141,7 @@ def plot_curves(shown: list[TrialRecord], curves: dict[int, list[StepRecord]], t
         ax.text(0.5, 0.5, "no learning curves recorded\n(the trainer reported no "
                 "per-epoch results)", ha="center", va="center", transform=ax.transAxes)
     else:
-        ax.legend(handles=handles, loc="lower right", fontsize="small")
+        ax.legend(handles=handles, loc="best", fontsize="small")
     title = f"{summary.key}: learning curves"
     if len(shown) < total:
         title += f"\n{len(shown)} of {total} curves: the best completed and a random sample"
