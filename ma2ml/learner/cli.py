@@ -15,7 +15,8 @@ import torch
 from ma2ml.learner.loop import SearchOutcome, run_learner
 from ma2ml.settings import SettingsError
 from ma2ml.spec import SpecError
-from ma2ml.store import SearchNotFoundError, Store
+from ma2ml.store import SearchNotFoundError
+from ma2ml.store.backoff import open_store
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,10 @@ def serve_learner(search: str, url: str | None, metrics_port: int = 0,
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with Store(url) as store:
+        store = open_store(url, stop)  # waits out a database that is down at start
+        if store is None:
+            return EXIT_CODES["stopped"]
+        with store:
             outcome = run_learner(store, search, stop=stop, poll_seconds=poll_seconds)
     except (SearchNotFoundError, SpecError, SettingsError, ValueError) as exc:
         log.error("learner of %s cannot start: %s", search, exc)

@@ -40,6 +40,7 @@ from ma2ml.store import (
     TrialStatus,
     budget_verdict,
 )
+from ma2ml.store.backoff import backoff_delays
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,15 @@ def run_learner(store: Store, search_name: str, *, stop: threading.Event | None 
     cannot start marks the search failed first (``start_learner``).
     """
     stop = stop or threading.Event()
-    learner = start_learner(store, search_name)
+    delays = backoff_delays()
+    while True:  # a learner (re)started during an outage waits for the store
+        try:
+            learner = start_learner(store, search_name)
+            break
+        except StoreUnavailableError as exc:
+            log.warning("search %s: store unavailable (%s); retrying", search_name, exc)
+            if stop.wait(next(delays)):
+                return SearchOutcome(search_name, "stopped", 0, 0, None, None, 0)
     while not stop.is_set():
         try:
             outcome = learner.tick()

@@ -22,7 +22,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from ma2ml.store import Store
-from ma2ml.worker.backoff import backoff_delays
+from ma2ml.store.backoff import backoff_delays
 
 log = logging.getLogger(__name__)
 

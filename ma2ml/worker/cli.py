@@ -22,7 +22,8 @@ def worker_command(search: str, db: str | None, worker_id: str | None,
                    metrics_port: int | None, threads: int | None, spool_dir: Path) -> None:
     """Run ``run_worker`` until the search ends; SIGTERM/SIGINT stop it gracefully (exit 0)."""
     from ma2ml.logs import setup_logging
-    from ma2ml.store import SearchNotFoundError, Store
+    from ma2ml.store import SearchNotFoundError
+    from ma2ml.store.backoff import open_store
     from ma2ml.worker.loop import run_worker
 
     setup_logging()
@@ -40,7 +41,9 @@ def worker_command(search: str, db: str | None, worker_id: str | None,
         # The training loop checks ``stop`` between batches; the trial is
         # released (its last epoch checkpoint kept) and the process exits 0.
         signal.signal(sig, lambda *_: stop.set())
-    store = Store(db)
+    store = open_store(db, stop)  # waits out a database that is down at start
+    if store is None:
+        return
     try:
         done = run_worker(store, search, worker_id, stop=stop, spool_dir=spool_dir)
     except SearchNotFoundError as exc:

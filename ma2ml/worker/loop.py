@@ -47,7 +47,7 @@ from ma2ml.store import (
     Store,
     StoreUnavailableError,
 )
-from ma2ml.worker.backoff import backoff_delays
+from ma2ml.store.backoff import backoff_delays
 from ma2ml.worker.custom import remove_stale_trial_dirs
 from ma2ml.worker.errors import TrialError, TrialInterrupted
 from ma2ml.worker.outcome import TrialOutcome

@@ -16,6 +16,7 @@ report the database refuses can never crash-loop a worker.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ma2ml.store import StaleAttemptError, Store, StoreUnavailableError, TrialStatus
-from ma2ml.worker.backoff import backoff_delays
+from ma2ml.store.backoff import backoff_delays
 from ma2ml.worker.outcome import TrialOutcome
 
 log = logging.getLogger(__name__)
@@ -150,18 +151,22 @@ class Spool:
                 log.warning("store still unavailable; %d report(s) spooled", len(self.pending()))
                 return False
             log.info("spooled report of trial %d: %s", report.trial_id, outcome)
-            path.unlink()
+            path.unlink(missing_ok=True)  # another worker flushing the same spool may be first
         return True
 
     @staticmethod
     def _read(path: Path) -> Report | None:
-        """The report in ``path``, or None after moving an unreadable file aside."""
+        """The report in ``path``; None when another worker delivered it meanwhile, or
+        after moving an unreadable file aside."""
         try:
             return Report.from_json(path.read_text())
+        except FileNotFoundError:
+            return None  # flushed by another worker of the search between glob and read
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
             corrupt = path.with_suffix(".corrupt")
             log.error("spool file %s is corrupt (%s); moved aside to %s", path, exc, corrupt)
-            path.replace(corrupt)
+            with contextlib.suppress(FileNotFoundError):
+                path.replace(corrupt)
             return None
 
     def flush_with_backoff(self, store: Store, stop: threading.Event) -> bool:

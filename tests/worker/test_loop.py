@@ -28,6 +28,7 @@ from ma2ml.store import (
     StoreUnavailableError,
     TrialProposal,
 )
+from ma2ml.store.backoff import open_store
 from ma2ml.store.models import TRIALS
 from ma2ml.worker.loop import Heartbeat, deliver, run_claimed, run_worker
 from ma2ml.worker.outcome import TrialOutcome
@@ -560,3 +561,50 @@ def test_a_store_outage_during_a_step_report_does_not_stop_training(
     assert _Worker(store, search.key, tmp_path, max_trials=1).join(60) == 1
     [trial] = store.list_trials(record.id)
     assert trial.status == "completed" and trial.metrics["epochs"] == 2
+
+
+def test_two_workers_flushing_one_spool_at_once_both_go_on(
+        store: Store, make_search: Make, tmp_path: Path) -> None:
+    """Workers of a search share its spool: while one delivers a report, another may
+    deliver (and delete) the same file. Neither may crash on the file being gone."""
+    search = _command_search(make_search, ["true"])
+    record = _create(store, search, [TINY_PIPELINE])
+    claimed = store.claim(record.id, "w", 30)
+    directory = tmp_path / "reports"
+    Spool(directory).add(Report(claimed.id, claimed.attempt, ReportKind.complete, 0.6, {}))
+
+    class Racing:
+        """The real store, but another worker flushes the spool just before each call."""
+
+        def __getattr__(self, name: str) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                Spool(directory).flush(store)
+                return getattr(store, name)(*args, **kwargs)
+            return call
+
+    assert Spool(directory).flush(Racing())  # type: ignore[arg-type]
+    assert store.get_trial(claimed.id).reward == 0.6 and Spool(directory).pending() == []
+
+
+@pytest.mark.postgres
+def test_a_process_started_during_an_outage_waits_for_the_store(postgres_url: str) -> None:
+    url = make_url(postgres_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.down()
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    opened: list[Store | None] = []
+    try:
+        opener = threading.Thread(target=lambda: opened.append(
+            open_store(through, threading.Event())))
+        opener.start()
+        opener.join(1.5)
+        assert opener.is_alive()  # still waiting (and retrying), not crashed
+        proxy.up()
+        opener.join(60)
+        assert opened and opened[0] is not None
+        opened[0].close()
+        stopped = threading.Event()
+        stopped.set()
+        assert open_store(through, stopped) is None  # asked to stop: gives up at once
+    finally:
+        proxy.close()
