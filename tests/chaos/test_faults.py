@@ -196,7 +196,7 @@ class Chaos:
         self.search_id = record.id
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("MA2ML_")}
-        # Plain Python tracebacks (not typer's rich ones): ``_startup_outage`` reads them.
+        # Plain Python tracebacks (not typer's rich ones) in the logs printed on failure.
         env.update(TMPDIR=str(self.worker_tmp), MA2ML_CHAOS_DIR=str(self.state_dir),
                    PYTHONUNBUFFERED="1", TYPER_STANDARD_TRACEBACK="1")
         base = [sys.executable, "-m", "ma2ml"]
@@ -586,10 +586,6 @@ class Chaos:
                 last = index == len(process.runs) - 1
                 if run.killed or (last and run.returncode == 0):
                     continue
-                if run.returncode not in (0, None) and _startup_outage(process.output(run)):
-                    self.note(f"{process.name} run {index + 1} (pid {run.pid}) could not start "
-                              f"while the database was down: exit {run.returncode} (tolerated)")
-                    continue
                 what = "was still running at the end" if run.returncode is None else \
                     f"exited {run.returncode}"
                 problems.append(f"{process.name} run {index + 1} (pid {run.pid}) {what}"
@@ -613,18 +609,6 @@ class Chaos:
         parts.append(f"----- postgres -----\n{self.cluster.log_tail()}")
         return "\n".join(parts)
 
-
-def _startup_outage(output: str) -> bool:
-    """Whether a run died of an unreachable store while starting (in ``Store()``, or in
-    the learner's ``start_learner``), not in its loop. Reads a plain Python traceback."""
-    traceback = output[output.rfind("Traceback (most recent call last):"):]
-    if re.search(r"^[\w.]*StoreUnavailableError: ", traceback, re.MULTILINE) is None:
-        return False
-    frames = re.findall(r'^  File "(.*)", line \d+, in (\w+)$', traceback, re.MULTILINE)
-    names = {name for _, name in frames}
-    in_store_init = any(name == "__init__" and Path(path).parts[-2:] == ("store", "store.py")
-                        for path, name in frames)
-    return (in_store_init or "start_learner" in names) and not names & {"run_worker", "tick"}
 
 
 def _log_entries(path: Path) -> list[dict[str, Any]]:
