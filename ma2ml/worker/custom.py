@@ -601,9 +601,9 @@ class StepWatcher:
             line = self._next_line()
             if line is None:
                 return
+            self.lines += 1  # blank lines count too: the cap bounds the worker's reading
             if not line.strip():
                 continue
-            self.lines += 1
             where = f"{self.path} line {self.lines}"
             step, result = self._step(_json_object(line, where, "step report"), where)
             if step in self.seen:  # a resumed trainer re-reporting: the store has it

@@ -463,7 +463,7 @@ def test_step_watcher_waits_for_whole_lines_and_reads_a_bounded_number(
         stream.write(b'uracy": 0.6}\n\n')
     watcher.poll()
     assert [epoch for epoch, _, _ in curve.calls] == [1, 2]
-    monkeypatch.setattr("ma2ml.worker.custom.MAX_STEP_REPORTS", 3)
+    monkeypatch.setattr("ma2ml.worker.custom.MAX_STEP_REPORTS", 4)  # 3 lines read so far
     with path.open("ab") as stream:
         stream.write(b"".join(b'{"step": %d, "accuracy": 0.5}\n' % s for s in range(3, 9)))
     watcher.poll()
