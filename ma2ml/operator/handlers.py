@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import kopf
+from sqlalchemy.exc import DBAPIError
 
 from ma2ml.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, register_store_collector
 from ma2ml.operator.config import OperatorConfig
@@ -65,14 +66,26 @@ KOPF_CLUSTER_PEERING_GRANTS = (
 
 
 @contextmanager
-def guarded(handler: str) -> Iterator[None]:
-    """Time a handler, count its errors, and retry later when the store is down."""
+def guarded(handler: str, memo: kopf.Memo) -> Iterator[None]:
+    """Time a handler, count its errors, and retry later when the store is down.
+
+    Any other database error (a schema bug such as a missing table) is not
+    retried: it would fail alike for every search, forever. The operator stops
+    (``memo.stop_flag``) and exits non-zero with the message (``main``).
+    """
     start = time.perf_counter()
     try:
         yield
     except StoreUnavailableError as exc:
         RECONCILE_ERRORS.labels(handler).inc()
         raise kopf.TemporaryError(f"store unavailable: {exc}", delay=STORE_RETRY_DELAY) from exc
+    except DBAPIError as exc:
+        RECONCILE_ERRORS.labels(handler).inc()
+        memo.fatal = f"the store failed (not a connection problem): {exc}"
+        logging.getLogger(__name__).critical("%s; stopping the operator", memo.fatal)
+        if memo.get("stop_flag") is not None:
+            memo.stop_flag.set()
+        raise kopf.PermanentError(memo.fatal) from exc
     except Exception:
         RECONCILE_ERRORS.labels(handler).inc()
         raise
@@ -113,7 +126,7 @@ def close(memo: kopf.Memo, **_: Any) -> None:
 
 def _reconcile(handler: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> None:
     meta = body.metadata
-    with guarded(handler):
+    with guarded(handler, memo):
         # Reconcile the object as stored now, not kopf's copy of it, and write the
         # status only if it is still that version: when handlers of one search
         # overlap (timer vs. spec edit), exactly one publishes the Events derived
@@ -146,7 +159,7 @@ def mirror(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -
 
 
 def delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    with guarded("delete"):
+    with guarded("delete", memo):
         removed = finalize(body, memo.store)
     key = f"{body.metadata.namespace}/{body.metadata.name}"
     logger.info(f"store rows of {key} {'deleted' if removed else 'kept'}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import sys
+import threading
 from collections.abc import Sequence
 
 import kopf
@@ -48,7 +49,8 @@ def run_operator(namespaces: Sequence[str] = (), *, all_namespaces: bool = False
     kopf.configure(verbose=verbose, log_format=log_format)
     if not verbose:
         logging.getLogger("kopf.objects").addFilter(_skip_routine_timer_lines)
-    memo = kopf.Memo(phases=register_search_phase_collector())
+    stop_flag = threading.Event()  # set by a handler that met a non-transient store error
+    memo = kopf.Memo(phases=register_search_phase_collector(), stop_flag=stop_flag, fatal=None)
     if metrics_port:
         start_http_server(metrics_port)
     kopf.run(
@@ -62,4 +64,8 @@ def run_operator(namespaces: Sequence[str] = (), *, all_namespaces: bool = False
         # let kopf's peering keep exactly one (kopf docs, "multi-pod operators").
         priority=random.randint(1, 32767) if peering else 0,
         memo=memo,
+        stop_flag=stop_flag,
     )
+    if memo.fatal:
+        sys.stderr.write(f"error: {memo.fatal}\n")
+        raise SystemExit(1)
