@@ -7,6 +7,9 @@ wall-clock budget, over several seeds:
 
 * ``ma2ml-asha``: ``ma2ml run`` with ``earlyStopping: asha``;
 * ``ma2ml``: ``ma2ml run`` without early stopping;
+* ``ma2ml-asha-blind``: ASHA, but the critic without its fidelity input (a
+  stopped trial's result taken as a full one): the alternative to the
+  learner's multi-fidelity critic;
 * ``random-asha``: ``ma2ml run`` with random search and ASHA;
 * ``optuna-tpe-hyperband``: Optuna's TPESampler with its HyperbandPruner, in
   two processes on one shared study, driving the same trainer function
@@ -54,11 +57,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 EXAMPLE = ROOT / "examples" / "fashion-mnist.yaml"
 ASHA = {"type": "asha", "minEpochs": 1, "reductionFactor": 2}
-#: Method -> (algorithm, earlyStopping); None: Optuna in-process.
-METHODS: dict[str, tuple[str, Mapping[str, Any]] | None] = {
-    "ma2ml-asha": ("ma2ml", ASHA),
-    "ma2ml": ("ma2ml", {"type": "none"}),
-    "random-asha": ("random", ASHA),
+#: Method -> (algorithm, earlyStopping, algorithm settings); None: Optuna in-process.
+METHODS: dict[str, tuple[str, Mapping[str, Any], Mapping[str, Any]] | None] = {
+    "ma2ml-asha": ("ma2ml", ASHA, {}),
+    "ma2ml": ("ma2ml", {"type": "none"}, {}),
+    # The alternative to the critic's fidelity input: stopped trials taken as full ones.
+    "ma2ml-asha-blind": ("ma2ml", ASHA, {"fidelity_input": False}),
+    "random-asha": ("random", ASHA, {}),
     "optuna-tpe-hyperband": None,
 }
 #: What the reported run measures (a run that changes any of these is not reported).
@@ -92,8 +97,8 @@ def spec_for(method: str, seed: int, epochs: int, quick: bool) -> dict[str, Any]
     document = yaml.safe_load(EXAMPLE.read_text())
     document["metadata"]["name"] = f"tta-{method}-{seed}"
     spec = document["spec"]
-    algorithm, stopping = METHODS[method] or ("random", {"type": "none"})
-    spec["algorithm"] = {"name": algorithm, "seed": seed}
+    algorithm, stopping, settings = METHODS[method] or ("random", {"type": "none"}, {})
+    spec["algorithm"] = {"name": algorithm, "seed": seed, "settings": dict(settings)}
     spec["earlyStopping"] = dict(stopping)
     spec["budget"].update({"maxTrials": 100_000, "maxFailedTrials": 1000, "parallelism": 2,
                            "trialEpochs": epochs})

@@ -111,6 +111,17 @@ def test_examples_validate(path: Path) -> None:
          "spec.worker.resources: keys must be requests or limits, got ['limit']"),
         ({"suspend": "maybe"}, "spec.suspend: expected true or false, got 'maybe'"),
         ({"retention": "forever"}, "spec.retention: expected 'keep' or 'delete', got 'forever'"),
+        ({"earlyStopping": {"type": "hyperband"}},
+         "spec.earlyStopping.type: expected 'none', 'asha' or 'median', got 'hyperband'"),
+        ({"earlyStopping": {"type": "asha", "reductionFactor": 1}},
+         "spec.earlyStopping.reductionFactor: must be >= 2, got 1"),
+        ({"earlyStopping": {"type": "median", "minEpochs": 0}},
+         "spec.earlyStopping.minEpochs: must be >= 1, got 0"),
+        ({"earlyStopping": {"type": "asha"}},  # trialEpochs defaults to 1: no rung below it
+         "spec.earlyStopping.minEpochs: must be below spec.budget.trialEpochs (1) for asha to "
+         "stop anything, got 1"),
+        ({"earlyStopping": {"type": "asha", "minTrials": 3, "patience": 2}},
+         "spec.earlyStopping.patience: unknown field (given 2)"),
     ],
 )
 def test_bad_spec_messages(spec: dict[str, Any], expected: str) -> None:

@@ -85,3 +85,16 @@ def test_asha_stops_the_worse_trials_and_the_best_is_a_completed_one(tmp_path: P
         elif status[trial_id] == "completed":
             assert curve == [(1, "continue"), (2, "continue"), (3, "continue")]
     assert elapsed < 60, f"the run took {elapsed:.0f} s"
+
+    # What a user looks at afterwards shows the stopped trials.
+    status_out = ma2ml("status", str(spec), cwd=tmp_path)
+    assert status_out.returncode == 0 and "stopped" in status_out.stdout
+    curves_out = ma2ml("trials", str(spec), "--curves", cwd=tmp_path)
+    assert curves_out.returncode == 0 and "(stopped)" in curves_out.stdout
+    with_curves = json.loads(ma2ml("trials", str(spec), "--curves", "--json",
+                                   cwd=tmp_path).stdout)
+    assert all(len(t["curve"]) == t["epochs"] for t in with_curves if t["status"] == "stopped")
+    report = ma2ml("report", str(spec), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (tmp_path / "report" / "curves.png").stat().st_size > 2000
+    assert "stopped" in (tmp_path / "report" / "index.html").read_text()
