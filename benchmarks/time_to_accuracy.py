@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds per method (default 240; --quick: 20)")
+                        help="seconds per method (default 200; --quick: 20)")
     parser.add_argument("--epochs", type=int, default=4, help="trialEpochs (full fidelity)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny data, 2 epochs, 20 s per method, 1 seed")
@@ -299,7 +299,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.seeds, args.epochs = 1, 2
     if args.budget is None:
-        args.budget = 20.0 if args.quick else 240.0
+        args.budget = 20.0 if args.quick else 200.0
     return args
 
 
@@ -307,7 +307,7 @@ def out_dir(args: argparse.Namespace) -> Path:
     if args.out is not None:
         return args.out
     defaults = build_parser().parse_args([])
-    defaults.budget = 240.0
+    defaults.budget = 200.0
     if not args.quick and all(getattr(args, k) == getattr(defaults, k) for k in MEASURED):
         return RESULTS
     return Path(tempfile.mkdtemp(prefix="time_to_accuracy-"))
