@@ -158,7 +158,7 @@ def test_store_results_drive_status_then_success_scales_to_zero(
     run_trials(search_store, "default/results", [0.9])
     status = wait_phase(kube, operator_proc, "results", "Succeeded")
     assert status["trials"] == {"total": 4, "pending": 0, "running": 0, "completed": 4,
-                                "diverged": 0, "failed": 0}
+                                "diverged": 0, "stopped": 0, "failed": 0}
     assert status["best"]["reward"] == pytest.approx(0.9)
     assert condition(status, "Succeeded")["reason"] == "MaxTrialsReached"
     assert status["completionTime"]

@@ -279,6 +279,7 @@ def test_requeue_leaves_live_leases(store: Store, search_id: int) -> None:
         "running": 1,
         "completed": 0,
         "diverged": 0,
+        "stopped": 0,
         "failed": 0,
     }
     live_record = store.get_trial(live.id)

@@ -48,6 +48,7 @@ def test_counts_every_status_present(store: Store, search_id: int) -> None:
         "running": 1,
         "completed": 1,
         "diverged": 0,
+        "stopped": 0,
         "failed": 0,
     }
 
