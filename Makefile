@@ -48,6 +48,7 @@ bench: $(VENV)/.installed
 	    --methods ma2ml ma2ml-no-credit tpe --out $$tmp && \
 	cp $$tmp/search_efficiency.md benchmarks/results/search_efficiency_batch1.md && \
 	rm -rf $$tmp
+	PYTHONPATH=. $(PY) benchmarks/time_to_accuracy.py
 
 # Regenerate the CRD from the spec model (tests fail when either copy drifts).
 crd: $(VENV)/.installed
