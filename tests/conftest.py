@@ -82,3 +82,22 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 # ==== ma2ml.store fixtures: END =======================================================
+
+
+# ==== benchmarks: BEGIN ===============================================================
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("search_efficiency")``: a script of ``benchmarks/`` as a module."""
+    import importlib.util
+    import sys
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+# ==== benchmarks: END =================================================================

@@ -5,10 +5,8 @@ Every run here writes under pytest's ``tmp_path``, never into the repository.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,17 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "search_efficiency", ROOT / "benchmarks" / "search_efficiency.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_tables_load_with_the_documented_optima() -> None:
-    bench = _benchmark()
+def test_tables_load_with_the_documented_optima(load_benchmark) -> None:
+    bench = load_benchmark("search_efficiency")
     cifar10 = bench.load_task("nb201-cifar10")
     assert cifar10.objective.shape == (5,) * 6
     assert cifar10.optimum == np.float64(cifar10.objective.max())
@@ -38,8 +27,8 @@ def test_tables_load_with_the_documented_optima() -> None:
     assert protein.regret(protein.optimum) == 0.0
 
 
-def test_quick_run_writes_table_and_plot(tmp_path: Path, capsys) -> None:
-    assert _benchmark().main(["--quick", "--out", str(tmp_path)]) == 0
+def test_quick_run_writes_table_and_plot(load_benchmark, tmp_path: Path, capsys) -> None:
+    assert load_benchmark("search_efficiency").main(["--quick", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "search_efficiency.md").read_text()
     for method in ("ma2ml", "ma2ml-lite", "independent", "random", "tpe"):
         assert f"| fcnet-protein | {method} |" in table
@@ -58,10 +47,11 @@ def test_quick_run_writes_table_and_plot(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("argv", [["--quick"], ["--first-seed", "100", "--seeds", "3"],
                                   ["--tasks", "nb201-cifar10"], ["--methods", "ma2ml", "tpe"],
                                   ["--budget", "50"], ["--batch", "1"], ["--set", "alpha=0.1"]])
-def test_only_the_reported_run_writes_the_committed_results(argv: list[str], tmp_path: Path,
+def test_only_the_reported_run_writes_the_committed_results(load_benchmark, argv: list[str],
+                                                            tmp_path: Path,
                                                             monkeypatch) -> None:
     """A smoke or partial run must never overwrite ``benchmarks/results/``."""
-    bench = _benchmark()
+    bench = load_benchmark("search_efficiency")
     assert bench.out_dir(bench.parse_args([])) == ROOT / "benchmarks" / "results"
     assert bench.out_dir(bench.parse_args(["--jobs", "4"])) == bench.RESULTS  # speed only
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # not /tmp: nothing left behind
@@ -71,10 +61,10 @@ def test_only_the_reported_run_writes_the_committed_results(argv: list[str], tmp
         tmp_path / "x"
 
 
-def test_runs_come_back_in_seed_order_from_the_pool(monkeypatch) -> None:
+def test_runs_come_back_in_seed_order_from_the_pool(load_benchmark, monkeypatch) -> None:
     """Two worker processes finish in any order; curves must still line up with seeds."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # spawned workers import it by name
-    bench = _benchmark()
+    bench = load_benchmark("search_efficiency")
     seeds = [3, 0, 2]
     pooled = bench.evaluate(["nb201-cifar10"], ["random"], seeds, 10, 4, jobs=2,
                             progress=lambda _: None)
@@ -84,8 +74,8 @@ def test_runs_come_back_in_seed_order_from_the_pool(monkeypatch) -> None:
         assert list(a) == list(b)
 
 
-def test_mann_whitney_matches_the_textbook_normal_approximation() -> None:
-    bench = _benchmark()
+def test_mann_whitney_matches_the_textbook_normal_approximation(load_benchmark) -> None:
+    bench = load_benchmark("search_efficiency")
     # Fully separated 10 vs 10: U = 0, mean 50, sd sqrt(10*10*21/12); continuity-corrected.
     assert bench.mann_whitney_p(np.arange(10.0), np.arange(10.0) + 10) == \
         pytest.approx(math.erfc((50 - 0.5) / math.sqrt(175) / math.sqrt(2)))
@@ -94,8 +84,8 @@ def test_mann_whitney_matches_the_textbook_normal_approximation() -> None:
     assert same == 1.0
 
 
-def test_comparison_calls_only_detectable_differences() -> None:
-    bench = _benchmark()
+def test_comparison_calls_only_detectable_differences(load_benchmark) -> None:
+    bench = load_benchmark("search_efficiency")
     rng = np.random.default_rng(0)
     runs = {("a", "ma2ml"): list(rng.uniform(0, 1, (20, 1))),
             ("a", "tpe"): list(rng.uniform(0, 1, (20, 1))),

@@ -1,12 +1,12 @@
 """Smoke run of ``benchmarks/time_to_accuracy.py --quick``: real training on a few hundred
-real Fashion-MNIST images, ma2ml with ASHA and Optuna TPE + Hyperband, 10 s each.
+real Fashion-MNIST images, ma2ml with ASHA and Optuna TPE + Hyperband, 20 s each (less
+was flaky under load).
 
 Writes under pytest's ``tmp_path``, never into the repository.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,21 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "time_to_accuracy", ROOT / "benchmarks" / "time_to_accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_quick_run_writes_a_table_for_each_method(tmp_path: Path) -> None:
     # As a user runs it: a script whose Optuna workers are spawned from __main__.
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "time_to_accuracy.py"), "--quick",
-         "--budget", "12", "--methods", "ma2ml-asha", "optuna-tpe-hyperband",
+         "--budget", "20", "--methods", "ma2ml-asha", "optuna-tpe-hyperband",
          "--out", str(tmp_path)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -41,13 +32,13 @@ def test_quick_run_writes_a_table_for_each_method(tmp_path: Path) -> None:
     runs = json.loads((tmp_path / "time_to_accuracy.json").read_text())
     assert {r["method"] for r in runs} == {"ma2ml-asha", "optuna-tpe-hyperband"}
     assert all(r["found"] for r in runs), runs  # each method finished pipelines in time
-    assert all(0 <= acc <= 1 and 0 <= t <= 12 for r in runs for t, acc in r["found"])
+    assert all(0 <= acc <= 1 and 0 <= t <= 20 for r in runs for t, acc in r["found"])
     assert (tmp_path / "time_to_accuracy.png").stat().st_size > 2000
 
 
-def test_only_the_reported_run_writes_the_committed_results(tmp_path: Path,
+def test_only_the_reported_run_writes_the_committed_results(load_benchmark, tmp_path: Path,
                                                               monkeypatch) -> None:
-    bench = _benchmark()
+    bench = load_benchmark("time_to_accuracy")
     assert bench.out_dir(bench.parse_args([])) == bench.RESULTS
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     for partial in (["--quick"], ["--budget", "60"], ["--seeds", "1"]):
