@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Make the machine-level prerequisites of ma2ml present, idempotently:
 #   * Debian packages: the Fashion-MNIST data set (the offline default), and
-#     for the test suite Chromium (report rendering) and Prometheus (promtool,
-#     scrape test). Installed only when missing and we are root.
+#     for the test suite Chromium and chromedriver (report rendering, dashboard
+#     browser tests) and Prometheus (promtool, scrape test). Installed only when
+#     missing and we are root.
 #   * PostgreSQL on 127.0.0.1:5432: started when installed but down.
 # Usage: scripts/ensure-system.sh [--tests]
 set -euo pipefail
 
 want=(dataset-fashion-mnist)
 if [[ "${1:-}" == "--tests" ]]; then
-  want+=(chromium prometheus)
+  want+=(chromium chromium-driver prometheus)
 fi
 
 missing=()
