@@ -163,7 +163,12 @@ class Algorithm:
             self.policy_version += 1
         with torch.no_grad():
             entropy = self.policy.entropy().tolist()
+            probs = [lp.exp().tolist() for lp in self.policy.decision_log_probs()]
         stats["entropy"] = dict(zip(self.layout.agent_names, entropy, strict=True))
+        # Per agent, per decision, the current probabilities (4 decimals: a few kB per
+        # snapshot), so the dashboard can show how each policy moved over updates.
+        stats["policy"] = {name: [[round(p, 4) for p in probs[j]] for j in self.layout.columns(i)]
+                           for i, name in enumerate(self.layout.agent_names)}
         stats["n_results"] = self.n_results
         stats["policy_version"] = self.policy_version
         return stats
