@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from ma2ml.store.lifecycle import Counts, TrialStatus
-from ma2ml.store.models import SEARCHES, STEPS, TRIALS
+from ma2ml.store.models import SEARCHES, SNAPSHOTS, STEPS, TRIALS
 from ma2ml.store.records import STATUSES, StepRecord, TrialRecord
 
 #: Columns ``list_trials`` can order by.
@@ -174,3 +174,25 @@ def curves(session: Session, search_id: int, trial_ids: list[int] | None
         out.setdefault(row.trial_id, []).append(
             StepRecord(row.trial_id, row.step, row.value, row.metrics, row.decision))
     return out
+
+
+def snapshot_versions(session: Session, search_id: int) -> list[int]:
+    """Every policy snapshot version of a search, oldest first (no stats, no state)."""
+    statement = (select(SNAPSHOTS.c.version).where(SNAPSHOTS.c.search_id == search_id)
+                 .order_by(SNAPSHOTS.c.version))
+    return list(session.execute(statement).scalars())
+
+
+def snapshot_stats_of(session: Session, search_id: int, versions: list[int]
+                      ) -> list[tuple[int, float, dict[str, Any]]]:
+    """``(version, created_at, stats)`` of the given versions only (at most 5000), oldest
+    first: a bounded read where ``searches.snapshot_stats`` reads every version."""
+    if not versions:
+        return []
+    statement = (
+        select(SNAPSHOTS.c.version, SNAPSHOTS.c.created_at, SNAPSHOTS.c.stats)
+        .where(SNAPSHOTS.c.search_id == search_id,
+               SNAPSHOTS.c.version.in_(versions[:_IN_CHUNK]))
+        .order_by(SNAPSHOTS.c.version)
+    )
+    return [(row.version, row.created_at, row.stats) for row in session.execute(statement)]

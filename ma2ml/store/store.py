@@ -263,7 +263,16 @@ class Store:
         with self._session() as session:
             return searches.load_snapshot(session, search_id)
 
-    def snapshot_stats(self, search_id: int) -> list[tuple[int, float, dict[str, Any]]]:
-        """``(version, created_at, stats)`` per snapshot, for reports."""
+    def snapshot_stats(self, search_id: int, versions: list[int] | None = None
+                       ) -> list[tuple[int, float, dict[str, Any]]]:
+        """``(version, created_at, stats)`` per snapshot, for reports (only ``versions``
+        when given, at most 5000 of them)."""
         with self._session() as session:
+            if versions is not None:
+                return reads.snapshot_stats_of(session, search_id, versions)
             return searches.snapshot_stats(session, search_id)
+
+    def snapshot_versions(self, search_id: int) -> list[int]:
+        """Every snapshot version of a search, oldest first."""
+        with self._session() as session:
+            return reads.snapshot_versions(session, search_id)
