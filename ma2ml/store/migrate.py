@@ -13,12 +13,16 @@ same time (a worker Deployment scaling up), so the upgrade runs under a lock:
 Whoever gets the lock second finds the schema at head and Alembic does nothing.
 
 Alembic is imported only when a migration actually runs: it doubles the import
-time of the store, which every worker process pays at start-up.
+time of the store, which every worker process pays at start-up. Its INFO lines
+("Context impl SQLiteImpl.", one per revision) are held back while it runs: a
+user's first ``ma2ml run`` would open with them. One line of ours says what
+changed instead.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -38,6 +42,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 HEAD_REVISION = "0003"
 #: Key of the PostgreSQL advisory lock that serialises migrations ("ma2ml" in ASCII).
 ADVISORY_LOCK_KEY = 0x6D61326D6C
+
+log = logging.getLogger(__name__)
 
 
 def alembic_config() -> Config:
@@ -74,18 +80,37 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_upgrade(connection: Connection) -> None:
-    from alembic import command
-    from alembic.util import CommandError
-
-    config = alembic_config()
-    config.attributes["connection"] = connection
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic's loggers at WARNING for the duration (their level restored after)."""
+    logger = logging.getLogger("alembic")
+    previous = logger.level
+    logger.setLevel(max(previous, logging.WARNING))
     try:
-        command.upgrade(config, "head")
-    except CommandError as error:
-        raise StoreError(
-            f"cannot migrate the database schema ({error}); is it from a newer ma2ml?"
-        ) from error
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _run_upgrade(connection: Connection) -> None:
+    with _quiet_alembic():  # importing alembic logs too (its plugins)
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.util import CommandError
+
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        try:
+            before = MigrationContext.configure(connection).get_current_revision()
+            command.upgrade(config, "head")
+            after = MigrationContext.configure(connection).get_current_revision()
+        except CommandError as error:
+            raise StoreError(
+                f"cannot migrate the database schema ({error}); is it from a newer ma2ml?"
+            ) from error
+    if after != before:  # whoever waited on the lock finds nothing to do and says nothing
+        log.info("store schema %s revision %s", "created at" if before is None
+                 else f"upgraded from {before} to", after)
 
 
 def upgrade_engine(engine: Engine) -> None:
