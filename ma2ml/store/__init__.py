@@ -5,8 +5,9 @@ schema (``ma2ml db upgrade``). ``lifecycle`` owns the statuses, the counts and t
 budget rule. See DESIGN.md section 2 for the data flow.
 """
 
-from ma2ml.store.engine import resolve_database_url
+from ma2ml.store.engine import masked_url, parse_database_url, resolve_database_url
 from ma2ml.store.errors import (
+    DatabaseUrlError,
     SearchExistsError,
     SearchNotFoundError,
     StaleAttemptError,
@@ -49,6 +50,7 @@ __all__ = [
     "BudgetVerdict",
     "ClaimedTrial",
     "Counts",
+    "DatabaseUrlError",
     "SearchExistsError",
     "SearchNotFoundError",
     "SearchRecord",
@@ -64,6 +66,8 @@ __all__ = [
     "TrialRecord",
     "TrialStatus",
     "budget_verdict",
+    "masked_url",
+    "parse_database_url",
     "reopens",
     "resolve_database_url",
     "upgrade",

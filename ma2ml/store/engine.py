@@ -2,6 +2,11 @@
 
 * ``resolve_database_url``: explicit URL, else ``MA2ML_DATABASE_URL``, else a SQLite
   file ``ma2ml.db`` in the current directory.
+* ``parse_database_url`` is the one check of a URL: unparsable text, a database other
+  than PostgreSQL or SQLite, or a driver that is not installed raise
+  ``DatabaseUrlError`` with one line naming the URL (password masked, ``masked_url``).
+  ``make_engine(url, create=False)`` also refuses a SQLite file that does not exist,
+  so a read-only command never creates one.
 * SQLite connections run in WAL mode with a 30 s busy timeout and foreign keys on.
   pysqlite's own transaction handling is switched off (SQLAlchemy's documented
   connect/begin event recipe) so that *we* emit ``BEGIN``: ``BEGIN IMMEDIATE`` for
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -33,10 +39,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from ma2ml.store.errors import StoreUnavailableError
+from ma2ml.store.errors import DatabaseUrlError, StoreUnavailableError
 
 ENV_DATABASE_URL = "MA2ML_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///ma2ml.db"
+#: The databases the store runs on (SQLAlchemy backend names).
+SUPPORTED_BACKENDS = ("postgresql", "sqlite")
+#: Longest URL text quoted in an error (a pasted file is no URL).
+MAX_QUOTED_URL = 200
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Execution option carried by connections of write transactions (SQLite: BEGIN IMMEDIATE).
 WRITE_OPTION = "ma2ml_write"
@@ -47,6 +57,45 @@ def resolve_database_url(url: str | None = None) -> str:
     if url:
         return url
     return os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL
+
+
+def masked_url(url: str | URL) -> str:
+    """``url`` as text safe to print: the password replaced by ``***``, even when the
+    text does not parse as a URL, and cut to ``MAX_QUOTED_URL`` characters."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    text = re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", url)
+    text = text.replace("\n", " ")
+    return text if len(text) <= MAX_QUOTED_URL else text[:MAX_QUOTED_URL - 3] + "..."
+
+
+def parse_database_url(url: str | None = None) -> URL:
+    """The resolved URL, parsed and checked (``DatabaseUrlError`` names what is wrong)."""
+    text = resolve_database_url(url)
+    try:
+        parsed = _default_driver(make_url(text))
+    except (exc.ArgumentError, ValueError) as error:
+        raise DatabaseUrlError(f"database URL {masked_url(text)!r} is not a URL ({error}); "
+                               f"expected e.g. sqlite:///ma2ml.db or "
+                               f"postgresql+psycopg2://user@host:5432/db") from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise DatabaseUrlError(f"database {masked_url(text)}: unsupported database "
+                               f"{backend!r}; ma2ml stores in "
+                               f"{' or '.join(SUPPORTED_BACKENDS)}")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (exc.NoSuchModuleError, ImportError) as error:
+        raise DatabaseUrlError(f"database {masked_url(text)}: driver "
+                               f"{parsed.drivername!r} is not available ({error})") from None
+    return parsed
+
+
+def error_cause(error: BaseException) -> str:
+    """The driver's own first line of a database error (no SQL, no background link)."""
+    original = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    return lines[0] if lines else type(original).__name__
 
 
 def sqlite_file(url: str | URL) -> Path | None:
@@ -153,13 +202,17 @@ def _default_driver(url: URL) -> URL:
     return url
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """An engine for ``url`` (resolved) with the store's connection settings."""
-    parsed = _default_driver(make_url(resolve_database_url(url)))
+def make_engine(url: str | None = None, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (resolved and checked) with the store's connection settings;
+    ``create=False`` refuses a SQLite file that does not exist instead of creating it."""
+    parsed = parse_database_url(url)
     backend = parsed.get_backend_name()
     options: dict[str, Any] = {"json_serializer": dumps_json, **kwargs}
     if backend == "sqlite":
         path = sqlite_file(parsed)
+        if path is not None and not create and not path.is_file():
+            raise DatabaseUrlError(f"database {masked_url(parsed)}: no such file "
+                                   f"{str(path)!r}")
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         options.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -215,7 +268,7 @@ def translate_errors() -> Iterator[None]:
         yield
     except exc.SQLAlchemyError as error:
         if is_unavailable(error):
-            raise StoreUnavailableError(f"database unavailable: {error}") from error
+            raise StoreUnavailableError(f"database unavailable: {error_cause(error)}") from error
         raise
 
 

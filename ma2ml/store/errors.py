@@ -14,6 +14,14 @@ class StoreUnavailableError(StoreError):
     """
 
 
+class DatabaseUrlError(StoreError):
+    """A database URL that can never work: unparsable, an unsupported database or driver,
+    or (opening an existing store) a SQLite file or schema that is not there.
+
+    Not retried. The message is one line that names the URL with its password masked.
+    """
+
+
 class StaleAttemptError(StoreError):
     """A report for a trial attempt that no longer holds the lease (fencing).
 

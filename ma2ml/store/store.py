@@ -7,6 +7,7 @@ per process (after ``fork``/``spawn``, not before) and ``close()`` it when done.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -14,13 +15,21 @@ from typing import Any
 from sqlalchemy import exc
 
 from ma2ml.spec import EarlyStopping
-from ma2ml.store import queue, reads, searches
-from ma2ml.store.engine import SessionScope, make_engine, resolve_database_url, translate_errors
-from ma2ml.store.errors import SearchExistsError
+from ma2ml.store import notify, queue, reads, searches
+from ma2ml.store.engine import (
+    SessionScope,
+    error_cause,
+    make_engine,
+    masked_url,
+    resolve_database_url,
+    translate_errors,
+)
+from ma2ml.store.errors import DatabaseUrlError, SearchExistsError, StoreUnavailableError
 from ma2ml.store.lifecycle import Actor, Counts, SearchState, TrialStatus
-from ma2ml.store.migrate import ensure_schema
+from ma2ml.store.migrate import current_revision, ensure_schema
 from ma2ml.store.records import (
     ClaimedTrial,
+    ResultRecord,
     SearchRecord,
     SnapshotRecord,
     StepRecord,
@@ -37,26 +46,48 @@ class Store:
     """Replay buffer and trial queue on PostgreSQL or SQLite.
 
     ``url`` is resolved by ``resolve_database_url``; the schema is brought to the
-    newest revision on first use unless ``migrate=False``.
+    newest revision on first use unless ``migrate=False``. ``create=False`` opens only
+    an existing store (what read-only commands use): a missing SQLite file or a
+    database without the ma2ml schema raises ``DatabaseUrlError`` and nothing is
+    written. A bad URL raises ``DatabaseUrlError``, an unreachable database
+    ``StoreUnavailableError``; both say which URL (password masked) in one line.
     """
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True, **engine_options: Any):
+    def __init__(self, url: str | None = None, *, migrate: bool = True, create: bool = True,
+                 **engine_options: Any):
         self.url = resolve_database_url(url)
-        self.engine = make_engine(self.url, **engine_options)
+        self.engine = make_engine(self.url, create=create, **engine_options)
         self._session = SessionScope(self.engine)
-        if migrate:
+        self._listener: notify.Listener | None = None
+        self._listener_lock = threading.Lock()
+        if migrate or not create:
             try:
-                with translate_errors():
-                    ensure_schema(self.engine)
+                self._open_schema(migrate=migrate, create=create)
             except BaseException:
                 self.engine.dispose()
                 raise
+
+    def _open_schema(self, *, migrate: bool, create: bool) -> None:
+        shown = masked_url(self.engine.url)
+        try:
+            with translate_errors():
+                if not create and current_revision(self.engine) is None:
+                    raise DatabaseUrlError(f"database {shown}: holds no ma2ml store")
+                if migrate:
+                    ensure_schema(self.engine)
+        except StoreUnavailableError as error:
+            cause = error_cause(error.__cause__) if error.__cause__ else str(error)
+            raise StoreUnavailableError(f"database {shown} is unavailable: {cause}") from error
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection, and the notification listener if there is one."""
+        with self._listener_lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -184,6 +215,24 @@ class Store:
         with self._session(write=True) as session:
             return queue.requeue_expired(session, search_id, max_retries)
 
+    # -- notifications (``notify.py``) -----------------------------------------------------
+
+    def listen(self, *channels: str) -> notify.Waiter:
+        """A waiter woken by NOTIFY on any of ``channels`` (PostgreSQL); elsewhere one that
+        polls. ``notify.queued_channel`` / ``notify.results_channel`` name the channels."""
+        if self.engine.dialect.name != "postgresql":
+            return notify.PollingWaiter(*channels)
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = notify.Listener(self.engine)
+            listener = self._listener
+        return listener.waiter(*channels)
+
+    def notify(self, channel: str) -> None:
+        """Send one notification on ``channel`` now (no-op but on PostgreSQL)."""
+        with self._session(write=True) as session:
+            notify.send(session, channel)
+
     # -- reads --------------------------------------------------------------------------
 
     def counts(self, search_id: int) -> Counts:
@@ -241,6 +290,26 @@ class Store:
         """Up to ``n`` finished trials drawn uniformly without replacement."""
         with self._session() as session:
             return reads.replay_sample(session, search_id, n, seed)
+
+    # -- the learner's bounded reads (``reads.results_since`` and friends) ----------------
+
+    def results_since(self, search_id: int, seq: int, limit: int) -> list[ResultRecord]:
+        """At most ``limit`` finished trials after ``finished_seq`` ``seq``, in order, with
+        only the columns the learner learns from."""
+        with self._session() as session:
+            return reads.results_since(session, search_id, seq, limit)
+
+    def replay_results(self, search_id: int, n: int, seed: int | None = None
+                       ) -> list[ResultRecord]:
+        """``replay_sample`` with only the columns the learner learns from."""
+        with self._session() as session:
+            return reads.replay_results(session, search_id, n, seed)
+
+    def proposed_actions(self, search_id: int, after_number: int, limit: int
+                         ) -> list[tuple[int, dict[str, Any]]]:
+        """``(number, action)`` of at most ``limit`` trials numbered after ``after_number``."""
+        with self._session() as session:
+            return reads.proposed_actions(session, search_id, after_number, limit)
 
     # -- policy snapshots -----------------------------------------------------------------
 
