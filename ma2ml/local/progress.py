@@ -1,7 +1,9 @@
 """The live view of ``ma2ml run``: a rich panel on a terminal, JSON lines otherwise.
 
 Both count every status, ``stopped`` (early-stopped) included; the best pipeline
-is ranked among completed trials at full fidelity only.
+is ranked among completed trials at full fidelity only. The time left is
+measured, from the first trial on (``ma2ml.local.eta``): from the running
+trials' epochs until one trial has finished, then from trial durations.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def time_left(summary: Summary) -> str:
+    """``~4m10s (mean of 6 trials)``; before anything was measured, says what it waits for."""
+    if summary.eta is None:
+        return "-" if summary.done >= summary.max_trials else "? (known after the first epoch)"
+    return f"~{_duration(summary.eta.seconds)} ({summary.eta.basis})"
+
+
 def render(summary: Summary) -> Group:
     """The panel: counters, best pipeline and per-agent entropy."""
     counts = summary.counts
@@ -37,7 +46,7 @@ def render(summary: Summary) -> Group:
         f"trials [bold]{summary.done}[/]/{summary.max_trials}",
         f"running {counts.running}", f"pending {counts.pending}",
         f"failed {counts.failed}", f"diverged {counts.diverged}", f"stopped {counts.stopped}",
-        f"elapsed {_duration(summary.elapsed)}", f"left ~{_duration(summary.eta_seconds())}",
+        f"elapsed {_duration(summary.elapsed)}", f"left {time_left(summary)}",
     )
     best = Table(title="best pipeline (completed trials, full fidelity)", show_header=False,
                  expand=True)
@@ -84,4 +93,5 @@ class ProgressView:
                 "search": summary.key, "done": summary.done, "max_trials": summary.max_trials,
                 **{f"trials_{k}": v for k, v in summary.counts.items()},
                 "best_reward": summary.best.reward if summary.best else None,
-                "entropy": summary.entropy, "elapsed_s": round(summary.elapsed, 1)})
+                "entropy": summary.entropy, "elapsed_s": round(summary.elapsed, 1),
+                "left_s": None if summary.eta is None else round(summary.eta.seconds, 1)})
