@@ -13,6 +13,10 @@ is still running is thereby cancelled, and its worker learns so at its next
 heartbeat. A result for a trial that already has one is refused
 (``StaleAttemptError``), so no result is ever counted twice.
 
+Notifications (``notify.py``): every edge into pending sends ``queued_channel`` and
+every edge into a terminal status sends ``results_channel`` of the trial's search,
+in the same transaction, so they are delivered at COMMIT and only then.
+
 Lock order, to stay free of deadlocks on PostgreSQL: a transaction that needs the
 search row (to draw a ``finished_seq`` or a trial number) locks it *before* any
 trial row. ``claim``, ``heartbeat`` and ``release`` lock a single trial row only.
@@ -45,6 +49,7 @@ from ma2ml.store.engine import db_epoch
 from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
 from ma2ml.store.lifecycle import TrialStatus
 from ma2ml.store.models import SEARCHES, STEPS, TRIALS
+from ma2ml.store.notify import queued_channel, results_channel, send
 from ma2ml.store.records import ClaimedTrial, TrialProposal
 from ma2ml.store.stopping import StepDecision, decide, judged
 from ma2ml.store.text import clean_error, clean_metrics
@@ -127,7 +132,7 @@ def _next_seq_statement(best_candidate: bool, reporter: tuple[ColumnElement[bool
         update(SEARCHES)
         .where(SEARCHES.c.id == held_search)
         .values(values)
-        .returning(SEARCHES.c.result_seq)
+        .returning(SEARCHES.c.result_seq, SEARCHES.c.id)
     )
 
 
@@ -191,7 +196,9 @@ def enqueue(session: Session, search_id: int, proposals: Sequence[TrialProposal]
         for index, proposal in enumerate(proposals)
     ]
     statement = insert(TRIALS).returning(TRIALS.c.id, sort_by_parameter_order=True)
-    return list(session.execute(statement, rows).scalars())
+    ids = list(session.execute(statement, rows).scalars())
+    send(session, queued_channel(search_id))
+    return ids
 
 
 def claim(
@@ -223,15 +230,17 @@ def heartbeat(session: Session, trial_id: int, attempt: int, lease_seconds: floa
 def _next_seq(session: Session, trial_id: int, attempt: int, statement: Update,
               reward: float | None = None) -> int:
     """Draw the next ``finished_seq`` (``StaleAttemptError`` when the reporter does not
-    match). ``reward`` is a candidate for the search's best trial (None: not a candidate).
+    match) and notify the search's results channel: the trial is about to end.
+    ``reward`` is a candidate for the search's best trial (None: not a candidate).
     """
     parameters: dict[str, Any] = {"p_trial_id": trial_id, "p_attempt": attempt}
     if reward is not None:
         parameters["p_reward"] = reward
-    seq = session.execute(statement, parameters).scalar()
-    if seq is None:
+    row = session.execute(statement, parameters).first()
+    if row is None:
         raise _stale(trial_id, attempt)
-    return seq
+    send(session, results_channel(row.id))
+    return int(row.result_seq)
 
 
 def _check_finished(result: Result[Any], trial_id: int, attempt: int) -> None:
@@ -318,9 +327,13 @@ def _hand_over(
     }
     if error is not None:
         values["error"] = error
-    result = session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(values))
-    if failed and result.rowcount != 1:  # type: ignore[attr-defined]
-        raise _stale(trial_id, attempt)
+    statement = update(TRIALS).where(*_holder(trial_id, attempt)).values(values)
+    search_id = session.execute(statement.returning(TRIALS.c.search_id)).scalar()
+    if search_id is None:
+        if failed:
+            raise _stale(trial_id, attempt)
+        return
+    send(session, queued_channel(search_id))
 
 
 def release(session: Session, trial_id: int, attempt: int) -> None:
@@ -373,8 +386,10 @@ def requeue_expired(session: Session, search_id: int, max_retries: int) -> tuple
                 **_LEASE_CLEARED,
             )
         )
+        send(session, queued_channel(search_id))
     if give_up:
         _fail_expired(session, search_id, give_up)
+        send(session, results_channel(search_id))
     return len(retry), len(give_up)
 
 
