@@ -2,22 +2,91 @@
 
 Heavy imports (torch, kopf, SQLAlchemy) happen inside the commands that
 need them, so ``ma2ml validate`` and ``ma2ml crd`` start fast.
+
+``Ma2mlGroup`` is the one place two things hold for every command: a store
+error that reaches the top (a bad or unreachable database URL) prints one
+line and exits 2, and ``--help`` shows plain metavars (``SPEC``, ``TEXT``)
+instead of typer's type tags (``{file}``, ``<bool>``).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
+from ma2ml.specfile import DATABASE_HELP, EXIT_BAD_INPUT, load_or_exit
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+
+class _PlainArgument(TyperArgument):
+    """An argument shown as ``SPEC`` (required) or ``[TARGET]`` in the usage line;
+    typer's own form is ``{spec}``."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        return name if self.required else f"[{name}]"
+
+
+def _tidy_param(param: Any, ctx: Any) -> None:
+    """Click-style metavars: flags show no type, values their type in capitals
+    (``<int range>`` becomes ``INT``; the range itself is shown beside it)."""
+    if isinstance(param, TyperArgument):
+        param.metavar = param.metavar or param.name.upper()
+        # Only the usage line differs; the argument parses exactly as before.
+        param.__class__ = _PlainArgument
+    elif isinstance(param, TyperOption) and param.metavar is None:
+        shown = param.display_type(ctx).strip("<>").removesuffix(" range")
+        param.metavar = "" if param.is_flag else shown.upper()
+
+
+class Ma2mlGroup(TyperGroup):
+    """The ``ma2ml`` group: plain help for every command and one handler for store errors."""
+
+    def get_help_option(self, ctx: Any) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _tidy_param(option, ctx)
+        return option
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not getattr(command, "_ma2ml_tidy", False):
+            # typer builds --help once per command and caches it: tidy that one too.
+            for param in [*command.params, command.get_help_option(ctx)]:
+                if param is not None:
+                    _tidy_param(param, ctx)
+            command._ma2ml_tidy = True
+        return command
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            line = _store_error_line(exc)
+            if line is None:
+                raise
+            typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _store_error_line(exc: Exception) -> str | None:
+    """One line for a store error (bad or unreachable database, schema too new), else None."""
+    errors = sys.modules.get("ma2ml.store.errors")  # loaded when the store raised anything
+    if errors is None or not isinstance(exc, errors.StoreError):
+        return None
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+app = typer.Typer(cls=Ma2mlGroup, no_args_is_help=True, add_completion=False,
                   help="MA2ML: joint AutoML search with multi-agent RL.")
-db_app = typer.Typer(no_args_is_help=True, help="Database (store) administration.")
+db_app = typer.Typer(cls=Ma2mlGroup, no_args_is_help=True,
+                     help="Database (store) administration.")
 app.add_typer(db_app, name="db")
 console = Console()
 err_console = Console(stderr=True)
@@ -50,24 +119,27 @@ def validate(file: Path = typer.Argument(..., help="PipelineSearch YAML file."))
 
 
 @db_app.command("upgrade")
-def db_upgrade(url: str = typer.Option(None, "--url", envvar="MA2ML_DATABASE_URL",
-                                       help="Database URL (default: sqlite:///ma2ml.db).")) -> None:
-    """Bring the database schema to the current revision."""
-    from ma2ml.store import resolve_database_url, upgrade
+def db_upgrade(url: str = typer.Option(None, "--db", "--url", help=DATABASE_HELP)) -> None:
+    """Bring the database schema to the current revision (creating the database if needed)."""
+    from ma2ml.store import Store, masked_url, resolve_database_url
 
     resolved = resolve_database_url(url)
-    upgrade(resolved)
-    console.print(f"database at revision head: {_redact(resolved)}", highlight=False)
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    with Store(resolved):  # opening migrates; errors name the URL in one line
+        pass
+    console.print(f"database at revision head: {masked_url(resolved)}", highlight=False)
 
 
 # Commands of the other rooms (learner, worker, local run, operator, results)
 # register below this line.
+
+
+def _register_dashboard() -> None:
+    from ma2ml.dashboard.command import dashboard
+
+    app.command("dashboard")(dashboard)
+
+
+_register_dashboard()
 
 
 @app.command("operator")
@@ -105,7 +177,7 @@ _register_local_commands()
 def worker(
     search: str = typer.Option(..., "--search", envvar="MA2ML_SEARCH",
                                help="Search name in the store (namespace/name)."),
-    db: str = typer.Option(None, "--db", envvar="MA2ML_DATABASE_URL", help="Database URL."),
+    db: str = typer.Option(None, "--db", help=DATABASE_HELP),
     worker_id: str = typer.Option(None, "--worker-id", envvar="MA2ML_WORKER_NAME",
                                   help="Default: hostname-pid."),
     metrics_port: int = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics."),
@@ -135,8 +207,7 @@ def augment_preview(
 @app.command("learner")
 def learner_command(
     search: str = typer.Option(..., "--search", help="Search name in the store (namespace/name)."),
-    db: str = typer.Option(None, "--db", envvar="MA2ML_DATABASE_URL",
-                           help="Database URL (default: sqlite:///ma2ml.db)."),
+    db: str = typer.Option(None, "--db", help=DATABASE_HELP),
     metrics_port: int = typer.Option(0, "--metrics-port", help="Serve Prometheus metrics on "
                                      "this port (0: off)."),
 ) -> None:

@@ -1,0 +1,221 @@
+"""The Starlette application: the page, its static files and the read-only JSON API.
+
+Routes (``{sid}``: a search's id, ``{tid}``: a trial's id):
+
+* ``/`` the page; ``/static/...`` its JS and CSS; ``/static/plotly.min.js`` the
+  plotly.js that PyPI ``plotly`` ships (offline: no CDN).
+* ``/api/searches``, ``/api/searches/{sid}``, ``.../trials``, ``.../trials/{tid}``,
+  ``.../trials/{tid}/preview.png``, ``.../progress``, ``.../policy``, ``.../decisions``.
+* ``/healthz`` (the process is up) and ``/readyz`` (the store answers).
+
+Endpoints are plain functions (Starlette runs them in its thread pool, so a
+slow database never blocks the event loop). Errors are JSON ``{"error": ...}``:
+400 for a bad parameter (named), 404 for a missing search or trial, 503 while
+the store is unreachable or unusable; the server itself keeps running.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ma2ml.dashboard import learning, params, queries
+from ma2ml.dashboard.preview import PreviewError, Previews
+from ma2ml.dashboard.source import SourceError, check_schema
+from ma2ml.store import SearchRecord, Store, StoreError, StoreUnavailableError, TrialRecord
+from ma2ml.store.engine import dumps_json
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+#: Every response: scripts, styles and images from this server only (plotly adds inline
+#: styles), never framed, no referrer sent anywhere.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; style-src 'self' 'unsafe-inline'; "
+     b"img-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class NotFound(LookupError):
+    """A search or trial that is not in the store."""
+
+
+def plotly_js() -> Path:
+    """``plotly.min.js`` inside the installed ``plotly`` package (found without importing it)."""
+    found = importlib.util.find_spec("plotly")
+    if found is None or not found.submodule_search_locations:
+        raise RuntimeError("the plotly package is not installed (pip install plotly)")
+    path = Path(next(iter(found.submodule_search_locations))) / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise RuntimeError(f"plotly.js is missing from the plotly package: {path}")
+    return path
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    # The store's JSON: NaN and infinities become null (JSON has neither).
+    return Response(dumps_json(payload), status_code=status, media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+class Headers:
+    """ASGI middleware adding ``SECURITY_HEADERS`` to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+
+
+class Api:
+    """The JSON endpoints over one read-only store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.results = learning.ResultsCache()
+        self.previews = Previews()
+        self._schema_checked = False
+        self._lock = threading.Lock()
+
+    def _ready(self) -> None:
+        # The schema is checked once the database answers (it may be down at start).
+        if not self._schema_checked:
+            with self._lock:
+                check_schema(self.store)
+                self._schema_checked = True
+
+    def _search(self, request: Request) -> SearchRecord:
+        self._ready()
+        search_id = params.path_id(request.path_params["sid"], "search id")
+        record = self.store.get_search_by_id(search_id)
+        if record is None:
+            raise NotFound(f"no search with id {search_id}")
+        return record
+
+    def _trial(self, request: Request, record: SearchRecord) -> TrialRecord:
+        trial_id = params.path_id(request.path_params["tid"], "trial id")
+        trial = self.store.get_trial(trial_id)
+        if trial is None or trial.search_id != record.id:
+            raise NotFound(f"no trial with id {trial_id} in search {record.name}")
+        return trial
+
+    def searches(self, request: Request) -> Response:
+        self._ready()
+        return json_response(queries.searches_view(self.store))
+
+    def search(self, request: Request) -> Response:
+        return json_response(queries.search_view(self.store, self._search(request)))
+
+    def trials(self, request: Request) -> Response:
+        record = self._search(request)
+        query = request.query_params
+        status = params.choice(query, "status", [str(s) for s in queries.STATUSES], None)
+        sort = params.choice(query, "sort", list(params.SORTS), "number")
+        assert sort is not None
+        return json_response(queries.trials_view(
+            self.store, record, status=status, sort=params.SORTS[sort],
+            descending=params.flag(query, "desc"),
+            limit=params.integer(query, "limit", params.TRIALS_LIMIT, 1,
+                                 params.MAX_TRIALS_LIMIT)))
+
+    def trial(self, request: Request) -> Response:
+        record = self._search(request)
+        return json_response(queries.trial_view(self.store, record,
+                                                self._trial(request, record)))
+
+    def preview(self, request: Request) -> Response:
+        record = self._search(request)
+        data = self.previews.png(record, self._trial(request, record))
+        return Response(data, media_type="image/png", headers={"cache-control": "max-age=3600"})
+
+    def progress(self, request: Request) -> Response:
+        record = self._search(request)
+        return json_response(learning.progress_view(self.results.results(self.store, record)))
+
+    def policy(self, request: Request) -> Response:
+        record = self._search(request)
+        query = request.query_params
+        since = params.integer(query, "since", -1, -1, 2**31 - 1)
+        return json_response(learning.policy_view(
+            self.store, record, since=None if since < 0 else since,
+            most=params.integer(query, "versions", params.VERSIONS_LIMIT, 2,
+                                params.MAX_VERSIONS_LIMIT)))
+
+    def decisions(self, request: Request) -> Response:
+        record = self._search(request)
+        most = params.integer(request.query_params, "limit", params.DECISIONS_LIMIT, 1,
+                              params.MAX_DECISIONS_LIMIT)
+        return json_response(learning.decisions_view(self.store, record, most=most))
+
+    def ready(self, request: Request) -> Response:
+        self._ready()
+        self.store.list_searches()
+        return PlainTextResponse("ready\n")
+
+
+def _error(status: int) -> Callable[[Request, Exception], Response]:
+    def handle(request: Request, error: Exception) -> Response:
+        if status >= 500:
+            log.warning("%s: %s", request.url.path, error)
+        return json_response({"error": str(error).splitlines()[0] if str(error) else
+                              type(error).__name__}, status)
+    return handle
+
+
+def _unexpected(request: Request, error: Exception) -> Response:
+    log.exception("%s failed", request.url.path)
+    return json_response({"error": f"internal error ({type(error).__name__}); see the "
+                                   f"dashboard's log"}, 500)
+
+
+def create_app(store: Store) -> Starlette:
+    """The dashboard over ``store`` (opened read-only by ``source.open_read_only``)."""
+    api = Api(store)
+    plotly = plotly_js()
+    routes = [
+        Route("/", lambda request: FileResponse(STATIC / "index.html")),
+        Route("/healthz", lambda request: PlainTextResponse("ok\n")),
+        Route("/readyz", api.ready),
+        Route("/static/plotly.min.js", lambda request: FileResponse(
+            plotly, headers={"cache-control": "max-age=86400"})),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route("/api/searches", api.searches),
+        Route("/api/searches/{sid}", api.search),
+        Route("/api/searches/{sid}/trials", api.trials),
+        Route("/api/searches/{sid}/trials/{tid}", api.trial),
+        Route("/api/searches/{sid}/trials/{tid}/preview.png", api.preview),
+        Route("/api/searches/{sid}/progress", api.progress),
+        Route("/api/searches/{sid}/policy", api.policy),
+        Route("/api/searches/{sid}/decisions", api.decisions),
+    ]
+    handlers: dict[Any, Any] = {
+        params.BadParameter: _error(400),
+        NotFound: _error(404),
+        PreviewError: _error(404),
+        StoreUnavailableError: _error(503),
+        SourceError: _error(503),
+        StoreError: _error(503),
+        Exception: _unexpected,
+    }
+    return Starlette(routes=routes, exception_handlers=handlers,
+                     middleware=[Middleware(Headers), Middleware(GZipMiddleware,
+                                                                 minimum_size=4096)])

@@ -1,0 +1,68 @@
+"""``ma2ml dashboard [SPEC | --db URL]``: serve the live web UI of a store.
+
+The store is found as the other read commands find it (the spec's database,
+else ``--db``, else ``MA2ML_DATABASE_URL``, else ``sqlite:///ma2ml.db``) and is
+opened read-only: a store that does not exist is an error (exit 2), never
+created. Serves on 127.0.0.1 unless ``--host`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import typer
+
+from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
+
+
+def _url(spec: Path | None, db: str | None) -> str | None:
+    if spec is None:
+        return db
+    if not spec.is_file():
+        typer.echo(f"error: spec file {spec} does not exist", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    from ma2ml.local.searches import resolve_run_url
+
+    return resolve_run_url(spec, load_or_exit(spec), db)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def dashboard(
+    spec: Path = typer.Argument(None, help="Spec file: serve the database it names "
+                                "(default: --db, MA2ML_DATABASE_URL or sqlite:///ma2ml.db)."),
+    db: str = typer.Option(None, "--db", help="Database URL (overrides the spec's)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (only this "
+                             "machine by default)."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to listen on."),
+) -> None:
+    """Serve a live, read-only web dashboard of every search in a store."""
+    from ma2ml.dashboard.source import SourceError, masked, open_read_only
+    from ma2ml.store import resolve_database_url
+
+    url = resolve_database_url(_url(spec, db))
+    try:
+        store = open_read_only(url)
+    except SourceError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    import uvicorn
+
+    from ma2ml.dashboard.app import create_app
+
+    if not _loopback(host):
+        typer.echo(f"warning: listening on {host}: whoever reaches this address reads every "
+                   f"search (there is no login)", err=True)
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"ma2ml dashboard of {masked(url)} (read-only) on http://{shown}:{port}/")
+    with store:
+        uvicorn.run(create_app(store), host=host, port=port, log_level="warning",
+                    server_header=False)

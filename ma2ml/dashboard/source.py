@@ -1,0 +1,108 @@
+"""Opening a store read-only: never create a file, never migrate, never write.
+
+* SQLite: the file must exist; it is opened through a ``mode=ro`` URI, so
+  SQLite itself refuses every write (WAL readers may still create the
+  ``-wal``/``-shm`` files beside it, as every reader does).
+* PostgreSQL: sessions run with ``default_transaction_read_only=on``, so the
+  server refuses writes even when the role could write. In a cluster, give
+  the dashboard a role with ``SELECT`` only (README, Dashboard).
+* The schema must be at the revision this ma2ml knows: the dashboard does
+  not migrate, and says which command does.
+
+A database that cannot be reached is not an error here: the server starts
+and answers 503 until it can (a pod may start before its database).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from sqlalchemy.engine import URL, make_url
+
+from ma2ml.store import Store, StoreError, StoreUnavailableError, resolve_database_url
+from ma2ml.store.engine import sqlite_file
+from ma2ml.store.migrate import HEAD_REVISION, current_revision
+
+
+class SourceError(ValueError):
+    """The database URL can never serve the dashboard (one line, password masked)."""
+
+
+def masked(url: str | URL) -> str:
+    """``url`` with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: say so without echoing a secret
+        return "<unparsable URL>"
+
+
+def read_only_url(url: str) -> str:
+    """``url`` changed so that the database refuses writes (SQLite: a ``mode=ro`` URI)."""
+    try:
+        parsed = make_url(url)
+    except Exception as error:
+        raise SourceError(f"database URL is not a URL ({type(error).__name__}); expected "
+                          f"e.g. sqlite:///search.db or postgresql://user@host/db") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise SourceError(f"database {masked(parsed)}: unsupported database {backend!r} "
+                          f"(ma2ml stores in postgresql or sqlite)")
+    if backend == "postgresql":
+        return parsed.render_as_string(hide_password=False)
+    path = sqlite_file(parsed)
+    if path is None:
+        raise SourceError(f"database {masked(parsed)}: the dashboard reads a SQLite file, "
+                          f"not an in-memory or URI database")
+    if not path.is_file():
+        raise SourceError(f"database {masked(parsed)}: no such file {str(path)!r} "
+                          f"(the dashboard never creates a store)")
+    uri = f"file:{quote(str(path.resolve()))}"
+    return parsed.set(database=uri, query={"mode": "ro", "uri": "true"}).render_as_string(
+        hide_password=False)
+
+
+def open_read_only(url: str | None) -> Store:
+    """A ``Store`` on ``url`` (resolved as everywhere) that cannot write.
+
+    ``SourceError`` for a URL that can never work or a schema at another revision;
+    an unreachable PostgreSQL gives a store whose reads raise ``StoreUnavailableError``.
+    """
+    resolved = resolve_database_url(url)
+    target = read_only_url(resolved)
+    options: dict[str, object] = {}
+    if make_url(target).get_backend_name() == "postgresql":
+        options["connect_args"] = {"connect_timeout": 5, "application_name": "ma2ml-dashboard",
+                                   "options": "-c default_transaction_read_only=on"}
+    store = Store(target, migrate=False, pool_pre_ping=True, **options)
+    try:
+        check_schema(store)
+    except StoreUnavailableError:
+        pass  # served as 503 until the database is back
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def check_schema(store: Store) -> None:
+    """``SourceError`` unless the schema is at this ma2ml's revision."""
+    from ma2ml.store.engine import translate_errors
+
+    try:
+        with translate_errors():
+            revision = current_revision(store.engine)
+    except StoreUnavailableError:
+        raise
+    except Exception as error:
+        raise SourceError(f"database {masked(store.url)}: cannot read the schema "
+                          f"revision ({type(error).__name__}: {error})".splitlines()[0]
+                          ) from None
+    if revision != HEAD_REVISION:
+        found = "no ma2ml schema" if revision is None else f"schema revision {revision}"
+        raise SourceError(f"database {masked(store.url)}: {found}, this ma2ml reads "
+                          f"{HEAD_REVISION}; run `ma2ml db upgrade --url ...` (the "
+                          f"dashboard never migrates)")
+
+
+__all__ = ["SourceError", "StoreError", "check_schema", "masked", "open_read_only",
+           "read_only_url"]
