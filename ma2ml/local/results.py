@@ -1,5 +1,10 @@
 """Reading a search's results from the store: counts, best trial, baseline, curves.
 
+The baseline is random search: the trials proposed while every policy was still
+uniform are pipelines drawn at random, and ``Summary.random_best_of(n)``
+estimates from them what random search would have found with n trials
+(``ma2ml.local.baseline``), the fair comparison for the best of n trials.
+
 Shared by the live view, the end-of-run summary, the report and the
 ``status``, ``trials`` and ``best`` commands, so they always agree.
 
@@ -18,8 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ma2ml.local.baseline import BestOfN, expected_best_of_n
+from ma2ml.local.eta import RECENT, Eta, Running, estimate
 from ma2ml.spec import parse_spec
 from ma2ml.store import (
+    RESULT_STATUSES,
     Counts,
     SearchRecord,
     SearchState,
@@ -48,6 +56,10 @@ class Summary:
     random_accuracies: list[float]
     entropy: dict[str, float]
     elapsed: float
+    #: Rewards of the completed trials drawn while every policy was uniform (finish order).
+    random_rewards: tuple[float, ...] = ()
+    #: Time left, measured from trial durations (None: nothing measured yet, or no ``now``).
+    eta: Eta | None = None
 
     @property
     def done(self) -> int:
@@ -58,10 +70,12 @@ class Summary:
     def random_mean(self) -> float | None:
         return statistics.fmean(self.random_accuracies) if self.random_accuracies else None
 
+    def random_best_of(self, *ns: int) -> list[BestOfN]:
+        """Random search's expected best reward in each ``n`` trials (empty: no uniform draws)."""
+        return expected_best_of_n(self.random_rewards, ns)
+
     def eta_seconds(self) -> float | None:
-        if self.done == 0 or self.done >= self.max_trials:
-            return None
-        return self.elapsed / self.done * (self.max_trials - self.done)
+        return self.eta.seconds if self.eta is not None else None
 
 
 def accuracy_of(trial: TrialRecord) -> float | None:
@@ -85,13 +99,34 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
     end = record.finished_at or now
     elapsed = (end - record.created_at) if end else 0.0
+    eta = None
+    if now is not None and record.finished_at is None:
+        eta = _eta(store, record, counts, now)
     return Summary(
         key=record.name, state=record.state,
         max_trials=int(record.spec["spec"]["budget"]["maxTrials"]),
         counts=counts, best=store.best_trial(record.id),
         random_accuracies=[a for a in map(accuracy_of, initial) if a is not None],
+        random_rewards=tuple(t.reward for t in initial if t.reward is not None),
         entropy={k: float(v) for k, v in entropy.items()}, elapsed=max(0.0, elapsed),
+        eta=eta,
     )
+
+
+def _eta(store: Store, record: SearchRecord, counts: Counts, now: float) -> Eta | None:
+    """``eta.estimate`` from the running trials and the latest finished ones (bounded reads)."""
+    budget = record.spec["spec"]["budget"]
+    latest = store.list_trials(record.id, order_by="finished_seq", descending=True,
+                               limit=RECENT)
+    durations = [t.finished_at - t.started_at for t in reversed(latest)
+                 if t.status in RESULT_STATUSES and t.finished_at and t.started_at]
+    running = [Running(now - t.started_at, t.last_step or 0)
+               for t in store.list_trials(record.id, status=TrialStatus.running)
+               if t.started_at is not None]
+    return estimate(max_trials=int(budget["maxTrials"]), done=counts.results,
+                    parallelism=int(budget.get("parallelism", 1)),
+                    trial_epochs=trial_epochs(record) or 1, durations=durations,
+                    running=running)
 
 
 def uniform_logp(record: SearchRecord) -> dict[str, float]:

@@ -28,4 +28,8 @@ def test_random_baseline_is_the_trials_of_uniform_policies(tmp_path: Path) -> No
         summary = summarize(store, record)
     assert sorted(summary.random_accuracies) == [0.4, 0.6]
     assert math.isclose(summary.random_mean, 0.5)
+    # Random search's best of 2 from those two draws is their best; of 3, extrapolated.
+    two, three = summary.random_best_of(2, 3)
+    assert math.isclose(two.expected, 0.6) and not two.extrapolated
+    assert three.extrapolated and three.expected <= 0.6
     assert summary.best is not None and summary.best.reward == 0.9
