@@ -9,11 +9,12 @@ not with the best of the m draws.
 
 * n <= m: the unbiased estimate (a U-statistic), the mean over every n-subset
   of the m rewards of its best: sum_i x_(i) C(i-1, n-1) / C(m, n) over the
-  rewards sorted ascending.
-* n > m: the plug-in estimate, the expected best of n draws with replacement
-  from the m rewards: sum_i x_(i) [(i/m)^n - ((i-1)/m)^n]. It can never
-  exceed the best of the m draws, so beyond m it is too low and flatters the
-  search; ``BestOfN.extrapolated`` says so, and so must every label.
+  rewards sorted ascending. At n = m it is the best of the m draws.
+* n > m: it cannot be estimated from m draws, only bounded: random search's
+  best of n is at least its best of m, so the estimate for m is given as a
+  lower bound (``BestOfN.extrapolated``; every label says "at least"). The
+  plug-in estimate (n draws with replacement from the m rewards) is not used:
+  it is always below the best of the m draws, too low to be fair.
 
 The uncertainty is a percentile bootstrap over the m rewards, seeded so that
 a report is the same every time it is written.
@@ -50,31 +51,29 @@ class BestOfN:
 
     @property
     def extrapolated(self) -> bool:
-        """More trials than draws: the estimate cannot exceed the best draw (too low)."""
+        """More trials than draws: the numbers are those of ``draws`` trials, a lower bound."""
         return self.n > self.draws
 
     def describe(self) -> str:
         """One honest sentence: what is estimated, from what, and how far to trust it."""
-        text = (f"expected best of {self.n} random pipelines {self.expected:.4f} "
-                f"[{self.low:.4f}, {self.high:.4f}] ({LEVEL:.0%} bootstrap interval), "
-                f"estimated from {self.draws} pipelines drawn uniformly before the policies "
-                f"learned")
-        if self.extrapolated:
-            text += (f"; {self.n} > {self.draws}: extrapolated, it cannot exceed their best, "
-                     f"so it is too low")
-        return text
+        values = (f"{self.expected:.4f} [{self.low:.4f}, {self.high:.4f}] ({LEVEL:.0%} "
+                  f"bootstrap interval)")
+        source = (f"{self.draws} pipelines this search drew uniformly at random before its "
+                  f"policies learned")
+        if not self.extrapolated:
+            return f"expected best of {self.n} random pipelines {values}, estimated from {source}"
+        return (f"expected best of {self.n} random pipelines: at least {values}, the expected "
+                f"best of {self.draws}; only {source}, so beyond {self.draws} it is a lower "
+                f"bound, not an estimate")
 
 
 def _weights(m: int, n: int) -> np.ndarray:
-    """Weight of each of ``m`` sorted rewards (ascending) in E[best of n]."""
-    if n <= m:  # C(i-1, n-1) / C(m, n) for i = n..m, through log-gamma (no huge integers)
-        log_total = math.lgamma(m + 1) - math.lgamma(n + 1) - math.lgamma(m - n + 1)
-        w = [0.0] * (n - 1) + [
-            math.exp(math.lgamma(i) - math.lgamma(n) - math.lgamma(i - n + 1) - log_total)
-            for i in range(n, m + 1)]
-        return np.asarray(w)
-    i = np.arange(1, m + 1)
-    return (i / m) ** n - ((i - 1) / m) ** n
+    """Weight of each of ``m`` sorted rewards (ascending) in E[best of n], n <= m:
+    C(i-1, n-1) / C(m, n) for i = n..m, through log-gamma (no huge integers)."""
+    log_total = math.lgamma(m + 1) - math.lgamma(n + 1) - math.lgamma(m - n + 1)
+    return np.asarray([0.0] * (n - 1) + [
+        math.exp(math.lgamma(i) - math.lgamma(n) - math.lgamma(i - n + 1) - log_total)
+        for i in range(n, m + 1)])
 
 
 def expected_best_of_n(rewards: Sequence[float], ns: Sequence[int], *, seed: int = 0,
@@ -90,7 +89,8 @@ def expected_best_of_n(rewards: Sequence[float], ns: Sequence[int], *, seed: int
     if len(values) > MAX_DRAWS:
         values = rng.sample(values, MAX_DRAWS)
     m = len(values)
-    weights = np.stack([_weights(m, n) for n in ns], axis=1)  # (m, len(ns))
+    # Beyond m: the numbers of m (a lower bound, see the module docstring).
+    weights = np.stack([_weights(m, min(n, m)) for n in ns], axis=1)  # (m, len(ns))
     point = np.sort(np.asarray(values)) @ weights  # (len(ns),)
     boot = np.random.default_rng(seed).choice(np.asarray(values), size=(resamples, m))
     spread = np.sort(boot, axis=1) @ weights  # (resamples, len(ns))

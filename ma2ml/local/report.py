@@ -4,7 +4,8 @@ Plots: best reward so far, the reward of every trial, the learning curves
 (value per epoch; trials stopped early greyed, completed ones coloured by
 their reward), per-agent policy entropy and mean credit over learner
 updates, and an augmentation preview of the best pipeline. The HTML page
-embeds the PNGs as data URIs so it can be mailed or archived as one file.
+(``report_html``) embeds the PNGs as data URIs so it can be mailed or
+archived as one file.
 
 The curves plot stays bounded however big the search: at most
 ``MAX_CURVES`` curves are read and drawn, the ``BEST_CURVES`` best completed
@@ -14,9 +15,6 @@ The best pipeline is ranked at full fidelity (completed trials only).
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,9 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ma2ml.local.results import BEST_RANKING, Summary, summarize, trial_row  # noqa: E402
+from ma2ml.local.baseline import LEVEL  # noqa: E402
+from ma2ml.local.report_html import render_html  # noqa: E402
+from ma2ml.local.results import Summary, summarize  # noqa: E402
 from ma2ml.store import SearchRecord, StepRecord, Store, TrialRecord  # noqa: E402
 
 STATUS_COLOURS = {"completed": "tab:blue", "stopped": "tab:grey", "diverged": "tab:orange",
@@ -38,6 +38,8 @@ MAX_CURVES = 200
 #: Of those, the best completed trials (the rest is a random sample of the others).
 BEST_CURVES = 50
 STOPPED_GREY = "0.6"
+#: Most values of n at which the random-search baseline is estimated and drawn.
+BASELINE_POINTS = 120
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Report:
 
 
 def plot_best_so_far(trials: list[TrialRecord], summary: Summary, path: Path) -> Path:
+    """The search's best reward after n trials against random search's expected best of n
+    (``Summary.random_best_of``): solid while n is within the uniform draws it is estimated
+    from, dashed beyond them, where it is a lower bound (the expected best of the draws)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     best, xs, ys = float("-inf"), [], []
     for i, trial in enumerate(trials, 1):
@@ -57,13 +62,28 @@ def plot_best_so_far(trials: list[TrialRecord], summary: Summary, path: Path) ->
         if best > float("-inf"):
             xs.append(i)
             ys.append(best)
-    ax.step(xs, ys, where="post", label="best reward so far", color="tab:blue")
-    if summary.random_mean is not None:
-        ax.axhline(summary.random_mean, ls="--", color="grey",
-                   label=f"random pipelines (mean accuracy, n={len(summary.random_accuracies)})")
-    ax.set(xlabel="finished trials", ylabel="reward", title=f"{summary.key}: best so far")
+    ax.step(xs, ys, where="post", label="this search: best reward so far", color="tab:blue")
+    ns = sorted({max(1, round(k * len(trials) / BASELINE_POINTS))
+                 for k in range(1, BASELINE_POINTS + 1)}) if trials else []
+    random_best = summary.random_best_of(*ns)
+    if random_best:
+        draws = random_best[0].draws
+        within = [b for b in random_best if not b.extrapolated]
+        beyond = [b for b in random_best if b.n >= draws]
+        for part, style, label in (
+                (within, "-", f"random search: expected best of n (from {draws} uniform draws, "
+                              f"{LEVEL:.0%} interval)"),
+                (beyond, "--", f"beyond n={draws}: at least that (a lower bound)")):
+            if not part:
+                continue
+            n = [b.n for b in part]
+            ax.plot(n, [b.expected for b in part], ls=style, color="tab:grey", label=label)
+            ax.fill_between(n, [b.low for b in part], [b.high for b in part], color="tab:grey",
+                            alpha=0.15 if style == "-" else 0.07, lw=0)
+    ax.set(xlabel="finished trials (n)", ylabel="reward",
+           title=f"{summary.key}: best so far against random search")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize="small")
     return _save(fig, path)
 
 
@@ -219,50 +239,3 @@ def write_report(store: Store, record: SearchRecord, out_dir: Path) -> Report:
     page = out_dir / "index.html"
     page.write_text(render_html(summary, trials, images))
     return Report(page, images)
-
-
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
-
-
-def render_html(summary: Summary, trials: list[TrialRecord], images: list[Path]) -> str:
-    best = summary.best
-    rows = "".join(
-        f"<tr><th>{html.escape(agent)}</th><td><code>{html.escape(json.dumps(values))}</code>"
-        f"</td></tr>" for agent, values in (best.pipeline.items() if best else []))
-    metrics = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                      for k, v in sorted(((best.metrics or {}) if best else {}).items()))
-    table = "".join(
-        f'<tr class="{html.escape(t.status)}">'
-        + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in trial_row(t).values())
-        + "</tr>" for t in trials)
-    header = "".join(f"<th>{k}</th>" for k in trial_row(trials[0])) if trials else ""
-    random_line = (f"{summary.random_mean:.4f} (mean of {len(summary.random_accuracies)} "
-                   f"random pipelines)" if summary.random_mean is not None else "-")
-    figures = "".join(_img(p, p.stem.replace("_", " ")) for p in images)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ma2ml report: {html.escape(summary.key)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-figure{{display:inline-block;margin:.5em}} img{{max-width:520px}}
-img[alt="augment preview"]{{width:520px;image-rendering:pixelated}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}
-tr.stopped{{color:#888}}
-</style></head><body>
-<h1>Search {html.escape(summary.key)}</h1>
-<p>State <b>{html.escape(summary.state)}</b>, {summary.done}/{summary.max_trials} trials,
-{summary.counts.stopped} stopped early, {summary.counts.failed} failed,
-{summary.counts.diverged} diverged.
-Best reward <b>{best.reward if best else '-'}</b> (trial {best.number if best else '-'};
-{html.escape(BEST_RANKING)}); random baseline accuracy {random_line}.</p>
-<h2>Best pipeline</h2><table>{rows}</table><h3>Metrics</h3><table>{metrics}</table>
-<h2>Plots</h2>{figures}
-<h2>Trials</h2><table><tr>{header}</tr>{table}</table>
-</body></html>
-"""
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

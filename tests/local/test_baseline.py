@@ -40,12 +40,16 @@ def test_best_of_n_tracks_a_known_distribution_with_an_honest_interval() -> None
         assert estimate.high - estimate.low < 0.15
 
 
-def test_beyond_the_draws_it_is_flagged_and_never_above_their_best() -> None:
+def test_beyond_the_draws_it_is_a_lower_bound_and_says_so() -> None:
     rewards = [0.5, 0.6, 0.7]
-    (far,) = expected_best_of_n(rewards, [50])
-    assert far.extrapolated and far.expected <= max(rewards)
-    assert "extrapolated" in far.describe() and "too low" in far.describe()
-    assert "from 3 pipelines drawn uniformly" in far.describe()
+    near, far = expected_best_of_n(rewards, [3, 50])
+    assert far.extrapolated and not near.extrapolated
+    # E[best of 50] >= E[best of 3], estimated by the best of the 3 draws: never less.
+    assert far.expected == near.expected == max(rewards)
+    assert (far.low, far.high) == (near.low, near.high)
+    assert "at least 0.7000" in far.describe() and "lower bound" in far.describe()
+    assert "only 3 pipelines this search drew uniformly" in far.describe()
+    assert "estimated from 3 pipelines" in near.describe()
     assert expected_best_of_n([], [5]) == []
     with pytest.raises(ValueError, match="ns"):
         expected_best_of_n(rewards, [0])
