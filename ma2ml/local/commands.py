@@ -96,11 +96,9 @@ def _print_outcome(url: str, key: str) -> None:
         shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
         console.print(f"best:   reward {summary.best.reward:.4f}, accuracy {shown} "
                       f"(trial {summary.best.number}, full fidelity)", highlight=False)
-    if summary.random_mean is not None:
-        console.print(f"random: mean accuracy {summary.random_mean:.4f} (best "
-                      f"{max(summary.random_accuracies):.4f}) over "
-                      f"{len(summary.random_accuracies)} pipelines sampled uniformly at random "
-                      f"(before the policies learned)", highlight=False)
+    # Random search at the same number of trials (ma2ml.local.baseline), not the first draws.
+    for compared in summary.random_best_of(max(1, summary.done)):
+        console.print(f"random: {compared.describe()}", highlight=False)
 
 
 def _open(target: str | None, db: str | None) -> tuple[Store, SearchRecord | None]:
