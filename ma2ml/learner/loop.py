@@ -1,12 +1,20 @@
 """The learner loop: connects an algorithm to the store (DESIGN.md section 2).
 
 Every tick: requeue expired leases, take in newly finished trials, update
-and snapshot the policies, decide whether the search is over, and keep
-``parallelism + prefetch`` trials outstanding (pending or running, never
-more than ``maxTrials`` still needs). All state lives in the store: a
-restarted learner loads the newest snapshot, re-reads the results that
-finished after it, remembers every trial already proposed (so it proposes
-no duplicates) and leaves pending trials where they are.
+and snapshot the policies, decide whether the search is over, and keep enough
+trials outstanding that no worker waits (``queue_depth``: sized from the
+measured result rate, never more than ``maxTrials`` still needs). All state
+lives in the store: a restarted learner loads the newest snapshot, re-reads the
+results that finished after it, remembers every trial already proposed (so it
+proposes no duplicates) and leaves pending trials where they are.
+
+Bounded work per tick, whatever the backlog: a tick takes in at most
+``INTAKE_LIMIT`` new results (one keyset page, ``Store.results_since``), so one
+update learns from a bounded batch, and the critic's replay is a bounded sample
+(``Store.replay_results``). A learner that is behind ticks again at once,
+without waiting, until it has caught up; it ends the search only then, so that
+the final snapshot holds every result. A restart reads the snapshot and, in
+pages, the joint actions already proposed (no pipelines, no metrics).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from ma2ml import metrics
 from ma2ml.learner.algorithms import make_algorithm
 from ma2ml.learner.base import Algorithm, Result, from_bytes, to_bytes
 from ma2ml.learner.policy import Layout
+from ma2ml.learner.queue_depth import QueueMeter
 from ma2ml.learner.replay_buffer import Sample
 from ma2ml.settings import Settings
 from ma2ml.spec import Budget, EarlyStoppingType, parse_spec
@@ -41,11 +50,21 @@ from ma2ml.store import (
     budget_verdict,
 )
 from ma2ml.store.backoff import backoff_delays
+from ma2ml.store.notify import results_channel
+from ma2ml.store.records import ResultRecord
 
 log = logging.getLogger(__name__)
 
 #: Seconds to wait before retrying when the database is unreachable.
 RETRY_SECONDS = 5.0
+
+#: New results one tick takes in (one update learns from at most these). The actor's
+#: steps grow with the fresh results of an update (``Settings.results_per_update``),
+#: so this bounds a tick: about 1 s for 256 results on one core of the example's space.
+INTAKE_LIMIT = 256
+
+#: Joint actions read per page when a restarted learner recalls what it proposed.
+RECALL_PAGE = 10_000
 
 
 @dataclass(frozen=True)
@@ -61,7 +80,7 @@ class SearchOutcome:
     updates: int
 
 
-def result_of(record: TrialRecord, trial_epochs: int | None = None) -> Result:
+def result_of(record: TrialRecord | ResultRecord, trial_epochs: int | None = None) -> Result:
     """A stored trial as the algorithms see it; a stopped one at the fidelity it reached
     (its last reported epoch out of ``trial_epochs``), every other one at full fidelity."""
     fidelity = 1.0
@@ -75,7 +94,7 @@ class StoreReplay:
     """The store's finished trials seen through the algorithms' ``Replay`` protocol.
 
     ``add`` stores nothing (the store already holds every result); ``sample``
-    draws through ``Store.replay_sample``, whose cost depends on ``n`` only.
+    draws through ``Store.replay_results``, whose cost depends on ``n`` only.
     """
 
     def __init__(self, store: Store, search_id: int, layout: Layout,
@@ -91,7 +110,7 @@ class StoreReplay:
         """Nothing to do: the workers wrote these results to the store."""
 
     def sample(self, n: int, rng: np.random.Generator) -> Sample:
-        records = self.store.replay_sample(self.search_id, n, seed=int(rng.integers(2**31)))
+        records = self.store.replay_results(self.search_id, n, seed=int(rng.integers(2**31)))
         results = [result_of(r, self.trial_epochs) for r in records]
         rows = [self.layout.from_dict(r.action) for r in results]
         return (np.array(rows, dtype=np.int64).reshape(-1, self.layout.n_decisions),
@@ -103,7 +122,10 @@ class Learner:
     """One search's learner: the algorithm, where it has read up to, and one ``tick``."""
 
     def __init__(self, store: Store, search_name: str, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 intake_limit: int = INTAKE_LIMIT) -> None:
+        if intake_limit < 1:
+            raise ValueError(f"intake_limit must be >= 1, not {intake_limit}")
         record = store.get_search(search_name)
         if record is None:
             raise SearchNotFoundError(f"no search named {search_name!r} in the store")
@@ -119,6 +141,10 @@ class Learner:
         self.algorithm = self._with_replay(self._build_algorithm())
         self.seq = 0
         self.updates = 0
+        self.intake_limit = intake_limit
+        #: Whether the last tick left results unread (the loop then ticks again at once).
+        self.behind = False
+        self.queue = QueueMeter()
         # Grace before re-queueing expired leases, after this start and after each
         # store outage: the workers' heartbeats (and spooled results) could not reach
         # the store meanwhile, so a lease that lapsed then says nothing about them.
@@ -152,8 +178,17 @@ class Learner:
                 self.seq = int(state["seq"])
                 log.info("search %s: resumed from snapshot %d (results up to #%d)",
                          self.name, snapshot.version, self.seq)
-        trials = self.store.list_trials(self.search_id)
-        self.algorithm.mark_proposed(self.algorithm.layout.from_dict(t.action) for t in trials)
+        self._recall_proposed()
+
+    def _recall_proposed(self) -> None:
+        """Remember every joint action proposed so far, read in pages by trial number."""
+        layout, after, page_size = self.algorithm.layout, 0, RECALL_PAGE
+        while True:
+            page = self.store.proposed_actions(self.search_id, after, page_size)
+            self.algorithm.mark_proposed(layout.from_dict(action) for _, action in page)
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
 
     def tick(self) -> SearchOutcome | None:
         """One round of the loop; returns the outcome once the search is over."""
@@ -170,11 +205,14 @@ class Learner:
         # Counts first, results second: every result the stop rule counts has then
         # been observed (and is in the final snapshot) when the search ends.
         counts = self.store.counts(self.search_id)
-        self._take_results()
+        self.queue.observe(self.clock(), counts.finished)
+        self.behind = self._take_results()
         if record.state in TERMINAL_SEARCH_STATES:
-            return self.outcome(record.state, counts)
+            return None if self.behind else self.outcome(record.state, counts)
         verdict = budget_verdict(budget, counts)
         if verdict.state is not None:
+            if self.behind:  # end the search once every counted result is learnt from
+                return None
             # The learner owns the running/suspended -> finished/failed edges; the
             # store returns the state that holds now (someone may have moved it first).
             record = self.store.move_search(self.search_id, verdict.state, by=Actor.learner)
@@ -191,10 +229,11 @@ class Learner:
             log.warning("search %s: %d expired leases requeued, %d failed for good",
                         self.name, requeued, failed)
 
-    def _take_results(self) -> None:
-        new = self.store.finished_since(self.search_id, self.seq)
+    def _take_results(self) -> bool:
+        """Learn from at most ``intake_limit`` new results; True if more are waiting."""
+        new = self.store.results_since(self.search_id, self.seq, self.intake_limit)
         if not new:
-            return
+            return False
         self.algorithm.observe([result_of(r, self.trial_epochs) for r in new])
         self.seq = int(new[-1].finished_seq or self.seq)
         started = time.perf_counter()
@@ -205,6 +244,7 @@ class Learner:
         state = {"algorithm": self.algorithm.state_dict(), "seq": self.seq}
         self.store.save_snapshot(self.search_id, self.algorithm.policy_version, to_bytes(state),
                                  {**stats, "seq": self.seq})
+        return len(new) == self.intake_limit
 
     def _export(self, stats: dict[str, Any]) -> None:
         for agent, value in stats.get("entropy", {}).items():
@@ -215,15 +255,17 @@ class Learner:
             metrics.CRITIC_LOSS.labels(self.name).set(stats["critic_loss"])
 
     def _top_up(self, budget: Budget, counts: Counts) -> None:
-        wanted = min(budget.parallelism + budget.prefetch, budget.max_trials - counts.results)
-        missing = wanted - counts.outstanding
-        if missing <= 0:
-            return
-        proposals = [
-            TrialProposal(self.space.decode(p.action), p.action, p.logp, p.policy_version)
-            for p in self.algorithm.propose(missing)
-        ]
-        self.store.enqueue_trials(self.search_id, proposals)
+        started = self.clock()
+        depth = self.queue.target(started, budget.parallelism, budget.prefetch)
+        missing = min(depth, budget.max_trials - counts.results) - counts.outstanding
+        if missing > 0:
+            proposals = [
+                TrialProposal(self.space.decode(p.action), p.action, p.logp, p.policy_version)
+                for p in self.algorithm.propose(missing)
+            ]
+            self.store.enqueue_trials(self.search_id, proposals)
+        now = self.clock()
+        self.queue.topped_up(now, now - started)
 
     def outcome(self, state: str, counts: Counts | None = None) -> SearchOutcome:
         """The search's outcome now; counts are read from the store unless given."""
@@ -271,15 +313,31 @@ def run_learner(store: Store, search_name: str, *, stop: threading.Event | None 
             log.warning("search %s: store unavailable (%s); retrying", search_name, exc)
             if stop.wait(next(delays)):
                 return SearchOutcome(search_name, "stopped", 0, 0, None, None, 0)
+    return drive_learner(learner, stop=stop, poll_seconds=poll_seconds)
+
+
+def drive_learner(learner: Learner, *, stop: threading.Event | None = None,
+                  poll_seconds: float = 0.5) -> SearchOutcome:
+    """Tick ``learner`` until the search ends or ``stop`` is set (``run_learner``'s loop).
+
+    Between ticks it waits for a result to land (``Store.listen`` on the search's
+    results channel: NOTIFY on PostgreSQL), at most ``poll_seconds`` (polling stays
+    the fallback, and all there is on SQLite); a learner that is behind does not
+    wait at all.
+    """
+    stop = stop or threading.Event()
+    store = learner.store
+    waiter = store.listen(results_channel(learner.search_id))
     while not stop.is_set():
         try:
             outcome = learner.tick()
         except StoreUnavailableError as exc:
-            log.warning("search %s: store unavailable (%s); retrying", search_name, exc)
+            log.warning("search %s: store unavailable (%s); retrying", learner.name, exc)
             learner.note_outage()
             stop.wait(RETRY_SECONDS)
             continue
         if outcome is not None:
             return outcome
-        stop.wait(poll_seconds)
+        if not learner.behind:  # a backlog is taken in tick after tick, without waiting
+            waiter.wait(poll_seconds, stop=stop)
     return learner.outcome("stopped")

@@ -1,9 +1,15 @@
 """Every read of the trial table: counts, listings, best trial, new results, replay samples.
 
-Finished trials (completed, diverged, failed) carry ``finished_seq`` 1, 2, ... in
-commit order with no gaps, which makes two reads cheap at any table size:
+Finished trials (completed, diverged, stopped, failed) carry ``finished_seq`` 1, 2, ...
+in commit order with no gaps, which makes two reads cheap at any table size:
 ``finished_since`` is an index range scan, and ``replay_sample`` draws sequence
 numbers in Python and fetches exactly those rows by index (no ``ORDER BY random()``).
+
+The learner's reads (``results_since``, ``replay_results``, ``proposed_actions``)
+are bounded pages of the few columns it learns from: with a backlog of 100k
+results, one tick reads one page by keyset (``finished_seq > last``, or ``number
+> last``), never an OFFSET and never the whole table, and skips the pipeline and
+metrics JSON it does not need.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ma2ml.store.lifecycle import Counts, TrialStatus
 from ma2ml.store.models import SEARCHES, SNAPSHOTS, STEPS, TRIALS
-from ma2ml.store.records import STATUSES, StepRecord, TrialRecord
+from ma2ml.store.records import STATUSES, ResultRecord, StepRecord, TrialRecord
 
 #: Columns ``list_trials`` can order by.
 ORDER_COLUMNS: dict[str, ColumnElement[Any]] = {
@@ -145,20 +151,30 @@ def replay_sample(session: Session, search_id: int, n: int, seed: int | None) ->
     finished_seq) index, so the cost depends on ``n``, not on the table size.
     The result is in draw order.
     """
+    rows = _rows_by_seq(session, search_id, _draw_seqs(session, search_id, n, seed), _trials())
+    return [trial_record(row) for row in rows]
+
+
+def _draw_seqs(session: Session, search_id: int, n: int, seed: int | None) -> list[int]:
+    """``min(n, results)`` distinct sequence numbers of the search, uniformly drawn."""
     total = session.execute(
         select(SEARCHES.c.result_seq).where(SEARCHES.c.id == search_id)
     ).scalar()
     if not total or n <= 0:
         return []
-    seqs = random.Random(seed).sample(range(1, total + 1), min(n, total))
+    return random.Random(seed).sample(range(1, total + 1), min(n, total))
+
+
+def _rows_by_seq(session: Session, search_id: int, seqs: list[int],
+                 statement: Select[Any]) -> list[Row[Any]]:
+    """The rows of ``statement`` (which selects ``finished_seq``) with these sequence
+    numbers, in the order given."""
     by_seq: dict[int, Row[Any]] = {}
     for start in range(0, len(seqs), _IN_CHUNK):
         chunk = seqs[start : start + _IN_CHUNK]
-        statement = _trials().where(
-            TRIALS.c.search_id == search_id, TRIALS.c.finished_seq.in_(chunk)
-        )
-        by_seq.update((row.finished_seq, row) for row in session.execute(statement))
-    return [trial_record(by_seq[seq]) for seq in seqs if seq in by_seq]
+        page = statement.where(TRIALS.c.search_id == search_id, TRIALS.c.finished_seq.in_(chunk))
+        by_seq.update((row.finished_seq, row) for row in session.execute(page))
+    return [by_seq[seq] for seq in seqs if seq in by_seq]
 
 
 def curves(session: Session, search_id: int, trial_ids: list[int] | None
@@ -196,3 +212,52 @@ def snapshot_stats_of(session: Session, search_id: int, versions: list[int]
         .order_by(SNAPSHOTS.c.version)
     )
     return [(row.version, row.created_at, row.stats) for row in session.execute(statement)]
+
+
+# -- the learner's reads: bounded pages of the columns it learns from ------------------
+
+_RESULT_COLUMNS = (TRIALS.c.finished_seq, TRIALS.c.status, TRIALS.c.action,
+                   TRIALS.c.behaviour_logp, TRIALS.c.reward, TRIALS.c.last_step)
+
+
+def _result_record(row: Row[Any]) -> ResultRecord:
+    return ResultRecord(row.finished_seq, TrialStatus(row.status), row.action,
+                        row.behaviour_logp, row.reward, row.last_step)
+
+
+def results_since(session: Session, search_id: int, seq: int, limit: int) -> list[ResultRecord]:
+    """At most ``limit`` finished trials with ``finished_seq > seq``, in sequence order:
+    one range scan of the (search_id, finished_seq) index, whatever lies beyond."""
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, not {limit}")
+    statement = (
+        select(*_RESULT_COLUMNS)
+        .where(TRIALS.c.search_id == search_id, TRIALS.c.finished_seq > seq)
+        .order_by(TRIALS.c.finished_seq)
+        .limit(limit)
+    )
+    return [_result_record(row) for row in session.execute(statement)]
+
+
+def replay_results(session: Session, search_id: int, n: int, seed: int | None
+                   ) -> list[ResultRecord]:
+    """``replay_sample`` with the learner's columns only (same draws for the same seed)."""
+    seqs = _draw_seqs(session, search_id, n, seed)
+    return [_result_record(row)
+            for row in _rows_by_seq(session, search_id, seqs, select(*_RESULT_COLUMNS))]
+
+
+def proposed_actions(session: Session, search_id: int, after_number: int, limit: int
+                     ) -> list[tuple[int, dict[str, Any]]]:
+    """``(number, action)`` of at most ``limit`` trials of the search numbered after
+    ``after_number``, in number order (the (search_id, number) index): one page of
+    every joint action ever proposed, whatever its status."""
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, not {limit}")
+    statement = (
+        select(TRIALS.c.number, TRIALS.c.action)
+        .where(TRIALS.c.search_id == search_id, TRIALS.c.number > after_number)
+        .order_by(TRIALS.c.number)
+        .limit(limit)
+    )
+    return [(row.number, row.action) for row in session.execute(statement)]

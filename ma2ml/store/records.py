@@ -83,6 +83,20 @@ class TrialRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ResultRecord:
+    """What the learner reads of a finished trial: only the columns it learns from (no
+    pipeline, metrics or times), so that taking in a backlog moves little data."""
+
+    finished_seq: int
+    status: TrialStatus
+    action: dict[str, Any]
+    behaviour_logp: dict[str, float]
+    reward: float | None
+    #: Last epoch reported as a step (a stopped trial's fidelity); None without steps.
+    last_step: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotRecord:
     """A versioned policy snapshot: opaque ``state`` bytes plus JSON ``stats``."""
 
