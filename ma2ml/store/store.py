@@ -30,7 +30,6 @@ from ma2ml.store.migrate import current_revision, ensure_schema
 from ma2ml.store.records import (
     ClaimedTrial,
     ResultRecord,
-    ResultRecord,
     SearchRecord,
     SnapshotRecord,
     StepRecord,
@@ -291,26 +290,6 @@ class Store:
         """Up to ``n`` finished trials drawn uniformly without replacement."""
         with self._session() as session:
             return reads.replay_sample(session, search_id, n, seed)
-
-    # -- the learner's bounded reads (``reads.results_since`` and friends) ----------------
-
-    def results_since(self, search_id: int, seq: int, limit: int) -> list[ResultRecord]:
-        """At most ``limit`` finished trials after ``finished_seq`` ``seq``, in order, with
-        only the columns the learner learns from."""
-        with self._session() as session:
-            return reads.results_since(session, search_id, seq, limit)
-
-    def replay_results(self, search_id: int, n: int, seed: int | None = None
-                       ) -> list[ResultRecord]:
-        """``replay_sample`` with only the columns the learner learns from."""
-        with self._session() as session:
-            return reads.replay_results(session, search_id, n, seed)
-
-    def proposed_actions(self, search_id: int, after_number: int, limit: int
-                         ) -> list[tuple[int, dict[str, Any]]]:
-        """``(number, action)`` of at most ``limit`` trials numbered after ``after_number``."""
-        with self._session() as session:
-            return reads.proposed_actions(session, search_id, after_number, limit)
 
     # -- the learner's bounded reads (``reads.results_since`` and friends) ----------------
 
