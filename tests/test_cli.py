@@ -22,7 +22,7 @@ def test_validate_prints_the_space() -> None:
     result = ma2ml("validate", "examples/fashion-mnist.yaml")
     assert result.returncode == 0, result.stderr
     assert "autoaugment" in result.stdout and "mbconv-small" in result.stdout
-    assert "joint space: 31 decisions" in result.stdout
+    assert "joint space: 25 decisions" in result.stdout
 
 
 def test_validate_bad_spec_exits_2_with_field_lines(tmp_path: Path) -> None:
