@@ -149,7 +149,7 @@ class Api:
 
     def progress(self, request: Request) -> Response:
         record = self._search(request)
-        return json_response(learning.progress_view(self.results.results(self.store, record)))
+        return json_response(self.results.progress(self.store, record))
 
     def policy(self, request: Request) -> Response:
         record = self._search(request)

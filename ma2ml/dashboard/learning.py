@@ -14,11 +14,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ma2ml.local.baseline import expected_best_of_n
 from ma2ml.local.results import uniform_logp, was_uniform
 from ma2ml.store import SearchRecord, Store, TrialStatus
 
-#: Searches whose finished results ``ResultsCache`` keeps.
+#: Searches whose finished results ``ResultsCache`` keeps, and trials read per query.
 CACHED_SEARCHES = 32
+READ_CHUNK = 2000
 #: Most points of the reward scatter and of the random-search curve.
 MAX_POINTS = 3000
 BASELINE_POINTS = 200
@@ -40,6 +42,7 @@ class Result:
 class _Entry:
     seq: int = 0
     results: list[Result] = field(default_factory=list)
+    view: dict[str, Any] | None = None  # progress_view of ``results`` (None: stale)
 
 
 class ResultsCache:
@@ -51,33 +54,40 @@ class ResultsCache:
         self._searches = searches
         self._lock = threading.Lock()
 
+    def progress(self, store: Store, record: SearchRecord) -> dict[str, Any]:
+        """``progress_view`` of the search, computed again only when results came in."""
+        with self._lock:
+            entry = self._update(store, record)
+            if entry.view is None:
+                entry.view = progress_view(entry.results)
+            return entry.view
+
     def results(self, store: Store, record: SearchRecord) -> list[Result]:
+        """The search's finished trials in finish order."""
+        with self._lock:
+            return list(self._update(store, record).results)
+
+    def _update(self, store: Store, record: SearchRecord) -> _Entry:
         # Keyed by id and creation time: a deleted search's id reused later is another search.
         key = (record.id, record.created_at)
-        with self._lock:
-            entry = self._entries.pop(key, None) or _Entry()
-            self._entries[key] = entry
-            while len(self._entries) > self._searches:
-                self._entries.popitem(last=False)
-            new = store.finished_since(record.id, entry.seq)
-            if new:
-                uniform = uniform_logp(record)
-                entry.results.extend(Result(t.number, str(t.status), t.reward,
-                                            was_uniform(t, uniform)) for t in new)
-                entry.seq = int(new[-1].finished_seq or entry.seq)
-            return list(entry.results)
+        entry = self._entries.pop(key, None) or _Entry()
+        self._entries[key] = entry
+        while len(self._entries) > self._searches:
+            self._entries.popitem(last=False)
+        uniform = None
+        while True:  # in chunks: a first look at a big search holds one chunk of rows at once
+            new = store.finished_since(record.id, entry.seq, limit=READ_CHUNK)
+            if not new:
+                return entry
+            uniform = uniform or uniform_logp(record)
+            entry.results.extend(Result(t.number, str(t.status), t.reward,
+                                        was_uniform(t, uniform)) for t in new)
+            entry.seq = int(new[-1].finished_seq or entry.seq)
+            entry.view = None
 
 
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
-
-
-def expected_best(values: list[float], n: int) -> float:
-    """E[max of ``n`` draws with replacement from ``values``]: the best a random search
-    of ``n`` trials expects, on the empirical distribution of random draws seen."""
-    xs = sorted(values)
-    m = len(xs)
-    return sum(x * ((k / m) ** n - ((k - 1) / m) ** n) for k, x in enumerate(xs, 1))
 
 
 def _spaced(n: int, most: int) -> list[int]:
@@ -88,9 +98,9 @@ def _spaced(n: int, most: int) -> list[int]:
 
 
 def progress_view(results: list[Result]) -> dict[str, Any]:
-    """Best completed reward after each finished trial, against random search: the
-    expected best of the same number of uniform draws (from the trials proposed while
-    the policies were still uniform), and every trial's reward."""
+    """Best completed reward after each finished trial, against random search: its
+    expected best in as many trials (``ma2ml.local.baseline``, from the trials proposed
+    while every policy was still uniform), and every trial's reward."""
     best, steps = -math.inf, []
     for i, r in enumerate(results, 1):
         if r.status == TrialStatus.completed and _finite(r.reward) and r.reward > best:
@@ -100,12 +110,15 @@ def progress_view(results: list[Result]) -> dict[str, Any]:
         steps.append([len(results), best])  # the line runs to the newest trial
     random = [r.reward for r in results
               if r.uniform and r.status == TrialStatus.completed and _finite(r.reward)]
-    baseline = [[i + 1, expected_best(random, i + 1)]
-                for i in _spaced(len(results), BASELINE_POINTS)] if random else []
+    ns = [i + 1 for i in _spaced(len(results), BASELINE_POINTS)]
+    baseline = expected_best_of_n(random, ns) if random else []
     return {
         "finished": len(results), "best": steps,
-        "random": {"n": len(random), "expected_best": baseline,
-                   "mean": sum(random) / len(random) if random else None},
+        "random": {"n": len(random), "mean": sum(random) / len(random) if random else None,
+                   # [n, expected best, interval low, interval high, extrapolated]
+                   "expected_best": [[b.n, b.expected, b.low, b.high, b.extrapolated]
+                                     for b in baseline],
+                   "describe": baseline[-1].describe() if baseline else None},
         # [finished index, trial number, status, reward]
         "points": [[i + 1, results[i].number, results[i].status, results[i].reward]
                    for i in _spaced(len(results), MAX_POINTS)],

@@ -15,7 +15,7 @@ and answers 503 until it can (a pod may start before its database).
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import URL, make_url
 
@@ -29,11 +29,16 @@ class SourceError(ValueError):
 
 
 def masked(url: str | URL) -> str:
-    """``url`` with its password hidden, for messages."""
+    """``url`` with its password hidden, for messages (a read-only SQLite URI is shown as
+    the ``sqlite:///PATH`` it was made from)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:  # not a URL at all: say so without echoing a secret
         return "<unparsable URL>"
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database.startswith("file:"):
+        return f"sqlite:///{unquote(database[len('file:'):])}"
+    return parsed.render_as_string(hide_password=True)
 
 
 def read_only_url(url: str) -> str:
@@ -86,17 +91,16 @@ def open_read_only(url: str | None) -> Store:
 
 def check_schema(store: Store) -> None:
     """``SourceError`` unless the schema is at this ma2ml's revision."""
-    from ma2ml.store.engine import translate_errors
+    from ma2ml.store.engine import error_cause, translate_errors
 
     try:
         with translate_errors():
             revision = current_revision(store.engine)
     except StoreUnavailableError:
         raise
-    except Exception as error:
-        raise SourceError(f"database {masked(store.url)}: cannot read the schema "
-                          f"revision ({type(error).__name__}: {error})".splitlines()[0]
-                          ) from None
+    except Exception as error:  # e.g. a SQLite file that is no ma2ml store (not even WAL)
+        raise SourceError(f"database {masked(store.url)}: cannot read it as an ma2ml store "
+                          f"({error_cause(error)})") from None
     if revision != HEAD_REVISION:
         found = "no ma2ml schema" if revision is None else f"schema revision {revision}"
         raise SourceError(f"database {masked(store.url)}: {found}, this ma2ml reads "

@@ -1,0 +1,179 @@
+"""The dashboard's JSON API through Starlette's TestClient, on a real SQLite store
+(and one PostgreSQL variant): views, bounds and errors, and that it never writes."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from pathlib import Path
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+from ma2ml.dashboard.app import create_app
+from ma2ml.dashboard.source import SourceError, open_read_only
+from ma2ml.spec import parse_spec, spec_to_document
+from ma2ml.store import Store
+
+from .conftest import Writer, new_search, tiny_spec
+
+# Starlette's TestClient warns on import that it will move from httpx to httpx2: about the
+# test client's own transport (httpx is what is installed), not about the dashboard.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+
+@pytest.fixture
+def filled(sqlite_store: Store) -> Store:
+    writer = new_search(sqlite_store, "api", max_trials=20)
+    writer.finish(3)  # drawn by the uniform policy (version 0): random search's draws
+    for _ in range(3):
+        writer.finish(1)
+    writer.finish(1, fail=True)  # 5 learner updates in all
+    writer.propose(2)  # pending
+    new_search(sqlite_store, "other", max_trials=5)
+    return sqlite_store
+
+
+@pytest.fixture
+def client(filled: Store):
+    with open_read_only(filled.url) as store, TestClient(create_app(store)) as test_client:
+        yield test_client
+
+
+def test_searches_and_search_views(client: TestClient) -> None:
+    listed = client.get("/api/searches").json()["searches"]
+    assert [s["name"] for s in listed] == ["default/other", "default/api"]  # newest first
+    api = listed[1]
+    assert api["done"] == 6 and api["max_trials"] == 20 and api["counts"]["failed"] == 1
+    assert api["counts"]["pending"] == 2 and api["best"]["reward"] > 0.5
+    view = client.get(f"/api/searches/{api['id']}").json()
+    assert [a["name"] for a in view["space"]] == ["aug", "nas", "hpo"]
+    assert view["preview"] is True and "full fidelity" in view["ranking"]
+
+
+def test_trials_sort_filter_and_bounds(client: TestClient) -> None:
+    rows = client.get("/api/searches/1/trials?sort=reward&desc=1").json()
+    rewards = [t["reward"] for t in rows["trials"] if t["reward"] is not None]
+    assert rewards == sorted(rewards, reverse=True) and len(rewards) == 6
+    assert rows["total"] == 9 and rows["trials"][-1]["reward"] is None  # no reward: last
+    failed = client.get("/api/searches/1/trials?status=failed").json()
+    assert failed["total"] == 1 and [t["status"] for t in failed["trials"]] == ["failed"]
+    assert len(client.get("/api/searches/1/trials?limit=3").json()["trials"]) == 3
+    for query, named in (("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"),
+                         ("status=done", "status"), ("sort=seconds", "sort"),
+                         ("desc=maybe", "desc")):
+        response = client.get(f"/api/searches/1/trials?{query}")
+        assert response.status_code == 400 and response.json()["error"].startswith(named)
+    assert client.get("/api/searches/abc").status_code == 400
+    assert client.get("/api/searches/999").status_code == 404
+    assert client.get("/api/searches/2/trials/3").status_code == 404  # a trial of another search
+
+
+def test_trial_details_with_curve_and_error(client: TestClient) -> None:
+    trials = client.get("/api/searches/1/trials").json()["trials"]
+    done = next(t for t in trials if t["status"] == "completed")
+    details = client.get(f"/api/searches/1/trials/{done['id']}").json()
+    assert set(details["pipeline"]) == {"aug", "nas", "hpo"}
+    assert [p["step"] for p in details["curve"]] == [1, 2]
+    assert details["metrics"]["accuracy"] == pytest.approx(done["reward"])
+    failed = next(t for t in trials if t["status"] == "failed")
+    details = client.get(f"/api/searches/1/trials/{failed['id']}").json()
+    assert details["error_tail"].endswith("ValueError: bad <b>pipeline</b>")
+
+
+def test_progress_policy_and_decisions(client: TestClient) -> None:
+    progress = client.get("/api/searches/1/progress").json()
+    assert progress["finished"] == 7 and len(progress["points"]) == 7
+    best = [b for _, b in progress["best"]]
+    assert best == sorted(best) and progress["best"][-1][0] == 7
+    # Three uniform draws: at 7 trials random search's expected best is extrapolated.
+    assert progress["random"]["n"] == 3 and progress["random"]["expected_best"][-1][4] is True
+    policy = client.get("/api/searches/1/policy?versions=3").json()
+    assert policy["version"] == 5 and policy["updates"] == 5 and policy["sampled"] == 3
+    assert [v for v, _ in policy["entropy"]["nas"]] == [1, 3, 5]
+    assert policy["policy"]["aug"][0][0] == 0.9 and len(policy["policy_history"]["aug"]) == 3
+    assert client.get("/api/searches/1/policy?since=5").json() == {"version": 5,
+                                                                   "unchanged": True}
+    assert client.get("/api/searches/1/policy?versions=1").status_code == 400
+    decisions = client.get("/api/searches/1/decisions?limit=4").json()
+    assert decisions["sampled"] == 4 and all(set(t[3]) == {"aug", "nas", "hpo"}
+                                             for t in decisions["trials"])
+    assert client.get("/api/searches/1/decisions?limit=5001").status_code == 400
+
+
+def test_page_static_files_and_headers(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/dashboard.js" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "https://" not in page.text and "http://" not in page.text
+    plotly = client.get("/static/plotly.min.js")
+    assert plotly.status_code == 200 and len(plotly.content) > 1_000_000
+    assert client.get("/static/dashboard.css").status_code == 200
+    assert client.get("/healthz").text == "ok\n" and client.get("/readyz").status_code == 200
+
+
+def test_preview_needs_an_augmentation_agent(sqlite_store: Store) -> None:
+    """Drawing a real preview (torch, data) is covered by the worker's tests; here: a search
+    without an augmentation agent gets a clear 404, and the server goes on."""
+    document = tiny_spec("noaug")
+    document["spec"]["agents"] = document["spec"]["agents"][1:]
+    search = parse_spec(document)
+    record = sqlite_store.create_search(search.key, spec_to_document(search))
+    Writer(sqlite_store, record).finish(1)
+    with open_read_only(sqlite_store.url) as store, TestClient(create_app(store)) as client:
+        response = client.get(f"/api/searches/{record.id}/trials/1/preview.png")
+        assert response.status_code == 404 and "augmentation" in response.json()["error"]
+        assert client.get("/api/searches").status_code == 200
+
+
+def test_read_only_never_creates_or_writes(tmp_path: Path, filled: Store) -> None:
+    missing = tmp_path / "missing" / "none.db"
+    with pytest.raises(SourceError, match="no such file"):
+        open_read_only(f"sqlite:///{missing}")
+    assert not missing.parent.exists()
+    with pytest.raises(SourceError, match="unsupported database 'mysql'"):
+        open_read_only("mysql://user:secret@host/db")
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(SourceError, match=f"sqlite:///{empty}: cannot read it as an ma2ml"):
+        open_read_only(f"sqlite:///{empty}")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(SourceError, match="no ma2ml schema.*never migrates"):
+        open_read_only(f"sqlite:///{other}")
+    with open_read_only(filled.url) as store, pytest.raises(Exception, match="readonly"):
+        store.create_search("default/write", {"spec": {}})
+    assert [r.name for r in filled.list_searches()] == ["default/api", "default/other"]
+
+
+def test_unreachable_database_is_503_and_the_server_goes_on() -> None:
+    store = open_read_only("postgresql+psycopg2://nobody:secret@127.0.0.1:1/x")
+    with store, TestClient(create_app(store)) as client:
+        for _ in range(2):
+            response = client.get("/api/searches")
+            assert response.status_code == 503
+            assert "unavailable" in response.json()["error"]
+            assert "secret" not in response.text
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 503
+
+
+@pytest.mark.postgres
+def test_postgresql_store_read_only(postgres_url: str) -> None:
+    with Store(postgres_url) as writable:
+        writer = new_search(writable, "pg", max_trials=10)
+        writer.finish(3)
+        with open_read_only(postgres_url) as store, TestClient(create_app(store)) as client:
+            listed = client.get("/api/searches").json()["searches"]
+            assert [(s["name"], s["done"]) for s in listed] == [("default/pg", 3)]
+            search_id = listed[0]["id"]
+            assert client.get(f"/api/searches/{search_id}/policy").json()["version"] == 1
+            assert len(client.get(f"/api/searches/{search_id}/trials").json()["trials"]) == 3
+            writer.finish(1)  # live: the next poll sees it
+            assert client.get(f"/api/searches/{search_id}/progress").json()["finished"] == 4
+            with pytest.raises(Exception, match="read-only transaction"):
+                store.create_search("default/write", {"spec": {}})
