@@ -1,7 +1,8 @@
 """Time to accuracy on real training: the best validation accuracy found against wall time.
 
-Every method searches the example's space (``examples/fashion-mnist.yaml``:
-augmentation, MBConv architecture and training recipe) on real
+Every method searches the example's space as it was when the results were
+measured (``examples/fashion-mnist.yaml`` with ``MEASURED_DATA`` and
+``MEASURED_AGENTS``: augmentation, MBConv architecture and training recipe) on real
 Fashion-MNIST with the built-in trainer, 2 local workers and the same
 wall-clock budget, over several seeds:
 
@@ -66,6 +67,13 @@ METHODS: dict[str, tuple[str, Mapping[str, Any], Mapping[str, Any]] | None] = {
     "random-asha": ("random", ASHA, {}),
     "optuna-tpe-hyperband": None,
 }
+#: The example's data and agents when the reported results were measured (31 decisions).
+MEASURED_DATA = {"trainSubset": 4000, "validationSize": 5000, "validationSubset": 2000}
+MEASURED_AGENTS = (
+    {"name": "aug", "preset": "autoaugment", "options": {"subPolicies": 2}},
+    {"name": "nas", "preset": "mbconv-small", "options": {"stages": 2}},
+    {"name": "hpo", "preset": "recipe"},
+)
 #: What the reported run measures (a run that changes any of these is not reported).
 MEASURED = ("budget", "seeds", "epochs", "methods", "first_seed")
 
@@ -100,6 +108,10 @@ def spec_for(method: str, seed: int, epochs: int, quick: bool) -> dict[str, Any]
     algorithm, stopping, settings = METHODS[method] or ("random", {"type": "none"}, {})
     spec["algorithm"] = {"name": algorithm, "seed": seed, "settings": dict(settings)}
     spec["earlyStopping"] = dict(stopping)
+    # The space and data the reported results were measured on (the example has since
+    # become smaller, issue 16): a re-run measures the same problem.
+    spec["dataset"].update(MEASURED_DATA)
+    spec["agents"] = [dict(agent) for agent in MEASURED_AGENTS]
     spec["budget"].update({"maxTrials": 100_000, "maxFailedTrials": 1000, "parallelism": 2,
                            "trialEpochs": epochs})
     if quick:
