@@ -16,6 +16,11 @@ not with the best of the m draws.
   plug-in estimate (n draws with replacement from the m rewards) is not used:
   it is always below the best of the m draws, too low to be fair.
 
+Where the search has proposed at least as many trials after learning as it
+drew uniformly, ``latest_against_random`` compares like with like: its latest
+k learned proposals against k random pipelines (best and mean), k <= m, so
+no extrapolation is involved.
+
 The uncertainty is a percentile bootstrap over the m rewards, seeded so that
 a report is the same every time it is written.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,3 +104,18 @@ def expected_best_of_n(rewards: Sequence[float], ns: Sequence[int], *, seed: int
     low, high = np.percentile(spread, [tail, 100 - tail], axis=0)
     return [BestOfN(n, float(e), float(lo), float(hi), m)
             for n, e, lo, hi in zip(ns, point, low, high, strict=True)]
+
+
+def latest_against_random(latest: Sequence[float], random_rewards: Sequence[float]
+                          ) -> str | None:
+    """The best and mean reward of the ``latest`` k learned proposals against random
+    search's expected best of k (and the mean) from the uniform draws; None without both."""
+    if not latest or not random_rewards:
+        return None
+    k = len(latest)
+    (random_best,) = expected_best_of_n(random_rewards, [min(k, len(random_rewards))])
+    return (f"the latest {k} trials the learned policies proposed: best {max(latest):.4f}, "
+            f"mean {statistics.fmean(latest):.4f}; {k} random pipelines: expected best "
+            f"{random_best.expected:.4f} [{random_best.low:.4f}, {random_best.high:.4f}], "
+            f"mean {statistics.fmean(random_rewards):.4f} (from {random_best.draws} uniform "
+            f"draws)")

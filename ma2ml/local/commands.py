@@ -99,6 +99,8 @@ def _print_outcome(url: str, key: str) -> None:
     # Random search at the same number of trials (ma2ml.local.baseline), not the first draws.
     for compared in summary.random_best_of(max(1, summary.done)):
         console.print(f"random: {compared.describe()}", highlight=False)
+    if (learned := summary.learned_against_random()) is not None:
+        console.print(f"learned: {learned}", highlight=False)
 
 
 def _open(target: str | None, db: str | None) -> tuple[Store, SearchRecord | None]:

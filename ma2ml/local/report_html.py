@@ -96,8 +96,9 @@ def _random_line(summary: Summary) -> str:
     compared = summary.random_best_of(max(1, summary.done))
     if not compared or summary.random_mean is None:
         return "random search: no pipelines drawn uniformly yet, nothing to compare with"
-    return (f"random search: {compared[0].describe()}; their mean accuracy "
-            f"{summary.random_mean:.4f}")
+    line = f"random search: {compared[0].describe()}; their mean accuracy {summary.random_mean:.4f}"
+    learned = summary.learned_against_random()
+    return line + (f". Same number of trials: {learned}" if learned else "")
 
 
 def _cell(column: str, value: object) -> str:

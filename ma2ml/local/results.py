@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ma2ml.local.baseline import BestOfN, expected_best_of_n
+from ma2ml.local.baseline import BestOfN, expected_best_of_n, latest_against_random
 from ma2ml.local.eta import RECENT, Eta, Running, estimate
 from ma2ml.spec import parse_spec
 from ma2ml.store import (
@@ -58,6 +58,9 @@ class Summary:
     elapsed: float
     #: Rewards of the completed trials drawn while every policy was uniform (finish order).
     random_rewards: tuple[float, ...] = ()
+    #: Rewards of the latest completed trials the learned policies proposed, as many as
+    #: ``random_rewards`` at most (finish order): the same number of trials, compared.
+    learned_rewards: tuple[float, ...] = ()
     #: Time left, measured from trial durations (None: nothing measured yet, or no ``now``).
     eta: Eta | None = None
 
@@ -73,6 +76,10 @@ class Summary:
     def random_best_of(self, *ns: int) -> list[BestOfN]:
         """Random search's expected best reward in each ``n`` trials (empty: no uniform draws)."""
         return expected_best_of_n(self.random_rewards, ns)
+
+    def learned_against_random(self) -> str | None:
+        """The latest learned proposals against as many random pipelines (None: none yet)."""
+        return latest_against_random(self.learned_rewards, self.random_rewards)
 
     def eta_seconds(self) -> float | None:
         return self.eta.seconds if self.eta is not None else None
@@ -90,11 +97,15 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
     counts = store.counts(record.id)
     # Trials drawn while every policy was still uniform are pipelines sampled
     # at random: the honest baseline for "what did the search buy".
-    initial = []
+    initial: list[TrialRecord] = []
+    learned: list[TrialRecord] = []
     if baseline:
         uniform = uniform_logp(record)
-        initial = [t for t in store.list_trials(record.id, status=TrialStatus.completed)
-                   if was_uniform(t, uniform)]
+        for trial in store.list_trials(record.id, status=TrialStatus.completed):
+            (initial if was_uniform(trial, uniform) else learned).append(trial)
+        # As many of the latest learned proposals as there were uniform draws: n against n.
+        learned.sort(key=lambda t: t.finished_seq or 0)
+        learned = learned[len(learned) - len(initial):] if initial else []
     snapshot = store.load_snapshot(record.id)
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
     end = record.finished_at or now
@@ -108,6 +119,7 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
         counts=counts, best=store.best_trial(record.id),
         random_accuracies=[a for a in map(accuracy_of, initial) if a is not None],
         random_rewards=tuple(t.reward for t in initial if t.reward is not None),
+        learned_rewards=tuple(t.reward for t in learned if t.reward is not None),
         entropy={k: float(v) for k, v in entropy.items()}, elapsed=max(0.0, elapsed),
         eta=eta,
     )

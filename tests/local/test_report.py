@@ -76,4 +76,7 @@ def test_report_rounds_captions_ranks_and_compares_at_the_same_n(tmp_path: Path)
     line = html.unescape(re.search(r"<p>(random search: [^<]*)</p>", page).group(1))
     assert "expected best of 8 random pipelines: at least 0.6300" in line
     assert "only 4 pipelines this search drew uniformly" in line and "lower bound" in line
+    # n against n: the latest 4 learned proposals (0.70, 0.66, 0.81, 0.74) against 4 random.
+    assert ("the latest 4 trials the learned policies proposed: best 0.8100, mean 0.7275; "
+            "4 random pipelines: expected best 0.6300") in line
     assert "Best reward <b>0.8100</b>" in page
