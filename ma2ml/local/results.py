@@ -126,19 +126,19 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
 
 
 def _eta(store: Store, record: SearchRecord, counts: Counts, now: float) -> Eta | None:
-    """``eta.estimate`` from the running trials and the latest finished ones (bounded reads)."""
+    """``eta.estimate`` from the running trials and the latest results (bounded reads)."""
     budget = record.spec["spec"]["budget"]
     latest = store.list_trials(record.id, order_by="finished_seq", descending=True,
-                               limit=RECENT)
-    durations = [t.finished_at - t.started_at for t in reversed(latest)
-                 if t.status in RESULT_STATUSES and t.finished_at and t.started_at]
+                               limit=RECENT + 1)
+    finished = sorted(t.finished_at for t in latest
+                      if t.status in RESULT_STATUSES and t.finished_at is not None)
     running = [Running(now - t.started_at, t.last_step or 0)
                for t in store.list_trials(record.id, status=TrialStatus.running)
                if t.started_at is not None]
     return estimate(max_trials=int(budget["maxTrials"]), done=counts.results,
                     parallelism=int(budget.get("parallelism", 1)),
-                    trial_epochs=trial_epochs(record) or 1, durations=durations,
-                    running=running)
+                    trial_epochs=trial_epochs(record) or 1, started=record.created_at,
+                    now=now, finished=finished, running=running)
 
 
 def uniform_logp(record: SearchRecord) -> dict[str, float]:

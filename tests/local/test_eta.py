@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -28,25 +29,29 @@ def _panel(summary) -> str:
     return console.export_text()
 
 
-def test_estimate_from_running_epochs_then_from_durations() -> None:
+def test_estimate_from_running_epochs_then_from_the_pace_of_results() -> None:
     # Two trials half way (1 of 2 epochs in 30 s): 60 s a trial, 10 trials on 2 workers,
-    # 30 s of each running one already spent.
-    eta = estimate(max_trials=10, done=0, parallelism=2, trial_epochs=2, durations=[],
-                   running=[Running(30.0, 1), Running(30.0, 1)])
-    assert eta is not None and math.isclose(eta.seconds, (10 * 60 - 60) / 2)
+    # one epoch of each running one already done; a held trial (no epoch yet) adds nothing.
+    eta = estimate(max_trials=10, done=0, parallelism=2, trial_epochs=2, started=0.0,
+                   now=30.0, finished=[],
+                   running=[Running(30.0, 1), Running(30.0, 1), Running(30.0, 0)])
+    assert eta is not None and math.isclose(eta.seconds, (10 * 60 - 2 * 30) / 2)
     assert "running" in eta.basis
-    assert estimate(max_trials=10, done=0, parallelism=2, trial_epochs=2, durations=[],
-                    running=[Running(30.0, 0)]) is None, "nothing measured: no guess"
-    eta = estimate(max_trials=10, done=4, parallelism=2, trial_epochs=2,
-                   durations=[40.0, 80.0], running=[])
-    assert eta is not None and math.isclose(eta.seconds, 6 * 60 / 2)
-    assert eta.basis == "mean of 2 trials"
-    # The last trials never need more workers than there are trials left.
-    eta = estimate(max_trials=10, done=9, parallelism=4, trial_epochs=2, durations=[50.0],
-                   running=[])
-    assert eta is not None and math.isclose(eta.seconds, 50.0)
-    assert estimate(max_trials=10, done=10, parallelism=2, trial_epochs=2,
-                    durations=[50.0], running=[]) is None
+    assert estimate(max_trials=10, done=0, parallelism=2, trial_epochs=2, started=0.0,
+                    now=30.0, finished=[], running=[Running(30.0, 0)]) is None, \
+        "nothing measured: no guess"
+    # 4 results in the first 120 s: 30 s a result, 6 left, 10 s since the last one.
+    eta = estimate(max_trials=10, done=4, parallelism=2, trial_epochs=2, started=0.0,
+                   now=130.0, finished=[60.0, 61.0, 110.0, 120.0], running=[])
+    assert eta is not None and math.isclose(eta.seconds, 6 * 30 - 10)
+    assert eta.basis == "pace of the last 4 results"
+    # Only the latest RECENT results set the pace (an early slow phase is forgotten).
+    finished = [100.0 * i for i in range(1, 11)] + [1000.0 + 5 * i for i in range(1, 21)]
+    eta = estimate(max_trials=40, done=30, parallelism=2, trial_epochs=2, started=0.0,
+                   now=1100.0, finished=finished, running=[])
+    assert eta is not None and math.isclose(eta.seconds, 10 * 5 - 0)
+    assert estimate(max_trials=10, done=10, parallelism=2, trial_epochs=2, started=0.0,
+                    now=1.0, finished=[1.0], running=[]) is None
 
 
 def test_panel_shows_time_left_from_the_first_epoch(tmp_path: Path) -> None:
@@ -66,14 +71,14 @@ def test_panel_shows_time_left_from_the_first_epoch(tmp_path: Path) -> None:
         assert "left ? (known after the first epoch)" in _panel(before)
 
         store.report_step(first.id, first.attempt, 1, 0.5, {}, search.spec.early_stopping, 2)
-        # 1 of 2 epochs in 20 s: 40 s a trial; 6 trials on 2 workers, 2 x 20 s already run.
+        # 1 of 2 epochs in 20 s: 40 s a trial; 6 trials on 2 workers, one epoch (20 s) done.
         summary = summarize(store, record, now=started + 20, baseline=False)
         assert summary.eta is not None
-        assert math.isclose(summary.eta.seconds, (6 * 40 - 2 * 20) / 2, abs_tol=1.0)
-        assert "left ~1m40s (from the running trials' epochs)" in _panel(summary)
+        assert math.isclose(summary.eta.seconds, (6 * 40 - 20) / 2, abs_tol=1.0)
+        assert "left ~1m50s (from the running trials' epochs)" in _panel(summary)
 
         store.complete(first.id, first.attempt, 0.6, {"accuracy": 0.6})
         store.complete(second.id, second.attempt, 0.7, {"accuracy": 0.7})
-        summary = summarize(store, record, now=started + 60, baseline=False)
-        assert summary.eta is not None and summary.eta.basis == "mean of 2 trials"
-        assert "left ~" in _panel(summary) and "(mean of 2 trials)" in _panel(summary)
+        summary = summarize(store, record, now=time.time(), baseline=False)
+        assert summary.eta is not None and summary.eta.basis == "pace of the last 2 results"
+        assert "left ~" in _panel(summary) and "(pace of the last 2 results)" in _panel(summary)
