@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ma2ml.store import Store
 from ma2ml.store.backoff import backoff_delays
+from ma2ml.worker.prefetch import prefetch_setting
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,19 @@ def _worker_process(url: str, key: str, worker_id: str, threads: int,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent orchestrates shutdown
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    import torch
-
     from ma2ml.logs import setup_logging
     from ma2ml.worker.loop import run_worker
 
     setup_logging()
-    torch.set_num_threads(threads)  # this process's own setting: it is the whole worker
     if metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
     with Store(url) as store:
-        run_worker(store, key, worker_id, stop=stop, spool_dir=spool_dir)
+        # ``threads``: this process's own torch setting (it is the whole worker), applied
+        # only if the search uses the built-in trainer: a custom command's worker never
+        # imports torch.
+        run_worker(store, key, worker_id, stop=stop, spool_dir=spool_dir, threads=threads)
 
 
 @dataclass
@@ -62,6 +63,11 @@ class WorkerPool:
     processes: dict[int, BaseProcess] = field(default_factory=dict)
     _restart_at: dict[int, float] = field(default_factory=dict)
     _delays: dict[int, Iterator[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Checked here, once: a bad $MA2ML_WORKER_PREFETCH would otherwise crash every
+        # worker at start, and the pool would restart them for ever.
+        prefetch_setting()
 
     def resize(self, count: int) -> None:
         """Run exactly ``count`` workers: reap dead ones, start missing, stop extra."""

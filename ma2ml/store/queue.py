@@ -19,7 +19,7 @@ in the same transaction, so they are delivered at COMMIT and only then.
 
 Lock order, to stay free of deadlocks on PostgreSQL: a transaction that needs the
 search row (to draw a ``finished_seq`` or a trial number) locks it *before* any
-trial row. ``claim``, ``heartbeat`` and ``release`` lock a single trial row only.
+trial row. ``claim``, ``claim_ahead``, ``heartbeat`` and ``release`` lock a single trial row only.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    func,
     insert,
     or_,
     select,
@@ -87,24 +88,38 @@ _OLDEST_PENDING = (
     .with_for_update(skip_locked=True)
     .scalar_subquery()
 )
-_CLAIM = (
-    update(TRIALS)
-    .where(TRIALS.c.id == _OLDEST_PENDING, TRIALS.c.status == TrialStatus.pending)
-    .values(
-        status=TrialStatus.running,
-        worker=bindparam("p_worker"),
-        started_at=db_epoch(),
-        heartbeat_at=db_epoch(),
-        lease_expires_at=_LEASE_END,
+
+
+def _claim_statement(target: Any) -> Update:
+    return (
+        update(TRIALS)
+        .where(TRIALS.c.id == target, TRIALS.c.status == TrialStatus.pending)
+        .values(
+            status=TrialStatus.running,
+            worker=bindparam("p_worker"),
+            started_at=db_epoch(),
+            heartbeat_at=db_epoch(),
+            lease_expires_at=_LEASE_END,
+        )
+        .returning(
+            TRIALS.c.id,
+            TRIALS.c.number,
+            TRIALS.c.attempt,
+            TRIALS.c.pipeline,
+            TRIALS.c.action,
+            TRIALS.c.policy_version,
+        )
     )
-    .returning(
-        TRIALS.c.id,
-        TRIALS.c.number,
-        TRIALS.c.attempt,
-        TRIALS.c.pipeline,
-        TRIALS.c.action,
-        TRIALS.c.policy_version,
-    )
+
+
+_CLAIM = _claim_statement(_OLDEST_PENDING)
+# A claim ahead passes over the oldest ``p_reserve`` pending trials (left to idle workers).
+_CLAIM_AHEAD = _claim_statement(
+    _OLDEST_PENDING.element.offset(bindparam("p_reserve")).scalar_subquery())
+_HOLDERS = (
+    select(func.count(func.distinct(TRIALS.c.worker)))
+    .where(TRIALS.c.search_id == bindparam("p_search_id"),
+           TRIALS.c.status == TrialStatus.running)
 )
 _HEARTBEAT = (
     update(TRIALS).where(*_HOLDER).values(heartbeat_at=db_epoch(), lease_expires_at=_LEASE_END)
@@ -206,7 +221,26 @@ def claim(
 ) -> ClaimedTrial | None:
     """Lease the oldest pending trial of the search to ``worker``; None when none is pending."""
     parameters = {"p_search_id": search_id, "p_worker": worker, "p_lease": float(lease_seconds)}
-    row = session.execute(_CLAIM, parameters).first()
+    return _claimed(session.execute(_CLAIM, parameters).first(), search_id)
+
+
+def claim_ahead(session: Session, search_id: int, worker: str, lease_seconds: float,
+                parallelism: int) -> ClaimedTrial | None:
+    """Lease a trial for ``worker`` to hold while its current one trains (prefetch).
+
+    A prefetched trial waits for its holder, so it must not be one an idle worker
+    would start now: the claim passes over as many pending trials as there are
+    idle workers, ``parallelism`` minus the workers holding a running trial, and
+    returns None when no trial is left beyond those. (An estimate: a worker that
+    died still counts until its lease expires.)
+    """
+    holders = session.execute(_HOLDERS, {"p_search_id": search_id}).scalar_one()
+    parameters = {"p_search_id": search_id, "p_worker": worker, "p_lease": float(lease_seconds),
+                  "p_reserve": max(0, int(parallelism) - int(holders))}
+    return _claimed(session.execute(_CLAIM_AHEAD, parameters).first(), search_id)
+
+
+def _claimed(row: Any, search_id: int) -> ClaimedTrial | None:
     if row is None:
         return None
     return ClaimedTrial(

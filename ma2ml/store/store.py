@@ -8,7 +8,7 @@ per process (after ``fork``/``spawn``, not before) and ``close()`` it when done.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -165,6 +165,13 @@ class Store:
         with self._session(write=True) as session:
             return queue.claim(session, search_id, worker, lease_seconds)
 
+    def claim_ahead(self, search_id: int, worker: str, lease_seconds: float, parallelism: int
+                    ) -> ClaimedTrial | None:
+        """Lease a trial for ``worker`` to hold while its current one trains, leaving the
+        oldest pending trials to idle workers (``queue.claim_ahead``); None: none to spare."""
+        with self._session(write=True) as session:
+            return queue.claim_ahead(session, search_id, worker, lease_seconds, parallelism)
+
     def heartbeat(self, trial_id: int, attempt: int, lease_seconds: float) -> bool:
         """Extend the lease by ``lease_seconds`` from now; False when fenced off or finished."""
         with self._session(write=True) as session:
@@ -299,11 +306,12 @@ class Store:
         with self._session() as session:
             return reads.results_since(session, search_id, seq, limit)
 
-    def replay_results(self, search_id: int, n: int, seed: int | None = None
-                       ) -> list[ResultRecord]:
-        """``replay_sample`` with only the columns the learner learns from."""
+    def replay_results(self, search_id: int, n: int, seed: int | None = None,
+                       cached: Container[int] = ()) -> tuple[list[int], list[ResultRecord]]:
+        """The sequence numbers ``replay_sample`` draws, and the learner's columns of
+        those not in ``cached``."""
         with self._session() as session:
-            return reads.replay_results(session, search_id, n, seed)
+            return reads.replay_results(session, search_id, n, seed, cached)
 
     def proposed_actions(self, search_id: int, after_number: int, limit: int
                          ) -> list[tuple[int, dict[str, Any]]]:

@@ -19,18 +19,25 @@ EXIT_BAD_INPUT = 2
 
 
 def worker_command(search: str, db: str | None, worker_id: str | None,
-                   metrics_port: int | None, threads: int | None, spool_dir: Path) -> None:
-    """Run ``run_worker`` until the search ends; SIGTERM/SIGINT stop it gracefully (exit 0)."""
+                   metrics_port: int | None, threads: int | None, spool_dir: Path,
+                   prefetch: int | None = None) -> None:
+    """Run ``run_worker`` until the search ends; SIGTERM/SIGINT stop it gracefully (exit 0).
+
+    ``threads`` (torch CPU threads) applies to the built-in trainer only; ``prefetch``
+    None means ``$MA2ML_WORKER_PREFETCH`` or 1 (checked here, before anything starts).
+    """
     from ma2ml.logs import setup_logging
     from ma2ml.store import SearchNotFoundError
     from ma2ml.store.backoff import open_store
     from ma2ml.worker.loop import run_worker
+    from ma2ml.worker.prefetch import prefetch_setting
 
+    try:
+        prefetch = prefetch_setting(prefetch)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     setup_logging()
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -45,7 +52,8 @@ def worker_command(search: str, db: str | None, worker_id: str | None,
     if store is None:
         return
     try:
-        done = run_worker(store, search, worker_id, stop=stop, spool_dir=spool_dir)
+        done = run_worker(store, search, worker_id, stop=stop, spool_dir=spool_dir,
+                          threads=threads, prefetch=prefetch)
     except SearchNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

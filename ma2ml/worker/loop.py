@@ -2,10 +2,16 @@
 
 One process serves one search until the search is finished or failed (or
 ``stop`` is set, e.g. by SIGTERM). A background thread renews the lease
-every ``leaseSeconds / 3``; when the store says the lease is gone (the
-trial was handed to another worker) training stops at the next batch and
-nothing is reported. A report the store cannot take is spooled to disk and
-retried with back-off (``spool.py``).
+every ``leaseSeconds / 3`` (``lease.Heartbeat``); when the store says the
+lease is gone (the trial was handed to another worker) training stops at the
+next batch and nothing is reported. A report the store cannot take is
+spooled to disk and retried with back-off (``spool.py``).
+
+While a trial trains, the next one is claimed and held (``prefetch.Ahead``),
+so a worker goes from one trial to the next without waiting for the queue;
+with nothing to claim, a worker waits for a NOTIFY that trials were queued
+(PostgreSQL) or polls (``store.notify``). The held trial is handed back when
+the worker leaves or the search is suspended.
 
 Failure policy: ``TrialError`` carries its own ``retryable`` flag (a
 missing dataset or a crashing custom command is not retryable: every
@@ -48,58 +54,23 @@ from ma2ml.store import (
     StoreUnavailableError,
 )
 from ma2ml.store.backoff import backoff_delays
+from ma2ml.store.notify import Waiter, queued_channel
 from ma2ml.worker.custom import remove_stale_trial_dirs
 from ma2ml.worker.errors import TrialError, TrialInterrupted
+from ma2ml.worker.lease import Heartbeat
 from ma2ml.worker.outcome import TrialOutcome
+from ma2ml.worker.prefetch import Ahead, prefetch_setting
 from ma2ml.worker.result import EpochCallback, TrialResult
 from ma2ml.worker.spool import Report, ReportKind, Spool, send_report
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SPOOL_DIR = Path(".ma2ml-spool")
-#: Seconds between store polls while no trial is pending or the search is suspended.
+#: Seconds between store polls while no trial is pending or the search is suspended
+#: (on PostgreSQL a NOTIFY that trials were queued ends the wait sooner).
 POLL_SECONDS = 1.0
 
-
-class Heartbeat(threading.Thread):
-    """Renews one trial's lease; sets ``trial_stop`` when the lease is lost or the worker stops."""
-
-    def __init__(self, store: Store, trial: ClaimedTrial, lease_seconds: float,
-                 worker_stop: threading.Event, trial_stop: threading.Event) -> None:
-        super().__init__(name=f"heartbeat-trial-{trial.id}", daemon=True)
-        self.store, self.trial, self.lease_seconds = store, trial, lease_seconds
-        self.worker_stop, self.trial_stop = worker_stop, trial_stop
-        self.lost = False
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        interval = self.lease_seconds / 3
-        next_beat = time.monotonic() + interval
-        while not self._done.wait(min(0.1, interval)):
-            if self.worker_stop.is_set():
-                self.trial_stop.set()
-            if time.monotonic() < next_beat:
-                continue
-            next_beat = time.monotonic() + interval
-            try:
-                held = self.store.heartbeat(self.trial.id, self.trial.attempt, self.lease_seconds)
-            except StoreUnavailableError as exc:
-                # Keep training: the store may be back before the lease runs out,
-                # and a late report is fenced anyway.
-                log.warning("heartbeat of trial %d failed: %s", self.trial.id, exc)
-                continue
-            if not held:
-                if self._done.is_set():  # ended meanwhile (e.g. stopped early): not a loss
-                    return
-                log.warning("trial %d attempt %d lost its lease; stopping it", self.trial.id,
-                            self.trial.attempt)
-                self.lost = True
-                self.trial_stop.set()
-                return
-
-    def finish(self) -> None:
-        self._done.set()
-        self.join()
+__all__ = ["Heartbeat", "deliver", "run_claimed", "run_worker"]
 
 
 def safe_name(name: str) -> str:
@@ -110,36 +81,64 @@ def safe_name(name: str) -> str:
 def run_worker(store: Store, search_name: str, worker_id: str, *,
                stop: threading.Event | None = None, max_trials: int | None = None,
                spool_dir: Path = DEFAULT_SPOOL_DIR, device: str | None = None,
-               poll_seconds: float = POLL_SECONDS) -> int:
+               poll_seconds: float = POLL_SECONDS, prefetch: int | None = None,
+               threads: int | None = None) -> int:
     """Serve ``search_name`` until it ends, ``stop`` is set or ``max_trials`` ran.
 
+    ``prefetch``: trials held ahead (0 or 1; None: ``prefetch.prefetch_setting``).
+    ``threads``: torch CPU threads of the built-in trainer (None: torch's default);
+    torch is imported only when the search uses the built-in trainer.
     Returns the number of trials this worker trained and reported.
     """
     stop = stop or threading.Event()
+    depth = prefetch_setting(prefetch)
     for folder in remove_stale_trial_dirs():  # left by a worker killed mid-trial
         log.warning("removed trial folder %s of a worker that died", folder)
     spool = Spool(Path(spool_dir) / safe_name(search_name) / "reports")
     done = 0
-    while not stop.is_set() and (max_trials is None or done < max_trials):
-        if not spool.flush_with_backoff(store, stop):
-            break
-        record = _search(store, search_name, stop)
-        if record is None or record.state in TERMINAL_SEARCH_STATES:
-            break
-        search = parse_spec(record.spec)  # re-read: budget and trainer may be edited live
-        claimed = None
-        if record.state != SearchState.suspended:
-            claimed = _claim(store, record, search, worker_id)
-        if claimed is None:
-            stop.wait(poll_seconds)
-            continue
-        outcome = run_claimed(store, search, record.name, claimed, worker_id, stop=stop,
-                              spool=spool, spool_dir=Path(spool_dir), device=device)
-        if outcome == TrialOutcome.interrupted:
-            break
-        done += outcome.trained
+    ahead: Ahead | None = None
+    waiter: Waiter | None = None
+    try:
+        while not stop.is_set() and (max_trials is None or done < max_trials):
+            if not spool.flush_with_backoff(store, stop):
+                break
+            record = _search(store, search_name, stop)
+            if record is None or record.state in TERMINAL_SEARCH_STATES:
+                break
+            search = parse_spec(record.spec)  # re-read: budget and trainer may be edited live
+            claimed = None
+            if record.state == SearchState.suspended or not search.spec.budget.prefetch:
+                _hand_back(ahead)
+                ahead = None
+            elif ahead is not None:
+                claimed, ahead = ahead.take(), None
+            if claimed is None and record.state != SearchState.suspended:
+                claimed = _claim(store, record, search, worker_id)
+            if claimed is None:
+                waiter = waiter or store.listen(queued_channel(record.id))
+                waiter.wait(poll_seconds, stop)
+                continue
+            if depth and search.spec.budget.prefetch and (max_trials is None
+                                                          or done + 1 < max_trials):
+                budget = search.spec.budget
+                ahead = Ahead(store, record.id, worker_id, lease_seconds=budget.lease_seconds,
+                              parallelism=budget.parallelism, worker_stop=stop,
+                              poll_seconds=poll_seconds)
+            outcome = run_claimed(store, search, record.name, claimed, worker_id, stop=stop,
+                                  spool=spool, spool_dir=Path(spool_dir), device=device,
+                                  threads=threads)
+            if outcome == TrialOutcome.interrupted:
+                break
+            done += outcome.trained
+    finally:
+        _hand_back(ahead)  # leaving (stop, search over or gone, an error): nothing is held
     log.info("worker %s leaves search %s after %d trial(s)", worker_id, search_name, done)
     return done
+
+
+def _hand_back(ahead: Ahead | None) -> None:
+    if ahead is not None:
+        ahead.hand_back()
 
 
 def _search(store: Store, name: str, stop: threading.Event) -> SearchRecord | None:
@@ -213,7 +212,7 @@ class StepReporter:
 
 def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
                 worker_id: str, *, stop: threading.Event, spool: Spool, spool_dir: Path,
-                device: str | None = None) -> TrialOutcome:
+                device: str | None = None, threads: int | None = None) -> TrialOutcome:
     """Train one claimed trial and report it; returns how it ended (``TrialOutcome``).
 
     The heartbeat keeps the lease until the report is delivered, not only while
@@ -227,7 +226,7 @@ def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: C
     checkpoint = checkpoint_path(search, spool_dir, trial)
     steps = StepReporter(store, search, trial, heartbeat)
     try:
-        report = _train(search, trial, checkpoint, device, trial_stop, steps)
+        report = _train(search, trial, checkpoint, device, trial_stop, steps, threads)
         if report is None:  # interrupted: the lease was lost, or the worker is stopping
             heartbeat.finish()
             lost = heartbeat.lost or steps.lost
@@ -246,12 +245,12 @@ def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: C
 
 
 def _train(search: PipelineSearch, trial: ClaimedTrial, checkpoint: Path, device: str | None,
-           trial_stop: threading.Event, on_epoch: EpochCallback
+           trial_stop: threading.Event, on_epoch: EpochCallback, threads: int | None = None
            ) -> Report | TrialResult | None:
     """Run the trainer: the report to deliver, the result of a trial stopped early (the
     store holds it already), or None when training was interrupted."""
     try:
-        result = _trainer(search)(search, trial.pipeline, seed=trial.number,
+        result = _trainer(search, threads)(search, trial.pipeline, seed=trial.number,
                                   checkpoint_path=checkpoint, device=device, stop=trial_stop,
                                   on_epoch=on_epoch)
     except TrialInterrupted:
@@ -267,15 +266,18 @@ def _train(search: PipelineSearch, trial: ClaimedTrial, checkpoint: Path, device
                   result.diverged)
 
 
-def _trainer(search: PipelineSearch) -> Callable[..., TrialResult]:
-    """The trainer of the spec; a custom command does not pay for importing torch."""
+def _trainer(search: PipelineSearch, threads: int | None = None) -> Callable[..., TrialResult]:
+    """The trainer of the spec. Only the built-in one imports torch (about 0.5 GB of
+    memory and seconds of start-up that a custom command's worker does not pay)."""
     if search.spec.trainer.type == TrainerType.command:
         from ma2ml.worker.custom import run_command
 
         return lambda search, pipeline, *, device, **kwargs: run_command(search, pipeline,
                                                                           **kwargs)
-    from ma2ml.worker.train import run_trial
+    from ma2ml.worker.train import run_trial, set_threads
 
+    if threads is not None:
+        set_threads(threads)
     return run_trial
 
 

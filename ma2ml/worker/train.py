@@ -54,6 +54,13 @@ class Diverged(Exception):  # an outcome, reported as a result
     """The training loss became NaN or infinite."""
 
 
+def set_threads(threads: int) -> None:
+    """torch's CPU threads in this process (the worker calls it when it loads this trainer,
+    so that a worker of a custom command never imports torch)."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
