@@ -3,9 +3,11 @@
 // (textContent), and escaped before plotly sees it (plotly reads a little HTML).
 "use strict";
 
-const POLL_MS = 2000;          // searches, summary, trials, best so far
-const POLICY_POLL_MS = 4000;   // policy history (only re-read when a new version exists)
-const DECISIONS_POLL_MS = 10000;
+// Poll periods; `?poll=MS` (250..60000) sets the first, the others scale with it.
+const POLL_MS = Math.min(60000, Math.max(250,
+  Number(new URLSearchParams(location.search).get("poll")) || 2000));  // summary, trials
+const POLICY_POLL_MS = 2 * POLL_MS;   // policy history (re-read only when a version is new)
+const DECISIONS_POLL_MS = 5 * POLL_MS;
 const COLOURS = {completed: "#2563eb", stopped: "#9ca3af", diverged: "#d97706",
                  failed: "#dc2626", running: "#0ea5e9", pending: "#6b7280"};
 const PLOT_CONFIG = {displayModeBar: false, responsive: true};
@@ -99,6 +101,9 @@ function route() {
   state.timers.forEach(clearTimeout);
   state.timers = [];
   state.route = location.hash || "#/";
+  state.trialsSignature = null;
+  state.searchesSignature = null;
+  state.progressSignature = null;
   $("banner").hidden = true;
   const match = state.route.match(/^#\/search\/(\d+)$/);
   $("searches-page").hidden = !!match;
@@ -109,6 +114,8 @@ function route() {
   if (match) {
     state.searchId = Number(match[1]);
     state.search = null; state.policy = null; state.decisions = null;
+    // The policy and decision views need the search space: they wait for the first summary.
+    state.ready = new Promise((resolve) => { state.resolveReady = resolve; });
     const back = el("a", "searches");
     back.href = "#/";
     crumbs.append(back);
@@ -123,6 +130,11 @@ function route() {
 // ---- searches page -------------------------------------------------------------------
 async function refreshSearches() {
   const data = await api("/api/searches");
+  // Ages change every poll; the rows are rebuilt only when a search changed.
+  const signature = JSON.stringify(data.searches.map((s) => [s.id, s.state, s.done, s.counts, s.best]))
+    + Math.floor(data.now / 60);
+  if (signature === state.searchesSignature) return;
+  state.searchesSignature = signature;
   const body = $("searches-table").querySelector("tbody");
   const rows = data.searches.map((s) => {
     const tr = el("tr");
@@ -154,7 +166,7 @@ async function refreshSearch() {
   if (state.searchId !== id) return;
   const first = state.search === null;
   state.search = search;
-  if (first) setupSearch(search);
+  if (first) { setupSearch(search); state.resolveReady(); }
   drawSummary(search);
   drawProgress(progress, search);
   await refreshTrials();
@@ -212,6 +224,9 @@ function drawSummary(s) {
 }
 
 function drawProgress(p, search) {
+  const signature = JSON.stringify([p.finished, p.best, p.random.n, p.points.length]);
+  if (signature === state.progressSignature) return;  // plotly redraws cost CPU
+  state.progressSignature = signature;
   if (!p.finished) { emptyPlot("plot-progress", "no finished trial yet"); return; }
   const traces = [];
   for (const status of ["completed", "stopped", "diverged", "failed"]) {
@@ -277,6 +292,10 @@ function drawTrials() {
     const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
     return desc ? -order : order;
   });
+  // Re-drawn only when something shown changed: a poll keeps hover and text selection.
+  const signature = JSON.stringify([rows, state.trialsTotal]);
+  if (signature === state.trialsSignature) return;
+  state.trialsSignature = signature;
   const body = $("trials-table").querySelector("tbody");
   body.replaceChildren(...rows.map((t) => {
     const tr = el("tr");
@@ -354,7 +373,8 @@ function drawPreview() {
 // ---- policies, entropy, credit -------------------------------------------------------
 async function refreshPolicy() {
   const id = state.searchId;
-  const since = state.policy ? `&since=${state.policy.version}` : "";
+  await state.ready;
+  const since = state.policy && state.policy.version !== null ? `&since=${state.policy.version}` : "";
   const data = await api(`/api/searches/${id}/policy?versions=100${since}`);
   if (state.searchId !== id || data.unchanged || !state.search) return;
   state.policy = data;
@@ -410,8 +430,10 @@ function drawPolicy() {
 // ---- decisions against reward ----------------------------------------------------------
 async function refreshDecisions() {
   const id = state.searchId;
+  await state.ready;
   const data = await api(`/api/searches/${id}/decisions?limit=1000`);
   if (state.searchId !== id || !state.search) return;
+  if (state.decisions && JSON.stringify(state.decisions) === JSON.stringify(data)) return;
   state.decisions = data;
   drawDecisions();
 }
