@@ -100,9 +100,13 @@ def crd() -> None:
 
 
 @app.command()
-def validate(file: Path = typer.Argument(..., help="PipelineSearch YAML file.")) -> None:
+def validate(file: Path = typer.Argument(..., metavar="SPEC", help="PipelineSearch YAML file."),
+             check_data: bool = typer.Option(False, "--check-data", help="Also check that the "
+                                             "built-in trainer can read the dataset.")) -> None:
     """Check a spec and print the resolved search space."""
     search = load_or_exit(file)
+    if check_data:
+        _check_data_or_exit(search)
     space = search.spec.search_space()
     table = Table(title=f"PipelineSearch {search.key}: search space")
     for column in ("agent", "preset", "decisions", "size"):
@@ -116,6 +120,21 @@ def validate(file: Path = typer.Argument(..., help="PipelineSearch YAML file."))
     console.print(f"joint space: {space.n_decisions} decisions, {space.size:.3g} pipelines; "
                   f"algorithm {search.spec.algorithm.name}, "
                   f"budget {search.spec.budget.max_trials} trials", highlight=False)
+
+
+def _check_data_or_exit(search: Any) -> None:
+    from ma2ml.spec import TrainerType
+    from ma2ml.worker.data import DataError, check_data
+
+    if search.spec.trainer.type != TrainerType.builtin:
+        console.print("data: not checked (a custom trainer reads its own data)",
+                      highlight=False)
+        return
+    try:
+        console.print(f"data: {check_data(search.spec.dataset)}", highlight=False)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 @db_app.command("upgrade")
@@ -166,7 +185,7 @@ def operator_command(
 def _register_local_commands() -> None:
     from ma2ml.local import commands
 
-    for name in ("run", "status", "trials", "best", "export", "report"):
+    for name in ("run", "status", "trials", "best", "export", "report", "delete"):
         app.command(name)(getattr(commands, name))
 
 

@@ -1,4 +1,9 @@
-"""Typer commands of one-machine mode: run, status, trials, best, export, report.
+"""Typer commands of one-machine mode: run, status, trials, best, export, report, delete.
+
+Commands that only look (status, trials, best, export, report, delete) open an
+existing store (``Store(create=False)``): a missing database file is an error,
+never created. ``run`` reports why a failed search failed (the most common
+error among its failed trials) and how to start over.
 
 ``trials --curves`` adds each listed trial's learning curve (the store's
 per-epoch results), read for the listed trials only, so it stays bounded by
@@ -26,15 +31,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ma2ml.local.inert import inert
-from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
+from ma2ml.specfile import DATABASE_HELP, EXIT_BAD_INPUT, exit_bad_spec, load_or_exit
 
 if TYPE_CHECKING:
     from ma2ml.store import SearchRecord, StepRecord, Store
 
 # Piped output (scripts, CI logs) is not truncated to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
-DB_OPTION = typer.Option(None, "--db", help="Database URL (default: the SQLite file beside "
-                         "the spec, or MA2ML_DATABASE_URL, or sqlite:///ma2ml.db).")
+DB_OPTION = typer.Option(None, "--db", help=DATABASE_HELP)
 TARGET = typer.Argument(None, help="Spec file (its database and name) or search name "
                         "(namespace/name; a bare name means default/name).")
 
@@ -47,23 +51,27 @@ def run(
     metrics_port: int = typer.Option(None, "--metrics-port", min=1, max=65535,
                                      help="Serve Prometheus metrics on 127.0.0.1:PORT "
                                      "(workers on PORT+1..PORT+N)."),
+    restart: bool = typer.Option(False, "--restart", help="Delete the stored search of this "
+                                 "name (all its trials) and start it over."),
 ) -> None:
-    """Run a search on this machine (resumes when run again)."""
+    """Run a search on this machine (resumes when run again; see --restart)."""
     from ma2ml.local.progress import ProgressView
     from ma2ml.local.runner import run_local
     from ma2ml.local.searches import SearchConflictError
     from ma2ml.logs import setup_logging
+    from ma2ml.worker.data import DataError
 
     search = load_or_exit(spec)
     setup_logging()
     try:
         with ProgressView(console) as view:
             result = run_local(spec, search, workers=workers, db=db,
-                               metrics_port=metrics_port, on_tick=view)
-    except SearchConflictError as exc:
+                               metrics_port=metrics_port, on_tick=view, restart=restart,
+                               on_note=_note)
+    except (SearchConflictError, DataError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _print_outcome(result.url, result.key)
+    _print_outcome(result.url, result.key, spec)
     if result.learner_error is not None:
         typer.echo(f"error: the learner crashed: {result.learner_error}", err=True)
         raise typer.Exit(1)
@@ -75,7 +83,11 @@ def run(
         raise typer.Exit(1)
 
 
-def _print_outcome(url: str, key: str) -> None:
+def _note(text: str) -> None:
+    console.print(f"note: {inert(text)}", highlight=False)
+
+
+def _print_outcome(url: str, key: str, spec: Path) -> None:
     from ma2ml.local.results import summarize
     from ma2ml.store import Store
 
@@ -84,12 +96,19 @@ def _print_outcome(url: str, key: str) -> None:
         if record is None:
             return
         summary = summarize(store, record, now=time.time())
+        cause = failure_cause(store, record.id) if summary.state == "failed" else None
     console.print(f"search {inert(key)}: {inert(summary.state)}, "
                   f"{summary.done}/{summary.max_trials} trials, "
                   f"{summary.counts.stopped} stopped early, "
                   f"{summary.counts.failed} failed", highlight=False)
     if record.message:
         console.print(f"reason: {inert(record.message)}", highlight=False)
+    if cause is not None:
+        console.print(f"cause:  {inert(cause)}", highlight=False)
+    if summary.state == "failed":
+        console.print(f"fix the cause, then `ma2ml run --restart {inert(spec)}` starts the "
+                      f"search over (deleting its {summary.counts.total} trials)",
+                      highlight=False)
     if summary.best is not None:
         accuracy = (summary.best.metrics or {}).get("accuracy")
         # A custom trainer may report only a reward: no accuracy to show.
@@ -103,13 +122,43 @@ def _print_outcome(url: str, key: str) -> None:
         console.print(f"learned: {learned}", highlight=False)
 
 
+#: Failed trials whose errors ``failure_cause`` reads (the most recent ones).
+FAILURE_SAMPLE = 200
+
+
+def failure_cause(store: Store, search_id: int) -> str | None:
+    """The most common last line of the failed trials' errors, with how many share it."""
+    from collections import Counter
+
+    failed = store.list_trials(search_id, status="failed", order_by="finished_seq",
+                               descending=True, limit=FAILURE_SAMPLE)
+    tails = [_last_line(t.error) for t in failed if t.error and t.error.strip()]
+    if not tails:
+        return None
+    tail, count = Counter(tails).most_common(1)[0]
+    return f"{tail} ({count} of the {len(tails)} failed trials read)"
+
+
+def _last_line(error: str) -> str:
+    line = [part for part in error.strip().splitlines() if part.strip()][-1].strip()
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
 def _open(target: str | None, db: str | None) -> tuple[Store, SearchRecord | None]:
-    """The store named by ``target``/``db`` and the search in it (None: all searches)."""
-    from ma2ml.local.searches import resolve_target
+    """The store named by ``target``/``db`` and the search in it (None: all searches).
+    Only an existing store is opened: looking never creates a database."""
+    from ma2ml.local.searches import TargetError, resolve_target
+    from ma2ml.spec import SpecError
     from ma2ml.store import Store
 
-    resolved = resolve_target(target, db)
-    store = Store(resolved.url)
+    try:
+        resolved = resolve_target(target, db)
+    except TargetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except SpecError as exc:
+        exit_bad_spec(Path(str(target)), exc)
+    store = Store(resolved.url, create=False)
     record = store.get_search(resolved.key) if resolved.key else None
     if resolved.key and record is None:
         store.close()
@@ -150,13 +199,13 @@ def trials(
     status_filter: str = typer.Option(None, "--status", help="pending, running, completed, "
                                       "diverged, stopped or failed."),
     sort: str = typer.Option("number", "--sort", help="number, reward or finished."),
-    descending: bool = typer.Option(False, "--desc"),
+    descending: bool = typer.Option(False, "--desc", help="Sort in descending order."),
     limit: int = typer.Option(None, "--limit", min=1,
                               help=f"At most this many trials (with --curves: default "
                               f"{CURVES_DEFAULT_LIMIT})."),
     curves: bool = typer.Option(False, "--curves", help="Show each listed trial's learning "
                                 "curve (its result per epoch; --json: every point)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the trials as a JSON list."),
 ) -> None:
     """List a search's trials (and their learning curves with --curves)."""
     from ma2ml.local.results import trial_row
@@ -316,3 +365,21 @@ def report(target: str = TARGET, db: str = DB_OPTION,
         written = write_report(store, record, out)
     console.print(f"wrote {inert(written.html)} and {len(written.images)} plots",
                   highlight=False)
+
+
+def delete(target: str = TARGET, db: str = DB_OPTION,
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+           ) -> None:
+    """Delete a search with all its trials, learning curves and policy snapshots."""
+    store, record = _requires_search(target, db)
+    with store:
+        counts = store.counts(record.id)
+        what = (f"search {inert(record.name)} ({inert(record.state)}): {counts.total} trials, "
+                f"{counts.results} with results")
+        if not yes:
+            if not sys.stdin.isatty():
+                typer.echo(f"error: would delete {what}; add --yes to confirm", err=True)
+                raise typer.Exit(EXIT_BAD_INPUT)
+            typer.confirm(f"Delete {what}?", abort=True)
+        store.delete_search(record.name)
+    console.print(f"deleted {what}", highlight=False)

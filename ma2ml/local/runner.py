@@ -6,11 +6,17 @@ spec's ``budget.parallelism`` on every tick, as the operator does in a
 cluster, unless ``--workers`` fixes the count. Shutdown order: stop
 proposing, ask workers to hand back their leases (SIGTERM), wait, then
 close the store. Running the command again resumes from the store.
+
+Before any of that, the built-in trainer's dataset is checked (``check_data``):
+a wrong path fails the command at once, not every trial. When a stored
+search is replaced (``prepare_search``), its spool folder goes too: its
+checkpoints and unsent reports belong to trials that no longer exist.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +25,7 @@ from pathlib import Path
 from ma2ml.learner.loop import run_learner
 from ma2ml.local.pool import WORKER_STOP_GRACE, WorkerPool
 from ma2ml.local.searches import prepare_search, resolve_run_url
-from ma2ml.spec import PipelineSearch, parse_spec
+from ma2ml.spec import PipelineSearch, TrainerType, parse_spec
 from ma2ml.store import TERMINAL_SEARCH_STATES, SearchRecord, Store
 
 log = logging.getLogger(__name__)
@@ -63,8 +69,15 @@ def run_local(
     metrics_port: int | None = None,
     on_tick: Callable[[Store, int], None] | None = None,
     tick_seconds: float = 1.0,
+    restart: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run (or resume) ``search`` to the end or until Ctrl-C."""
+    """Run (or resume) ``search`` to the end or until Ctrl-C; ``restart`` deletes a stored
+    search of that name first. Raises ``DataError`` when the data cannot be read."""
+    if search.spec.trainer.type == TrainerType.builtin:
+        from ma2ml.worker.data import check_data
+
+        check_data(search.spec.dataset)  # a custom trainer reads its own data
     url = resolve_run_url(spec_path, search, db)
     # The learner's nets are tiny: more threads only contend with the workers (one
     # update took 470 ms with 2 threads on a busy 2-core machine, 28 ms with 1).
@@ -72,16 +85,22 @@ def run_local(
     import torch
 
     torch.set_num_threads(1)
+    # Unsent reports and epoch checkpoints live beside the spec, not in the cwd.
+    spool_dir = spec_path.resolve().parent / f".{spec_path.stem}-spool"
+
+    def replaced(note: str) -> None:
+        shutil.rmtree(spool_dir, ignore_errors=True)
+        if on_note is not None:
+            on_note(note)
+
     with Store(url) as store:
-        record = prepare_search(store, search)
+        record = prepare_search(store, search, restart=restart, on_note=replaced)
         if record.state in TERMINAL_SEARCH_STATES:
             return RunResult(url, search.key, record.state, interrupted=False)
         if metrics_port:
             _serve_metrics(store, search.key, metrics_port)
         stop = threading.Event()
         learner = LearnerThread(url, search.key, stop)
-        # Unsent reports and epoch checkpoints live beside the spec, not in the cwd.
-        spool_dir = spec_path.resolve().parent / f".{spec_path.stem}-spool"
         pool = WorkerPool(url, search.key, spool_dir, metrics_port)
         pool.resize(workers or search.spec.budget.parallelism)
         learner.start()

@@ -1,13 +1,22 @@
-"""Finding a search and its database from what a user types.
+"""Finding a search and its database from what a user types; starting over.
 
 A user names a search by its spec file (``examples/fashion-mnist.yaml``:
 the database beside it, the name from its metadata) or by name with
-``--db``; a bare ``name`` means ``default/name``.
+``--db``; a bare ``name`` means ``default/name``. The precedence is written
+once, in ``ma2ml.specfile.DATABASE_PRECEDENCE``.
+
+``prepare_search`` decides what ``ma2ml run`` does with a stored search of
+the same name. Trial results (completed, diverged, stopped) are never
+deleted without the user asking (``--restart``, ``ma2ml delete``) and never
+mixed into a search whose space, data, objective, algorithm or trainer
+differ. A stored search without any result (say it failed on a wrong data
+path before any trial finished) has nothing to lose: a fixed spec replaces it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +32,11 @@ from ma2ml.store import (
 
 
 class SearchConflictError(ValueError):
-    """The spec names a stored search whose space or objective differs."""
+    """The spec names a stored search with results whose space or objective differs."""
+
+
+class TargetError(ValueError):
+    """What the user named is neither an existing spec file nor a search name."""
 
 
 def default_db_url(spec_path: Path) -> str:
@@ -48,7 +61,10 @@ class Target:
 def resolve_target(name_or_spec: str | None, db: str | None) -> Target:
     """From ``NAME`` (with ``--db``) or ``SPEC.yaml``, find the database and key."""
     path = Path(name_or_spec) if name_or_spec else None
-    if path is not None and path.suffix in (".yaml", ".yml") and path.is_file():
+    if path is not None and path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise TargetError(f"{path}: no such spec file (a search named {path} is "
+                              f"written default/{path})")
         search = load_spec(path)
         return Target(resolve_run_url(path, search, db), search.key)
     url = resolve_database_url(db)
@@ -61,19 +77,20 @@ def resolve_target(name_or_spec: str | None, db: str | None) -> Target:
 _FIXED_AT_CREATION = ("agents", "dataset", "objective", "algorithm", "trainer")
 
 
-def prepare_search(store: Store, search: PipelineSearch) -> SearchRecord:
-    """Create the search, or resume it; budget edits are taken over, space edits refused."""
+def prepare_search(store: Store, search: PipelineSearch, *, restart: bool = False,
+                   on_note: Callable[[str], None] | None = None) -> SearchRecord:
+    """Create the search, or resume it; budget edits are taken over, space edits refused
+    while the stored search has results. ``restart`` deletes the stored one first;
+    ``on_note`` hears why a stored search was replaced."""
     document = spec_to_document(search)
     existing = store.get_search(search.key)
-    if existing is None:
+    note = _start_over(store, existing, search, restart) if existing is not None else None
+    if existing is None or note is not None:
+        if note is not None:
+            store.delete_search(search.key)
+            if on_note is not None:
+                on_note(note)
         return store.create_search(search.key, document)
-    stored = parse_spec(existing.spec).spec
-    changed = [f for f in _FIXED_AT_CREATION if getattr(stored, f) != getattr(search.spec, f)]
-    if changed:
-        raise SearchConflictError(
-            f"search {search.key} already exists in {store!r} with a different "
-            f"{', '.join('spec.' + f for f in changed)}; give it a new metadata.name "
-            f"or use another --db")
     if existing.spec != document:
         store.update_search_spec(search.key, document)
     record = store.get_search(search.key)
@@ -82,3 +99,25 @@ def prepare_search(store: Store, search: PipelineSearch) -> SearchRecord:
         # `ma2ml run` is the controller on one machine (store.lifecycle): maxTrials was raised.
         record = store.move_search(record.id, SearchState.running, by=Actor.controller)
     return record
+
+
+def _start_over(store: Store, existing: SearchRecord, search: PipelineSearch,
+                restart: bool) -> str | None:
+    """Why the stored search is replaced (None: resume it); ``SearchConflictError`` when
+    it holds results of a different spec and the user did not ask to restart."""
+    counts = store.counts(existing.id)
+    trials = f"{counts.total} trials, {counts.results} with results"
+    if restart:
+        return f"--restart: deleted the stored search {search.key} ({trials})"
+    stored = parse_spec(existing.spec).spec
+    changed = ", ".join(f"spec.{f}" for f in _FIXED_AT_CREATION
+                        if getattr(stored, f) != getattr(search.spec, f))
+    if changed and counts.results:
+        raise SearchConflictError(
+            f"search {search.key} already exists in {store!r} with {counts.results} trial "
+            f"results of a different {changed}; `ma2ml run --restart SPEC` deletes them "
+            f"and starts over, or give the spec a new metadata.name")
+    if changed:
+        return f"replaced the stored search {search.key}: its {changed} differed and " \
+               f"none of its {counts.total} trials had a result"
+    return None  # the same search: resumed, or (finished, failed) shown as it ended

@@ -5,6 +5,11 @@ them batch by batch on the training device and normalisation happens just
 before the forward pass (``Normalize``). The validation split is carved
 deterministically from the *training* set; the test set is never read during
 a search.
+
+``check_data`` opens a dataset the way the trainer does, cheaply (IDX headers,
+the CIFAR batch files, the ImageFolder listing and its first image), so
+``ma2ml run`` and ``ma2ml validate --check-data`` refuse a wrong path before
+any trial starts instead of failing every trial.
 """
 
 from __future__ import annotations
@@ -108,6 +113,60 @@ def read_test_arrays(name: str, root: str) -> tuple[torch.Tensor, torch.Tensor]:
         return _read_cifar(name, root, train=False)
     raise DataError(f"dataset.name: {name!r} has no built-in test split; evaluate the "
                     f"exported recipe with your own test data")
+
+
+def check_data(dataset: Dataset) -> str:
+    """Whether the trainer can read ``dataset`` (``DataError`` naming the path if not);
+    returns one line saying what was found. Reads headers, not images."""
+    name = str(dataset.name)
+    root = dataset.root or DEFAULT_ROOTS[name]
+    if not Path(root).is_dir():
+        raise DataError(f"dataset.root: {root} is not a directory")
+    if name == "fashion-mnist":
+        base = Path(root)
+        images = _idx_shape(base / "train-images-idx3-ubyte.gz", ndim=3)
+        labels = _idx_shape(base / "train-labels-idx1-ubyte.gz", ndim=1)
+        if images[0] != labels[0]:
+            raise DataError(f"{root}: {images[0]} images but {labels[0]} labels")
+        n, size = images[0], f"{images[1]}x{images[2]}"
+    elif name in ("cifar10", "cifar100"):
+        n, size = _check_cifar(name, root), "32x32"
+    else:
+        n = len(_folder_samples(root))
+        read_images(name, root, (0,))  # the first image decodes
+        size = f"resized to {IMAGEFOLDER_SIZE}x{IMAGEFOLDER_SIZE}"
+    if dataset.validation_size >= n:
+        raise DataError(f"dataset.validationSize: {dataset.validation_size} leaves no "
+                        f"training images (the training set in {root} has {n})")
+    return f"{name} in {root}: {n} training images ({size})"
+
+
+def _idx_shape(path: Path, ndim: int) -> tuple[int, ...]:
+    """The shape in an IDX file's header (gzip), checked as ``_read_idx`` checks it."""
+    expected = f"an IDX file of unsigned bytes with {ndim} dimension(s) (gzip)"
+    try:
+        with gzip.open(path, "rb") as handle:
+            header = np.frombuffer(handle.read(4 + 4 * ndim), dtype=">u4")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; expected {expected}") from None
+    except (OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); expected {expected}") from None
+    if len(header) != 1 + ndim or header[0] != 0x0800 + ndim:
+        raise DataError(f"{path}: bad IDX header; expected {expected}")
+    return tuple(int(s) for s in header[1:])
+
+
+def _check_cifar(name: str, root: str) -> int:
+    """The number of training images in torchvision's CIFAR folder (files present)."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    folder = Path(root) / cls.base_folder
+    missing = [f for f, _ in cls.train_list if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{folder}: missing {', '.join(missing)}; expected torchvision's "
+                        f"{name} folder ({cls.base_folder}/) under {root}")
+    return 50_000
 
 
 def split_indices(n: int, validation_size: int, seed: int, train_subset: int | None = None,
