@@ -24,6 +24,11 @@ the callback says stop, the command's process group is killed at once
 (SIGKILL, no grace: the trial is over and its checkpoint is not wanted) and
 the result is the stopped step's, marked ``stopped``.
 
+A bare ``python`` or ``python3`` as the command's first word means the
+worker's own interpreter (``sys.executable``): started as ``.venv/bin/ma2ml``
+without an activated venv, ``python`` on PATH is the system one, which
+cannot ``import ma2ml``. A path (``/usr/bin/python3``) runs as written.
+
 The command runs in its own process group in a folder
 ``$TMPDIR/ma2ml-trial-<worker pid>-*``. On Linux it gets a parent-death
 signal, so a worker killed with -9 takes its trainer along; on a stop, a
@@ -238,9 +243,21 @@ def _environment(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
     return env
 
 
+#: First words of ``trainer.command`` that mean this worker's own Python.
+BARE_PYTHONS = frozenset({"python", "python3"})
+
+
+def resolve_python(command: list[str]) -> list[str]:
+    """``command`` with a bare ``python``/``python3`` replaced by ``sys.executable``."""
+    if command and command[0] in BARE_PYTHONS and sys.executable:
+        return [sys.executable, *command[1:]]
+    return list(command)
+
+
 def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: float,
              stop: threading.Event | None, owner_file: Path | None = None,
              watcher: StepWatcher | None = None) -> None:
+    command = resolve_python(command)
     log_path = trial_dir / "output.log"
     with log_path.open("wb") as log:
         try:
