@@ -38,10 +38,6 @@ class RewardNormaliser:
     def __call__(self, rewards: np.ndarray) -> np.ndarray:
         return (np.asarray(rewards, dtype=np.float64) - self.mean) / self.std
 
-    def inverse(self, scores: np.ndarray) -> np.ndarray:
-        """Rewards of normalised scores (a critic's predictions back in reward units)."""
-        return np.asarray(scores, dtype=np.float64) * self.std + self.mean
-
     def state_dict(self) -> dict[str, Any]:
         return {"count": self.count, "mean": self.mean, "m2": self.m2}
 
@@ -104,18 +100,6 @@ class RankNormaliser:
         # Mid-rank, shrunk into (0, 1) so the best and worst map to finite scores.
         quantile = ((below + up_to) / 2 + 0.5) / (total + 1)
         return torch.special.ndtri(torch.as_tensor(quantile)).numpy()
-
-    def inverse(self, scores: np.ndarray) -> np.ndarray:
-        """Rewards of normalised scores (a critic's predictions back in reward units):
-        the empirical quantile function at the scores' mid-ranks, interpolated between
-        stored rewards and clipped to the smallest and largest one."""
-        scores = np.asarray(scores, dtype=np.float64)
-        if self.count < 2:
-            return np.full_like(scores, self.values.mean() if len(self.values) else 0.0)
-        quantile = torch.special.ndtr(torch.as_tensor(scores)).numpy()
-        mid_rank = quantile * (self.count + 1) - 0.5  # inverts __call__'s shrinkage
-        mids = np.cumsum(self.weights) - self.weights / 2
-        return np.interp(mid_rank, mids, self.values)
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": self.values.tolist(), "weights": self.weights.tolist()}
