@@ -40,6 +40,7 @@ from .helpers import (
 from .monitoring_schemas import MONITORING_SCHEMAS
 
 VALUE_SETS = {
+    "dashboard": values_file("dashboard.yaml"),
     "defaults": {},
     "external-monitoring": values_file("external-monitoring.yaml"),
     "external-url": values_file("external-url.yaml"),
@@ -98,7 +99,8 @@ def test_validation_rejects_a_broken_object(chart: helm_python.Chart) -> None:
         validate_object(monitor, KUBERNETES_VERSIONS[-1])
 
 
-@pytest.mark.parametrize("name", ["defaults", "external-monitoring", "namespaced-ha"])
+@pytest.mark.parametrize("name", ["dashboard", "defaults", "external-monitoring",
+                                  "namespaced-ha"])
 def test_helm_lint_is_clean(name: str) -> None:
     report = helm_python.lint(CHART_DIR, VALUE_SETS[name], strict=True,
                               namespace=NAMESPACE)
