@@ -177,3 +177,34 @@ def test_postgresql_store_read_only(postgres_url: str) -> None:
             assert client.get(f"/api/searches/{search_id}/progress").json()["finished"] == 4
             with pytest.raises(Exception, match="read-only transaction"):
                 store.create_search("default/write", {"spec": {}})
+
+
+@pytest.mark.postgres
+def test_postgresql_select_only_role(postgres_url: str) -> None:
+    """The README's read-only role (CREATE ROLE ... GRANT SELECT) is all the dashboard needs."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from ma2ml.store.scratch import admin_connect
+
+    with Store(postgres_url) as writable:
+        new_search(writable, "role", max_trials=4).finish(2)
+    role = f"ma2ml_dash_{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_url)
+    admin = admin_connect(url)  # the scratch database itself, as its owner
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA public TO {role}; "
+                           f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        reader = url.set(username=role).render_as_string(hide_password=False)
+        with open_read_only(reader) as store, TestClient(create_app(store)) as client:
+            listed = client.get("/api/searches").json()["searches"]
+            assert [(s["name"], s["done"]) for s in listed] == [("default/role", 2)]
+            search_id = listed[0]["id"]
+            for view in ("progress", "policy", "decisions", "trials"):
+                assert client.get(f"/api/searches/{search_id}/{view}").status_code == 200
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        admin.close()
