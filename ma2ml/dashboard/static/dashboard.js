@@ -478,9 +478,9 @@ function drawParcoords(trials) {
     trace.x.push(null); trace.y.push(null);
   });
   plot("plot-parcoords", traces.filter((t) => t.x.length), {
-    margin: {l: 30, r: 15, t: 10, b: 70},
+    margin: {l: 60, r: 20, t: 10, b: 80},
     xaxis: {tickvals: [...Array(axes + 1).keys()], ticktext: [...agent.decisions.map((x) => esc(x.name)), "reward"],
-            tickangle: -45, showgrid: true, gridcolor: "#9ca3af", zeroline: false},
+            tickangle: -45, showgrid: true, gridcolor: "#9ca3af", zeroline: false, range: [-0.2, axes + 0.2]},
     yaxis: {showticklabels: false, range: [0, 1], showgrid: false, zeroline: false},
     legend: {orientation: "h", y: -0.45, font: {size: 9}}});
 }
@@ -502,7 +502,7 @@ function drawInteraction(trials) {
     customdata: count, hoverongaps: false,
     hovertemplate: `${esc(dx.label)} = %{x}<br>${esc(dy.label)} = %{y}<br>mean reward %{z:.4f} (n=%{customdata})<extra></extra>`,
     colorbar: {title: {text: "mean reward"}}}],
-    {margin: {l: 90, r: 10, t: 10, b: 60}, xaxis: {title: {text: esc(dx.label)}, type: "category"},
+    {margin: {l: 90, r: 10, t: 10, b: 100}, xaxis: {title: {text: esc(dx.label)}, type: "category"},
      yaxis: {title: {text: esc(dy.label)}, type: "category"}});
 }
 
