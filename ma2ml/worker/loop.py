@@ -69,6 +69,10 @@ DEFAULT_SPOOL_DIR = Path(".ma2ml-spool")
 #: Seconds between store polls while no trial is pending or the search is suspended
 #: (on PostgreSQL a NOTIFY that trials were queued ends the wait sooner).
 POLL_SECONDS = 1.0
+#: The first poll of an empty queue comes this soon, and each next one twice as late, up
+#: to ``poll_seconds``: a queue empty for a moment (the learner is proposing, the search
+#: just started) is seen refilled at once, one empty for long costs a poll a second.
+FIRST_POLL_SECONDS = 0.05
 
 __all__ = ["Heartbeat", "deliver", "run_claimed", "run_worker"]
 
@@ -98,6 +102,7 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
     done = 0
     ahead: Ahead | None = None
     waiter: Waiter | None = None
+    idle = backoff_delays(min(FIRST_POLL_SECONDS, poll_seconds), poll_seconds)
     try:
         while not stop.is_set() and (max_trials is None or done < max_trials):
             if not spool.flush_with_backoff(store, stop):
@@ -116,8 +121,9 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
                 claimed = _claim(store, record, search, worker_id)
             if claimed is None:
                 waiter = waiter or store.listen(queued_channel(record.id))
-                waiter.wait(poll_seconds, stop)
+                waiter.wait(next(idle), stop)
                 continue
+            idle = backoff_delays(min(FIRST_POLL_SECONDS, poll_seconds), poll_seconds)
             if depth and search.spec.budget.prefetch and (max_trials is None
                                                           or done + 1 < max_trials):
                 budget = search.spec.budget

@@ -21,6 +21,7 @@ from sqlalchemy import update
 from ma2ml.spec import PipelineSearch, spec_to_document
 from ma2ml.store import Actor, SearchState, Store, TrialProposal
 from ma2ml.store.models import TRIALS
+from ma2ml.worker import loop
 from ma2ml.worker.loop import run_worker
 from ma2ml.worker.prefetch import ENV_PREFETCH, prefetch_setting
 
@@ -260,8 +261,9 @@ def test_the_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.postgres
 def test_an_idle_worker_wakes_on_notify(postgres_url: str, make_search: Make, gate: Path,
-                                        tmp_path: Path) -> None:
+                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker polls every 30 s here; a queued trial wakes it within a few seconds."""
+    monkeypatch.setattr(loop, "FIRST_POLL_SECONDS", 30.0)
     (gate / "go").touch()
     search = _search(make_search, gate)
     with Store(postgres_url) as store, Store(postgres_url) as learner:
