@@ -21,7 +21,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,8 +126,10 @@ def build_mixer(recipe: Recipe, num_classes: int) -> v2.Transform | None:
     return v2.RandomChoice(choices) if choices else None
 
 
-def train_one_epoch(setup: Setup, splits: Splits, stop: threading.Event | None) -> int:
-    """One pass over the training split; returns the images seen. Raises ``Diverged``."""
+def train_one_epoch(setup: Setup, splits: Splits, stop: threading.Event | None,
+                    on_step: Callable[[int, int], None] | None = None) -> int:
+    """One pass over the training split; returns the images seen. Raises ``Diverged``.
+    ``on_step(done, steps)`` follows each batch (retraining's progress bar)."""
     model, recipe = setup.model, setup.recipe
     model.train()
     n = len(splits.train_labels)
@@ -158,6 +160,8 @@ def train_one_epoch(setup: Setup, splits: Splits, stop: threading.Event | None) 
         setup.scheduler.step()
         if setup.ema is not None:
             setup.ema.update_parameters(model)
+        if on_step is not None:
+            on_step(step + 1, steps)
     return steps * batch
 
 
