@@ -15,6 +15,7 @@ metrics JSON it does not need.
 from __future__ import annotations
 
 import random
+from collections.abc import Container
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, func, select
@@ -239,12 +240,15 @@ def results_since(session: Session, search_id: int, seq: int, limit: int) -> lis
     return [_result_record(row) for row in session.execute(statement)]
 
 
-def replay_results(session: Session, search_id: int, n: int, seed: int | None
-                   ) -> list[ResultRecord]:
-    """``replay_sample`` with the learner's columns only (same draws for the same seed)."""
+def replay_results(session: Session, search_id: int, n: int, seed: int | None,
+                   cached: Container[int] = ()) -> tuple[list[int], list[ResultRecord]]:
+    """The draws of ``replay_sample`` (same sequence numbers for the same seed, in draw
+    order) and the learner's columns of those not in ``cached``: a learner that keeps
+    what it read fetches only what it has not seen."""
     seqs = _draw_seqs(session, search_id, n, seed)
-    return [_result_record(row)
-            for row in _rows_by_seq(session, search_id, seqs, select(*_RESULT_COLUMNS))]
+    wanted = [seq for seq in seqs if seq not in cached]
+    rows = _rows_by_seq(session, search_id, wanted, select(*_RESULT_COLUMNS))
+    return seqs, [_result_record(row) for row in rows]
 
 
 def proposed_actions(session: Session, search_id: int, after_number: int, limit: int

@@ -8,7 +8,7 @@ per process (after ``fork``/``spawn``, not before) and ``close()`` it when done.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -306,11 +306,12 @@ class Store:
         with self._session() as session:
             return reads.results_since(session, search_id, seq, limit)
 
-    def replay_results(self, search_id: int, n: int, seed: int | None = None
-                       ) -> list[ResultRecord]:
-        """``replay_sample`` with only the columns the learner learns from."""
+    def replay_results(self, search_id: int, n: int, seed: int | None = None,
+                       cached: Container[int] = ()) -> tuple[list[int], list[ResultRecord]]:
+        """The sequence numbers ``replay_sample`` draws, and the learner's columns of
+        those not in ``cached``."""
         with self._session() as session:
-            return reads.replay_results(session, search_id, n, seed)
+            return reads.replay_results(session, search_id, n, seed, cached)
 
     def proposed_actions(self, search_id: int, after_number: int, limit: int
                          ) -> list[tuple[int, dict[str, Any]]]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from ma2ml.learner import loop
 from ma2ml.learner.base import from_bytes
-from ma2ml.learner.loop import Learner, drive_learner
+from ma2ml.learner.loop import Learner, StoreReplay, drive_learner
 from ma2ml.store import Store, TrialProposal
 
 from .helpers import search_document, toy_reward
@@ -43,11 +44,14 @@ def test_reads_are_bounded_pages_in_order(store: Store) -> None:
     assert [r.finished_seq for r in store.results_since(record.id, 20, 10)] == [21, 22, 23, 24,
                                                                                 25]
     assert store.results_since(record.id, 25, 10) == []
-    # The slim replay draws exactly the trials the full one draws for the same seed.
-    slim = store.replay_results(record.id, 8, seed=5)
+    # The slim replay draws exactly the trials the full one draws for the same seed,
+    # and fetches only those not cached.
+    seqs, slim = store.replay_results(record.id, 8, seed=5)
     full = store.replay_sample(record.id, 8, seed=5)
-    assert [r.finished_seq for r in slim] == [t.finished_seq for t in full]
+    assert seqs == [r.finished_seq for r in slim] == [t.finished_seq for t in full]
     assert [r.action for r in slim] == [t.action for t in full]
+    again, fetched = store.replay_results(record.id, 8, seed=5, cached=set(seqs[:5]))
+    assert again == seqs and [r.finished_seq for r in fetched] == seqs[5:]
     page = store.proposed_actions(record.id, 0, 10)
     assert [n for n, _ in page] == list(range(1, 11))
     assert [a for _, a in store.proposed_actions(record.id, 20, 10)] == actions[20:]
@@ -134,3 +138,35 @@ def test_restart_recalls_every_proposal_in_pages(store: Store, monkeypatch) -> N
     again.tick()
     assert again.seq == 32 and again.algorithm.n_results == 32
     assert {tuple(a["nas"] + a["hpo"]) for a in actions} <= again.algorithm._proposed
+
+
+def test_store_replay_keeps_what_it_read(store: Store) -> None:
+    """The learner's replay draws as the store does, and reads each result once."""
+    record = store.create_search("default/toy", search_document(max_trials=100))
+    finish_trials(store, record.id, 30)
+    learner = Learner(store, "default/toy", intake_limit=10)
+    learner.tick()  # takes in 1..10; the critic's draws (all 30: fewer than it asks) read the rest
+    assert all(seq in learner.algorithm.replay for seq in range(1, 31))
+    replay = StoreReplay(store, record.id, learner.algorithm.layout, lambda r: float(r.reward),
+                         trial_epochs=1)
+    replay.remember(store.results_since(record.id, 0, 10))  # as the loop does at intake
+    assert all(seq in replay for seq in range(1, 11)) and 11 not in replay
+    fetched: list[int] = []
+    replay_results = store.replay_results
+
+    def counted(*args, **kwargs):
+        seqs, rows = replay_results(*args, **kwargs)
+        fetched.extend(r.finished_seq for r in rows)
+        return seqs, rows
+
+    store.replay_results = counted  # type: ignore[method-assign]
+    actions, rewards, _ = replay.sample(25, np.random.default_rng(1))
+    seqs, _ = replay_results(record.id, 25, seed=int(np.random.default_rng(1).integers(2**31)))
+    full = {t.finished_seq: t for t in store.replay_sample(record.id, 30)}
+    assert [list(row) for row in actions] == [
+        full[s].action["nas"] + full[s].action["hpo"] for s in seqs]
+    assert list(rewards) == pytest.approx([full[s].reward for s in seqs])
+    assert sorted(fetched) == sorted(s for s in seqs if s > 10)  # read only the unseen
+    fetched.clear()
+    replay.sample(25, np.random.default_rng(1))
+    assert fetched == []  # everything drawn is kept now

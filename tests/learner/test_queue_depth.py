@@ -43,17 +43,33 @@ def test_meter_measures_rate_and_longest_interval() -> None:
     assert meter.rate == 0.0 and meter.target(0.0, 4, 1) == 5  # nothing measured
     for second in range(6):  # 20 results per second, a top-up every second
         meter.observe(float(second), 20 * second)
-        meter.topped_up(float(second) + 0.1, latency=0.1)
+        meter.topped_up(float(second) + 0.1, latency=0.1, pending=10, headroom=10)
     assert meter.rate == pytest.approx(20.0)
     assert meter.interval(5.2) == pytest.approx(1.0)
     # One slow tick (a big update): the queue must last through it.
     meter.observe(8.0, 160)
-    meter.topped_up(8.1, latency=0.1)
+    meter.topped_up(8.1, latency=0.1, pending=10, headroom=10)
     assert meter.interval(8.2) == pytest.approx(3.0)
     assert meter.target(8.2, 4, 1) == 4 + math.ceil(meter.rate * 3.1)
     # Out of the window, the slow tick and the old counts are forgotten.
     for second in range(19, 31):
         meter.observe(float(second), 160 + 5 * (second - 18))
-        meter.topped_up(float(second) + 0.1, latency=0.1)
+        meter.topped_up(float(second) + 0.1, latency=0.1, pending=10, headroom=10)
     assert meter.rate == pytest.approx(5.0)
     assert meter.interval(30.2) == pytest.approx(1.0)
+
+
+def test_a_queue_that_ran_dry_doubles_the_headroom() -> None:
+    """Instant trials: the measured rate is what the queue let through, so the meter
+    grows the headroom while top-ups find nothing pending, and halves it back after."""
+    meter = QueueMeter(window=10.0)
+    headrooms = []
+    for second in range(8):  # 8 workers drain whatever is queued, 1 result per slot
+        meter.observe(float(second), 3 * second)
+        headroom = meter.target(float(second), 8, 1) - 8
+        headrooms.append(headroom)
+        meter.topped_up(float(second) + 0.1, latency=0.1, pending=0, headroom=headroom)
+    assert headrooms == [1, 3, 6, 12, 24, 48, MIN_HEADROOM, MIN_HEADROOM]  # x2, bounded
+    meter.topped_up(9.1, latency=0.1, pending=MIN_HEADROOM, headroom=MIN_HEADROOM)
+    assert meter.boost == MIN_HEADROOM  # halved from 2 * MIN_HEADROOM: plenty was left
+    assert queue_target(8, 1, 0.0, 0.0, 0.0, boost=1000) == 8 + MIN_HEADROOM
