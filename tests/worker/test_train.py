@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,16 +30,15 @@ PIPELINE = {
 
 
 @pytest.mark.slow
-def test_default_pipeline_learns_fashion_mnist_in_a_minute(
+def test_default_pipeline_learns_fashion_mnist(
         make_search: Callable[..., PipelineSearch]) -> None:
     """Acceptance: the default pipeline (every absent decision at its default), 2 epochs on
-    4000 training images, one CPU thread: under 60 s and above 70% validation accuracy."""
+    4000 training images, one CPU thread: above 70% validation accuracy. How long it takes
+    is measured by benchmarks/train_throughput.py, not asserted here (a timed test fails
+    on a loaded machine and says nothing about the code)."""
     search = make_search({"dataset": {"trainSubset": 4000, "validationSubset": 1000},
                           "budget": {"trialEpochs": 2}})
-    started = time.monotonic()
     result = run_trial(search, {}, seed=0, checkpoint_path=None, device="cpu", stop=None)
-    elapsed = time.monotonic() - started
-    assert elapsed < 60, f"trial took {elapsed:.1f} s"
     assert not result.diverged
     assert result.metrics["accuracy"] > 0.70
     assert result.reward == result.metrics["accuracy"]
@@ -170,7 +168,6 @@ def test_a_callback_saying_stop_ends_the_trial_stopped(
     search = make_search({"budget": {"trialEpochs": 3}})
     checkpoint = tmp_path / "trial-0.pt"
     curve = _Curve(stop_after=1)
-    started = time.monotonic()
     result = run_trial(search, PIPELINE, seed=0, checkpoint_path=checkpoint, device="cpu",
                        on_epoch=curve)
     assert [epoch for epoch, _, _ in curve.calls] == [1]  # epochs 2 and 3 never ran
@@ -179,7 +176,6 @@ def test_a_callback_saying_stop_ends_the_trial_stopped(
     assert result.metrics["stopped_at_epoch"] == result.metrics["epochs"] == 1
     assert result.metrics["images_per_second"] > 0
     assert not checkpoint.exists(), "a stopped trial writes no checkpoint for its last epoch"
-    assert time.monotonic() - started < 20
 
 
 def test_a_resumed_trial_reports_only_the_epochs_it_trains(
