@@ -244,7 +244,8 @@ def test_describe_is_bounded_for_a_shared_reference_bomb() -> None:
         bomb = [bomb] * 9
     started = time.monotonic()
     text = _describe({"bomb": bomb, "n": 10**5000})
-    assert time.monotonic() - started < 0.1
+    # Generous for a loaded machine; the unbounded version never returns at all.
+    assert time.monotonic() - started < 5
     assert len(text) <= 60 and text.startswith("{'bomb': [[[")
     assert _describe(10**5000) == "<integer of about 5001 digits>"
     assert _describe("x" * 10**6).endswith("...") and len(_describe("x" * 10**6)) == 60

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -51,9 +50,7 @@ def asha_spec(name: str) -> dict[str, Any]:
 
 def test_asha_stops_the_worse_trials_and_the_best_is_a_completed_one(tmp_path: Path) -> None:
     spec = write(tmp_path / "asha.yaml", asha_spec("asha"))
-    started = time.monotonic()
     result = ma2ml("run", str(spec), cwd=tmp_path, timeout=120)
-    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
 
     listed = json.loads(ma2ml("trials", str(spec), "--json", cwd=tmp_path).stdout)
@@ -84,7 +81,6 @@ def test_asha_stops_the_worse_trials_and_the_best_is_a_completed_one(tmp_path: P
             assert curve[-1] in ((1, "stop"), (2, "stop"))  # at one of ASHA's rungs
         elif status[trial_id] == "completed":
             assert curve == [(1, "continue"), (2, "continue"), (3, "continue")]
-    assert elapsed < 60, f"the run took {elapsed:.0f} s"
 
     # What a user looks at afterwards shows the stopped trials.
     status_out = ma2ml("status", str(spec), cwd=tmp_path)
