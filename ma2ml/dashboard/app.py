@@ -4,7 +4,7 @@ Routes (``{sid}``: a search's id, ``{tid}``: a trial's id):
 
 * ``/`` the page; ``/static/...`` its JS and CSS; ``/static/plotly.min.js`` the
   plotly.js that PyPI ``plotly`` ships (offline: no CDN).
-* ``/api/searches``, ``/api/searches/{sid}``, ``.../trials``, ``.../trials/{tid}``,
+* ``/api/searches?limit=``, ``/api/searches/{sid}``, ``.../trials``, ``.../trials/{tid}``,
   ``.../trials/{tid}/preview.png``, ``.../progress``, ``.../policy``, ``.../decisions``.
 * ``/healthz`` (the process is up) and ``/readyz`` (the store answers).
 
@@ -120,7 +120,9 @@ class Api:
 
     def searches(self, request: Request) -> Response:
         self._ready()
-        return json_response(queries.searches_view(self.store))
+        limit = params.integer(request.query_params, "limit", params.SEARCHES_LIMIT, 1,
+                               params.MAX_SEARCHES_LIMIT)
+        return json_response(queries.searches_view(self.store, limit))
 
     def search(self, request: Request) -> Response:
         return json_response(queries.search_view(self.store, self._search(request)))

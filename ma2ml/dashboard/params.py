@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+#: Searches listed per request (each one is summarised): default and most.
+SEARCHES_LIMIT = 100
+MAX_SEARCHES_LIMIT = 1000
 #: Rows of the trials table per request: default and most.
 TRIALS_LIMIT = 200
 MAX_TRIALS_LIMIT = 1000

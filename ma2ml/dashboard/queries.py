@@ -37,13 +37,13 @@ def _summary_json(summary: Summary, record: SearchRecord) -> dict[str, Any]:
     }
 
 
-def searches_view(store: Store) -> dict[str, Any]:
-    """Every search, newest first, with phase, progress, best and age."""
+def searches_view(store: Store, limit: int) -> dict[str, Any]:
+    """The newest ``limit`` searches, newest first, with phase, progress, best and age."""
     now = time.time()
-    rows = [_summary_json(summarize(store, r, now=now, baseline=False), r)
-            for r in store.list_searches()]
-    rows.reverse()
-    return {"now": now, "searches": rows}
+    records = store.list_searches()
+    newest = records[::-1][:limit]
+    rows = [_summary_json(summarize(store, r, now=now, baseline=False), r) for r in newest]
+    return {"now": now, "total": len(records), "searches": rows}
 
 
 def space_json(record: SearchRecord) -> list[dict[str, Any]]:

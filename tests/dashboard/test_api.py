@@ -45,6 +45,9 @@ def client(filled: Store):
 def test_searches_and_search_views(client: TestClient) -> None:
     listed = client.get("/api/searches").json()["searches"]
     assert [s["name"] for s in listed] == ["default/other", "default/api"]  # newest first
+    newest = client.get("/api/searches?limit=1").json()
+    assert newest["total"] == 2 and [s["name"] for s in newest["searches"]] == ["default/other"]
+    assert client.get("/api/searches?limit=1001").status_code == 400
     api = listed[1]
     assert api["done"] == 6 and api["max_trials"] == 20 and api["counts"]["failed"] == 1
     assert api["counts"]["pending"] == 2 and api["best"]["reward"] > 0.5
@@ -112,6 +115,17 @@ def test_page_static_files_and_headers(client: TestClient) -> None:
     assert plotly.status_code == 200 and len(plotly.content) > 1_000_000
     assert client.get("/static/dashboard.css").status_code == 200
     assert client.get("/healthz").text == "ok\n" and client.get("/readyz").status_code == 200
+
+
+def test_preview_of_a_trial(client: TestClient) -> None:
+    """The augmentation preview of a stored trial: real torch on real Fashion-MNIST images
+    (torch is imported by this request, not by the server's start)."""
+    trial = client.get("/api/searches/1/trials?limit=1").json()["trials"][0]
+    response = client.get(f"/api/searches/1/trials/{trial['id']}/preview.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG") and len(response.content) > 2000
+    again = client.get(f"/api/searches/1/trials/{trial['id']}/preview.png")
+    assert again.content == response.content  # drawn once, then kept
 
 
 def test_preview_needs_an_augmentation_agent(sqlite_store: Store) -> None:

@@ -156,6 +156,7 @@ async function refreshSearches() {
   });
   body.replaceChildren(...rows);
   $("no-searches").hidden = rows.length > 0;
+  setText("searches-count", data.total > rows.length ? `(newest ${rows.length} of ${data.total})` : "");
 }
 
 // ---- search page ---------------------------------------------------------------------
