@@ -203,11 +203,14 @@ def worker(
     threads: int = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
     spool_dir: Path = typer.Option(Path(".ma2ml-spool"), "--spool-dir", envvar="MA2ML_SPOOL_DIR",
                                    help="Unsent reports and local checkpoints."),
+    prefetch: int = typer.Option(None, "--prefetch", envvar="MA2ML_WORKER_PREFETCH", min=0,
+                                 max=1, help="Trials claimed ahead while one trains: 1 "
+                                 "(default) or 0."),
 ) -> None:
     """Claim and train trials of a search until it ends; SIGTERM releases the trial, exits 0."""
     from ma2ml.worker.cli import worker_command
 
-    worker_command(search, db, worker_id, metrics_port, threads, spool_dir)
+    worker_command(search, db, worker_id, metrics_port, threads, spool_dir, prefetch)
 
 
 @app.command("augment-preview")
