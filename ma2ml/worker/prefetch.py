@@ -165,7 +165,7 @@ class Ahead:
     def _hold(self, trial: ClaimedTrial) -> None:
         """Keep ``trial`` (under ``_lock``); its lease is renewed unless already taken."""
         self.trial = trial
-        log.info("prefetched trial %d (attempt %d)", trial.id, trial.attempt)
+        log.debug("prefetched trial %d (attempt %d)", trial.id, trial.attempt)
         if not self._done.is_set():
             self._heartbeat = Heartbeat(self.store, trial, self.lease_seconds, self.worker_stop,
                                         threading.Event())
