@@ -1,9 +1,8 @@
 """``ma2ml dashboard [SPEC | --db URL]``: serve the live web UI of a store.
 
-The store is found as the other read commands find it (the spec's database,
-else ``--db``, else ``MA2ML_DATABASE_URL``, else ``sqlite:///ma2ml.db``) and is
-opened read-only: a store that does not exist is an error (exit 2), never
-created. Serves on 127.0.0.1 unless ``--host`` says otherwise.
+The store is found as the other read commands find it
+(``specfile.DATABASE_PRECEDENCE``) and is opened read-only: a store that does
+not exist is an error (exit 2), never created. Serves on 127.0.0.1 unless ``--host`` says otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from ma2ml.specfile import EXIT_BAD_INPUT, load_or_exit
+from ma2ml.specfile import DATABASE_HELP, EXIT_BAD_INPUT, load_or_exit
 
 
 def _url(spec: Path | None, db: str | None) -> str | None:
@@ -37,9 +36,9 @@ def _loopback(host: str) -> bool:
 
 
 def dashboard(
-    spec: Path = typer.Argument(None, help="Spec file: serve the database it names "
-                                "(default: --db, MA2ML_DATABASE_URL or sqlite:///ma2ml.db)."),
-    db: str = typer.Option(None, "--db", help="Database URL (overrides the spec's)."),
+    spec: Path = typer.Argument(None, help="Spec file: serve the database its search uses "
+                                "(see --db)."),
+    db: str = typer.Option(None, "--db", help=DATABASE_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (only this "
                              "machine by default)."),
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to listen on."),
