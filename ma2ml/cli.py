@@ -31,6 +31,9 @@ class _PlainArgument(TyperArgument):
         name = self.display_name_raw
         return name if self.required else f"[{name}]"
 
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # the name (SPEC, TARGET) says it; typer's "<path>" adds only noise
+
 
 def _tidy_param(param: Any, ctx: Any) -> None:
     """Click-style metavars: flags show no type, values their type in capitals
@@ -185,7 +188,7 @@ def operator_command(
 def _register_local_commands() -> None:
     from ma2ml.local import commands
 
-    for name in ("run", "status", "trials", "best", "export", "report", "delete"):
+    for name in ("run", "status", "trials", "best", "export", "retrain", "report", "delete"):
         app.command(name)(getattr(commands, name))
 
 

@@ -1,4 +1,5 @@
-"""Typer commands of one-machine mode: run, status, trials, best, export, report, delete.
+"""Typer commands of one-machine mode: run, status, trials, best, export, retrain,
+report, delete.
 
 Commands that only look (status, trials, best, export, report, delete) open an
 existing store (``Store(create=False)``): a missing database file is an error,
@@ -347,10 +348,46 @@ def export(target: str = TARGET, db: str = DB_OPTION,
             raise typer.Exit(1) from None
     console.print(f"wrote {inert(written.recipe)}", highlight=False)
     if written.script is not None:
-        console.print(f"wrote {inert(written.script)}; run: python {inert(written.script)}",
-                      highlight=False)
+        console.print(f"wrote {inert(written.script)}; retrain and test: ma2ml retrain "
+                      f"{inert(out)} (or python {inert(written.script)})", highlight=False)
     else:
         console.print("custom trainer: feed recipe.json's pipeline to your command",
+                      highlight=False)
+
+
+def retrain(
+    directory: Path = typer.Argument(..., metavar="DIR", help="Folder written by `ma2ml "
+                                     "export` (recipe.json)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, max=10_000,
+                               help="Training epochs (default: the recipe's)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the initial weights and the "
+                             "augmentation draws."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda or auto (default: the "
+                               "spec's trainer.device)."),
+    train_subset: int = typer.Option(None, "--train-subset", min=1,
+                                     help="Train on only this many images (smoke runs)."),
+    test_subset: int = typer.Option(None, "--test-subset", min=1,
+                                    help="Test on only this many images (smoke runs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON line."),
+) -> None:
+    """Retrain an exported pipeline on the whole training set and score it on the test split
+    (progress with time left on stderr)."""
+    from ma2ml.local.export import ConsoleProgress, retrain_exported
+    from ma2ml.worker.data import DataError
+
+    try:
+        with ConsoleProgress(Console(stderr=True)) as progress:
+            metrics = retrain_exported(directory, epochs=epochs, seed=seed, device=device,
+                                       train_subset=train_subset, test_subset=test_subset,
+                                       progress=progress)
+    except (ValueError, DataError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    for key, value in metrics.items():
+        console.print(f"{key}: {_cell(value) if isinstance(value, float) else value}",
                       highlight=False)
 
 

@@ -7,9 +7,10 @@ number comes from the held-out test split, touched here for the first time.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -33,22 +34,43 @@ def with_epochs(search: PipelineSearch, epochs: int) -> PipelineSearch:
     return parse_spec(document)
 
 
+class RetrainProgress(Protocol):
+    """What retraining tells whoever shows its progress."""
+
+    def started(self, epochs: int, train_images: int, test_images: int) -> None: ...
+
+    def step(self, epoch: int, done: int, steps: int) -> None: ...
+
+    def epoch_done(self, epoch: int, seconds: float) -> None: ...
+
+    def testing(self) -> None: ...
+
+
 def retrain_and_test(search: PipelineSearch, pipeline: Mapping[str, Any], *, epochs: int,
                      seed: int = 0, device: str | None = None, train_subset: int | None = None,
-                     test_subset: int | None = None) -> dict[str, Any]:
-    """Train ``pipeline`` for ``epochs`` on train+validation; return test metrics."""
+                     test_subset: int | None = None, progress: RetrainProgress | None = None
+                     ) -> dict[str, Any]:
+    """Train ``pipeline`` for ``epochs`` on train+validation; return test metrics.
+    ``progress`` hears of every batch, every epoch and the test pass."""
     search = with_epochs(search, epochs)
     target = resolve_device(device or search.spec.trainer.device)
     splits = load_final_data(search.spec.dataset, target, train_subset, test_subset)
     torch.manual_seed(seed)
     setup = build_setup(search, decisions_by_role(search, pipeline), splits, target, seed)
+    if progress is not None:
+        progress.started(epochs, len(splits.train_labels), len(splits.val_labels))
     started, images = time.perf_counter(), 0
     try:
-        for _ in range(epochs):
-            images += train_one_epoch(setup, splits, None)
+        for epoch in range(1, epochs + 1):
+            on_step = None if progress is None else functools.partial(progress.step, epoch)
+            images += train_one_epoch(setup, splits, None, on_step)
+            if progress is not None:
+                progress.epoch_done(epoch, time.perf_counter() - started)
     except Diverged as exc:
         return {"split": "test", "diverged": str(exc), "test_accuracy": 0.0, "epochs": epochs}
     seconds = time.perf_counter() - started
+    if progress is not None:
+        progress.testing()
     model = setup.ema.module if setup.ema is not None else setup.model
     accuracy, loss = evaluate(model, splits, setup.batches, setup.autocast)
     return {
