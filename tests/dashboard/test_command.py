@@ -75,3 +75,14 @@ def test_serves_the_store_beside_the_spec_without_torch(tmp_path: Path) -> None:
         out, err = server.communicate(timeout=30)
     assert f"(read-only) on http://127.0.0.1:{port}/" in out, err
     assert "torch loaded: False" in out
+
+
+def test_help_is_plain_and_states_the_database_precedence() -> None:
+    from ma2ml.specfile import DATABASE_PRECEDENCE
+
+    result = CliRunner().invoke(app, ["dashboard", "--help"], prog_name="ma2ml")
+    assert result.exit_code == 0
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "Usage: ma2ml dashboard [OPTIONS] [SPEC]" in flat
+    assert DATABASE_PRECEDENCE in flat and "<str>" not in flat and "{" not in flat
+    assert "--host STR Address to listen on" in flat and "[default: 127.0.0.1]" in flat
