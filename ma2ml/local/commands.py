@@ -89,7 +89,7 @@ def _note(text: str) -> None:
 
 
 def _print_outcome(url: str, key: str, spec: Path) -> None:
-    from ma2ml.local.results import summarize
+    from ma2ml.local.results import recommended_lines, summarize
     from ma2ml.store import Store
 
     with Store(url) as store:
@@ -110,12 +110,14 @@ def _print_outcome(url: str, key: str, spec: Path) -> None:
         console.print(f"fix the cause, then `ma2ml run --restart {inert(spec)}` starts the "
                       f"search over (deleting its {summary.counts.total} trials)",
                       highlight=False)
-    if summary.best is not None:
-        accuracy = (summary.best.metrics or {}).get("accuracy")
+    # The best estimated mean (ma2ml.store.recommend), not the luckiest draw.
+    for k, line in enumerate(recommended_lines(summary)):
+        console.print(("best:   " if k == 0 else "        ") + inert(line), highlight=False)
+    if summary.recommended is not None:
+        accuracy = (summary.recommended[1].metrics or {}).get("accuracy")
         # A custom trainer may report only a reward: no accuracy to show.
-        shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
-        console.print(f"best:   reward {summary.best.reward:.4f}, accuracy {shown} "
-                      f"(trial {summary.best.number}, full fidelity)", highlight=False)
+        if isinstance(accuracy, int | float):
+            console.print(f"        accuracy {accuracy:.4f} (full fidelity)", highlight=False)
     # Random search at the same number of trials (ma2ml.local.baseline), not the first draws.
     for compared in summary.random_best_of(max(1, summary.done)):
         console.print(f"random: {compared.describe()}", highlight=False)
@@ -183,9 +185,24 @@ def status(target: str = TARGET, db: str = DB_OPTION) -> None:
             s = summarize(store, rec, now=time.time(), baseline=False)
             table.add_row(inert(s.key), inert(s.state), f"{s.done}/{s.max_trials}",
                           str(s.counts.running), str(s.counts.pending), str(s.counts.stopped),
-                          str(s.counts.failed), f"{s.best.reward:.4f}" if s.best else "-",
+                          str(s.counts.failed), _best_cell(store, rec.id),
                           f"{s.elapsed:.0f}s")
         console.print(table)
+
+
+def _best_cell(store: Store, search_id: int) -> str:
+    """The status table's best: the best estimated mean ± its standard error
+    (``ma2ml.store.recommend``), or the best observation, marked, when there is no
+    estimate yet."""
+    from ma2ml.store.recommend import recommend_trials
+
+    recommended = recommend_trials(store.list_trials(search_id, status="completed"))
+    if recommended is None:
+        return "-"
+    estimate = recommended[0]
+    if not estimate.denoised:
+        return f"{estimate.observed:.4f} (observed)"
+    return f"{estimate.mean:.4f} ± {estimate.stderr:.4f}"
 
 
 #: Trials whose curves ``trials --curves`` shows when no ``--limit`` is given.
@@ -306,23 +323,27 @@ def best(target: str = TARGET, db: str = DB_OPTION,
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Print the best pipeline and its metrics."""
     from ma2ml.local.results import BEST_RANKING, trial_epochs
+    from ma2ml.store.recommend import recommend_trials
 
     store, record = _requires_search(target, db)
     with store:
-        top = store.best_trial(record.id)
-    if top is None:
+        # The best estimated mean, not the luckiest draw (ma2ml.store.recommend).
+        recommended = recommend_trials(store.list_trials(record.id, status="completed"))
+    if recommended is None:
         typer.echo(f"error: search {record.name} has no completed trial yet (the best is "
                    f"{BEST_RANKING})", err=True)
         raise typer.Exit(1)
+    estimate, top = recommended
     epochs = trial_epochs(record)
     payload = {"search": record.name, "trial": top.number, "reward": top.reward,
+               "estimate": estimate.as_dict(),
                "metrics": top.metrics, "pipeline": top.pipeline,
                "fidelity": "full", "epochs": epochs, "ranking": BEST_RANKING}
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
         return
     console.print(f"[bold]{inert(record.name)}[/] best trial {top.number}: "
-                  f"reward {top.reward:.4f}", highlight=False)
+                  f"{estimate.describe()}", highlight=False)
     console.print(f"  ({BEST_RANKING}; full fidelity: {epochs} epochs)", highlight=False)
     for key, value in sorted((top.metrics or {}).items()):
         console.print(f"  {inert(key)}: {inert(value)}", highlight=False)

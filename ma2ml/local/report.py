@@ -233,7 +233,8 @@ def write_report(store: Store, record: SearchRecord, out_dir: Path) -> Report:
         plot_agent_stat(stats, "credit", "mean |A_i|",
                         "mean absolute counterfactual credit per agent", out_dir / "credit.png"),
     ]
-    preview = _augment_preview(record, summary.best, out_dir / "augment_preview.png")
+    shown_best = summary.recommended[1] if summary.recommended else summary.best
+    preview = _augment_preview(record, shown_best, out_dir / "augment_preview.png")
     if preview is not None:
         images.append(preview)
     page = out_dir / "index.html"

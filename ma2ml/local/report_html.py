@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ma2ml.local.results import BEST_RANKING, Summary, trial_row
+from ma2ml.local.results import BEST_RANKING, Summary, recommended_lines, trial_row
 from ma2ml.store import TrialRecord
 
 #: Caption of each figure, by file stem.
@@ -120,15 +120,16 @@ def _trials_table(trials: list[TrialRecord]) -> str:
 
 def render_html(summary: Summary, trials: list[TrialRecord], images: list[Path]) -> str:
     """The page: headline, best pipeline and metrics, captioned figures, ranked trials."""
-    best = summary.best
+    # The best estimated mean (ma2ml.store.recommend), not the luckiest draw.
+    best = summary.recommended[1] if summary.recommended else summary.best
     rows = "".join(
         f"<tr><th>{html.escape(agent)}</th><td><code>"
         f"{html.escape(json.dumps(rounded(values)))}</code></td></tr>"
         for agent, values in (best.pipeline.items() if best else []))
     metrics = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(fmt(v))}</td></tr>"
                       for k, v in sorted(((best.metrics or {}) if best else {}).items()))
-    headline = (f"Best reward <b>{best.reward:.4f}</b> (trial {best.number}; "
-                f"{html.escape(BEST_RANKING)})" if best and best.reward is not None
+    headline = (f"Best: {html.escape('; '.join(recommended_lines(summary)))} "
+                f"({html.escape(BEST_RANKING)})" if summary.recommended
                 else "No completed trial yet")
     figures = "".join(_figure(p) for p in images)
     return f"""<!doctype html>

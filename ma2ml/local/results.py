@@ -12,7 +12,10 @@ The best trial is ranked at full fidelity only: it is a *completed* trial,
 trained for every ``trialEpochs``. A trial stopped early by
 ``spec.earlyStopping`` counts towards ``maxTrials`` and teaches the learner,
 but its reward is an intermediate result and never competes (``BEST_RANKING``
-is the sentence every command shows).
+is the sentence every command shows). Rewards are noisy, so what the commands
+call best is the pipeline with the best estimated mean
+(``ma2ml.store.recommend``, ``Summary.recommended``), shown with its standard
+error; the single best observation is named beside it when it differs.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ma2ml.store import (
     TrialRecord,
     TrialStatus,
 )
+from ma2ml.store.recommend import Estimate, recommend_trials
 
 #: How every command words the best trial's ranking.
 BEST_RANKING = ("ranked among completed trials at full fidelity only; "
@@ -63,6 +67,9 @@ class Summary:
     learned_rewards: tuple[float, ...] = ()
     #: Time left, measured from trial durations (None: nothing measured yet, or no ``now``).
     eta: Eta | None = None
+    #: The pipeline with the best estimated mean and the trial shown for it (None before
+    #: any completed trial, and in the live view, which does not read every trial).
+    recommended: tuple[Estimate, TrialRecord] | None = None
 
     @property
     def done(self) -> int:
@@ -99,10 +106,13 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
     # at random: the honest baseline for "what did the search buy".
     initial: list[TrialRecord] = []
     learned: list[TrialRecord] = []
+    recommended = None
     if baseline:
         uniform = uniform_logp(record)
-        for trial in store.list_trials(record.id, status=TrialStatus.completed):
+        completed = store.list_trials(record.id, status=TrialStatus.completed)
+        for trial in completed:
             (initial if was_uniform(trial, uniform) else learned).append(trial)
+        recommended = recommend_trials(completed)
         # As many of the latest learned proposals as there were uniform draws: n against n.
         learned.sort(key=lambda t: t.finished_seq or 0)
         learned = learned[len(learned) - len(initial):] if initial else []
@@ -121,8 +131,21 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
         random_rewards=tuple(t.reward for t in initial if t.reward is not None),
         learned_rewards=tuple(t.reward for t in learned if t.reward is not None),
         entropy={k: float(v) for k, v in entropy.items()}, elapsed=max(0.0, elapsed),
-        eta=eta,
+        eta=eta, recommended=recommended,
     )
+
+
+def recommended_lines(summary: Summary) -> list[str]:
+    """What status and report say about the best pipeline: the recommended trial with its
+    estimate, then the single best observation when that is another trial."""
+    if summary.recommended is None:
+        return []
+    estimate, trial = summary.recommended
+    lines = [f"trial {trial.number}, {estimate.describe()}"]
+    if summary.best is not None and summary.best.id != trial.id:
+        lines.append(f"best single observation: trial {summary.best.number}, reward "
+                     f"{summary.best.reward:.4f} (a lucky draw, by the estimate)")
+    return lines
 
 
 def _eta(store: Store, record: SearchRecord, counts: Counts, now: float) -> Eta | None:
