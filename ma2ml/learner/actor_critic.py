@@ -14,7 +14,9 @@ One update (DESIGN.md section 3):
    pi* is rho_u(a_u) exp(A_u(a)/alpha) / Z: the counterfactual advantage
    A_u(a) = Q(a) - E_{pi_u} Q(a'_u, a_-u) is the credit, evaluated exactly
    per decision (all values enumerated) or by M Monte-Carlo draws per
-   agent; contexts are weighted by Z. Marginals of the *joint* target are
+   agent by ``ma2ml.learner.credit.counterfactual``, the one computation
+   behind both these targets and the credit metric of the update's
+   statistics; contexts are weighted by Z. Marginals of the *joint* target are
    what lets agents coordinate on the climbing and penalty games, where
    following E_{a_-u}[Q] alone (independent learners) settles on a worse
    joint action. Every weight is a softmax of log-space terms, with
@@ -36,6 +38,7 @@ results only (no replay).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -43,7 +46,7 @@ import numpy as np
 import torch
 
 from ma2ml.learner.base import Algorithm
-from ma2ml.learner.credit import agent_values, decision_values, log_mean_exp
+from ma2ml.learner.credit import Counterfactual, counterfactual
 from ma2ml.learner.critic import Critic
 from ma2ml.learner.policy import soft_update
 from ma2ml.spec import AlgorithmName
@@ -52,6 +55,11 @@ from ma2ml.spec import AlgorithmName
 LOG_RATIO_BOUND = 20.0
 
 LossFn = Callable[[], torch.Tensor]
+
+
+def _log_mean_exp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """log(mean(exp(x))) along ``dim`` without overflow."""
+    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
 
 
 class MA2ML(Algorithm):
@@ -152,10 +160,12 @@ class MA2ML(Algorithm):
                          - self.policy.log_prob_decisions(contexts))
         if not self.use_credit:
             loss_fn, credit = self._joint_targets(contexts, log_ratio)
-        elif s.credit == "decision":
-            loss_fn, credit = self._decision_targets(contexts, log_ratio)
         else:
-            loss_fn, credit = self._agent_targets(contexts, log_ratio)
+            cf = counterfactual(self.critic, self.policy, contexts, s.credit, s.mc_samples,
+                                self.generator)
+            targets = self._decision_targets if s.credit == "decision" else self._agent_targets
+            loss_fn = targets(contexts, cf, log_ratio)
+            credit = cf.advantage()
         for _ in range(steps):
             loss = loss_fn()
             self.actor_optimizer.zero_grad()
@@ -170,57 +180,51 @@ class MA2ML(Algorithm):
         bound = LOG_RATIO_BOUND
         return torch.softmax(log_z + others_log_ratio.clamp(-bound, bound), dim=0)
 
-    def _decision_targets(self, contexts: torch.Tensor, log_ratio: torch.Tensor
-                          ) -> tuple[LossFn, torch.Tensor]:
-        """Exact per decision: enumerate decision j within each context."""
+    def _decision_targets(self, contexts: torch.Tensor, cf: Counterfactual,
+                          log_ratio: torch.Tensor) -> LossFn:
+        """Exact per decision: the enumerated values of decision j within each context."""
         alpha = self.settings.alpha
-        values = decision_values(self.critic, self.policy, contexts)  # per j: (samples, size_j)
         with torch.no_grad():
             log_rho = self.target.decision_log_probs()
-            log_pi = self.policy.decision_log_probs()
-        targets, credit = [], []
+        targets = []
         total = log_ratio.sum(1)
-        for j, q_j in enumerate(values):
-            logits = q_j / alpha + log_rho[j]  # (samples, size_j)
+        for j, q_j in enumerate(cf.values):  # (samples, size_j)
+            logits = q_j / alpha + log_rho[j]
             weights = self._context_weights(torch.logsumexp(logits, 1), total - log_ratio[:, j])
             targets.append(weights @ torch.softmax(logits, 1))  # (size_j,)
-            taken = q_j.gather(1, contexts[:, j:j + 1]).squeeze(1)
-            credit.append(taken - q_j @ log_pi[j].exp())  # A_j(a) = Q(a) - E_pi_j Q
         policy = self.policy
 
         def loss() -> torch.Tensor:  # cross-entropy of each decision to its target
             return -sum((t * lp).sum() for t, lp in
                         zip(targets, policy.decision_log_probs(), strict=True))
-        return loss, torch.stack(credit, dim=1)
+        return loss
 
-    def _agent_targets(self, contexts: torch.Tensor, log_ratio: torch.Tensor
-                       ) -> tuple[LossFn, torch.Tensor]:
+    def _agent_targets(self, contexts: torch.Tensor, cf: Counterfactual,
+                       log_ratio: torch.Tensor) -> LossFn:
         """Monte-Carlo per agent: the sampled action plus M redraws of agent i's columns."""
         s, layout = self.settings, self.layout
-        n = contexts.shape[0]
+        assert cf.alternatives is not None  # the agent estimator keeps its rows
+        n = cf.taken.shape[0]
         ratio_by_agent = log_ratio @ layout.agent_matrix()  # (samples, n_agents)
-        q_taken = self.critic(contexts).detach()
-        candidates, weights, credit = [], [], []
-        for i, (alt, q_alt) in enumerate(agent_values(self.critic, self.policy, contexts,
-                                                      s.mc_samples, self.generator)):
+        candidates, weights = [], []
+        for i, (alt, q_alt) in enumerate(zip(cf.alternatives, cf.values, strict=True)):
             cand = torch.cat([contexts[:, None, :], alt], dim=1)  # (samples, M + 1, n_dec)
             flat = cand.reshape(-1, layout.n_decisions)
             with torch.no_grad():
                 own = (self.target.log_prob_agents(flat)[:, i]
                        - self.policy.log_prob_agents(flat)[:, i]).view(n, -1)
-                logits = torch.cat([q_taken[:, None], q_alt], 1) / s.alpha + own.clamp(
+                logits = torch.cat([cf.taken[:, None], q_alt], 1) / s.alpha + own.clamp(
                     -LOG_RATIO_BOUND, LOG_RATIO_BOUND)
-                w = self._context_weights(log_mean_exp(logits, 1),
+                w = self._context_weights(_log_mean_exp(logits, 1),
                                           ratio_by_agent.sum(1) - ratio_by_agent[:, i])
             candidates.append(flat)
             weights.append((w[:, None] * torch.softmax(logits, 1)).reshape(-1))
-            credit.append(q_taken - q_alt.mean(1))
         policy = self.policy
 
         def loss() -> torch.Tensor:  # weighted maximum likelihood of each agent's candidates
             return -sum((w * policy.log_prob_agents(c)[:, i]).sum() for i, (c, w) in
                         enumerate(zip(candidates, weights, strict=True)))
-        return loss, torch.stack(credit, dim=1)
+        return loss
 
     def _joint_targets(self, contexts: torch.Tensor, log_ratio: torch.Tensor
                        ) -> tuple[LossFn, torch.Tensor]:

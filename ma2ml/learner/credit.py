@@ -1,22 +1,29 @@
-"""Counterfactual credit: A_i(a) = Q(a) - E_{a'_i ~ pi_i} Q(a'_i, a_-i).
+"""Counterfactual credit, in one place: A_u(a) = Q(a) - E_{a'_u ~ pi_u} Q(a'_u, a_-u).
+
+``counterfactual`` scores sampled joint actions and, for every unit u (a
+decision, or an agent), the alternatives of u with the rest of the action
+fixed. The same ``Counterfactual`` serves both users, so they cannot drift
+apart:
+
+* the actor (``ma2ml.learner.actor_critic``) builds its targets from the
+  alternatives' values: within one context a_-u the DMAC-optimal policy of
+  unit u is rho_u(a_u) exp(A_u(a) / alpha) / normaliser, where the baseline
+  cancels, and the contexts are weighted by that normaliser;
+* the credit metric (``stats["credit"]`` of an update: the snapshot, the
+  Prometheus gauge, the report and the dashboard) is ``advantage()``.
 
 Two estimators, both cheap because Q is a small MLP:
 
-* exact per decision: for decision j, enumerate its values with every other
-  column fixed (``decision_values``) and weight Q by pi_j;
-* Monte-Carlo per agent: replace all of agent i's decisions by M draws from
-  pi_i (``agent_values``) and average Q.
-
-The same counterfactual evaluations give the actor its target (see
-``ma2ml.learner.actor_critic``): within one context a_-i, the DMAC-optimal
-policy of unit i is rho_i(a_i) exp(A_i(a) / alpha) / normaliser, where the
-baseline cancels; the contexts are weighted by that normaliser.
+* ``decision``, exact per decision: decision j's values are enumerated with
+  every other column fixed and weighted by pi_j;
+* ``agent``, Monte-Carlo per agent: all of agent i's decisions are replaced
+  by M draws from pi_i, each weighted 1 / M.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -30,6 +37,52 @@ QFunction = Callable[[torch.Tensor], torch.Tensor]
 #: an index row and a W-wide one-hot, so it grows as W squared. Small spaces fit in
 #: one forward pass; big ones are evaluated decision by decision, in chunks of rows.
 MAX_BATCH_NUMBERS = 1 << 26
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """Q of ``batch`` joint actions and of each unit's alternatives to its own part.
+
+    Unit u has K_u alternatives per action: the values of decision u
+    (``decision``; ``alternatives`` is None, alternative k sets column u to k) or
+    M redraws of agent u's columns (``agent``; ``alternatives[u]`` holds the rows).
+    """
+
+    taken: torch.Tensor  # (batch,) Q(a)
+    values: list[torch.Tensor]  # per unit: (batch, K_u) Q of each alternative
+    probs: list[torch.Tensor]  # per unit: (K_u,) weight of each alternative under pi_u
+    alternatives: list[torch.Tensor] | None  # per unit: (batch, K_u, n_decisions), agent only
+
+    def baseline(self) -> torch.Tensor:
+        """(batch, n_units): E_{a'_u ~ pi_u} Q(a'_u, a_-u)."""
+        return torch.stack([v @ p for v, p in zip(self.values, self.probs, strict=True)], dim=1)
+
+    def advantage(self) -> torch.Tensor:
+        """(batch, n_units): the credit A_u(a) = Q(a) - baseline."""
+        return self.taken[:, None] - self.baseline()
+
+
+@torch.no_grad()
+def counterfactual(q: QFunction, policy: JointPolicy, actions: torch.Tensor, estimator: str,
+                   samples: int = 8, generator: torch.Generator | None = None
+                   ) -> Counterfactual:
+    """The counterfactual of ``actions`` (batch, n_decisions) under ``policy``:
+    ``estimator`` 'decision' (exact) or 'agent' (``samples`` draws per agent)."""
+    if estimator == "decision":
+        values = decision_values(q, policy, actions)
+        probs = [lp.exp() for lp in policy.decision_log_probs()]
+        return Counterfactual(q(actions), values, probs, None)
+    if estimator == "agent":
+        if generator is None:
+            raise ValueError("the agent estimator draws alternatives: pass a generator")
+        alternatives, values = [], []
+        for i in range(policy.layout.n_agents):
+            alt = agent_alternatives(policy, actions, i, samples, generator)
+            alternatives.append(alt)
+            values.append(q(alt.reshape(-1, alt.shape[-1])).view(alt.shape[:2]))
+        uniform = torch.full((samples,), 1.0 / samples)
+        return Counterfactual(q(actions), values, [uniform] * len(values), alternatives)
+    raise ValueError(f"unknown credit estimator {estimator!r} (known: decision, agent)")
 
 
 @torch.no_grad()
@@ -59,14 +112,6 @@ def _variants(actions: torch.Tensor, j: int, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decision_baselines(q: QFunction, policy: JointPolicy, actions: torch.Tensor) -> torch.Tensor:
-    """(batch, n_decisions): sum_v pi_j(v) Q(a with column j set to v), exactly."""
-    values = decision_values(q, policy, actions)
-    probs = [lp.exp() for lp in policy.decision_log_probs()]
-    return torch.stack([v @ p for v, p in zip(values, probs, strict=True)], dim=1)
-
-
-@torch.no_grad()
 def agent_alternatives(policy: JointPolicy, actions: torch.Tensor, agent: int, samples: int,
                        generator: torch.Generator) -> torch.Tensor:
     """(batch, samples, n_decisions): each action with agent i's columns redrawn from pi_i."""
@@ -75,63 +120,3 @@ def agent_alternatives(policy: JointPolicy, actions: torch.Tensor, agent: int, s
     alt = actions.repeat(samples, 1)  # (samples * batch, n_decisions), sample-major
     alt[:, cols] = policy.sample(samples * batch, generator)[:, cols]
     return alt.view(samples, batch, -1).transpose(0, 1)
-
-
-@torch.no_grad()
-def agent_values(q: QFunction, policy: JointPolicy, actions: torch.Tensor, samples: int,
-                 generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per agent i: alternatives (batch, M, n_decisions) and their Q (batch, M)."""
-    out = []
-    for i in range(policy.layout.n_agents):
-        alt = agent_alternatives(policy, actions, i, samples, generator)
-        out.append((alt, q(alt.reshape(-1, alt.shape[-1])).view(alt.shape[:2])))
-    return out
-
-
-@torch.no_grad()
-def agent_baselines(q: QFunction, policy: JointPolicy, actions: torch.Tensor, samples: int,
-                    generator: torch.Generator) -> torch.Tensor:
-    """(batch, n_agents): mean over M draws a'_i ~ pi_i of Q(a'_i, a_-i)."""
-    values = agent_values(q, policy, actions, samples, generator)
-    return torch.stack([v.mean(1) for _, v in values], dim=1)
-
-
-@torch.no_grad()
-def exact_agent_baselines(q: QFunction, policy: JointPolicy,
-                          actions: torch.Tensor) -> torch.Tensor:
-    """(batch, n_agents) the analytic per-agent expectation, enumerating each agent's
-    whole action space. Exponential in an agent's decisions: for tests and tiny spaces."""
-    layout = policy.layout
-    log_pis = policy.decision_log_probs()
-    out = []
-    for i in range(layout.n_agents):
-        cols = layout.columns(i)
-        grid = torch.cartesian_prod(*[torch.arange(layout.sizes[j]) for j in cols])
-        grid = grid.view(-1, len(cols))  # (n_joint_i, len(cols))
-        prob = torch.ones(grid.shape[0])
-        for k, j in enumerate(cols):
-            prob = prob * log_pis[j].exp()[grid[:, k]]
-        alt = actions.repeat_interleave(grid.shape[0], dim=0)
-        alt[:, cols] = grid.repeat(actions.shape[0], 1)
-        out.append(q(alt).view(actions.shape[0], grid.shape[0]) @ prob)
-    return torch.stack(out, dim=1)
-
-
-@torch.no_grad()
-def counterfactual_credit(q: QFunction, policy: JointPolicy, actions: torch.Tensor,
-                          estimator: str, samples: int,
-                          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Q(a) of shape (batch,), advantages A_u(a) of shape (batch, n_units))."""
-    values = q(actions)
-    if estimator == "decision":
-        baselines = decision_baselines(q, policy, actions)
-    elif estimator == "agent":
-        baselines = agent_baselines(q, policy, actions, samples, generator)
-    else:
-        raise ValueError(f"unknown credit estimator {estimator!r} (known: decision, agent)")
-    return values, values[:, None] - baselines
-
-
-def log_mean_exp(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """log(mean(exp(x))) along ``dim`` without overflow."""
-    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
