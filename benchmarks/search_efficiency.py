@@ -463,11 +463,20 @@ def plot(runs: dict[tuple[str, str], list[np.ndarray]], tasks: Sequence[str],
 
 def evaluate(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], budget: int,
              batch: int, jobs: int, overrides: dict | None = None,
-             progress: Callable[[str], None] = print) -> dict:
+             progress: Callable[[str], None] = print, cache: Path | None = None) -> dict:
+    """Every (task, method, seed) run's regret curve; ``cache``: a folder of finished runs
+    to reuse and to add to (one ``.npy`` per run, named by everything it measured but
+    the code: empty it after changing a learner)."""
     work = [(t, m, s, budget, batch, overrides or {})
             for t, m, s in itertools.product(tasks, methods, seeds)]
     by_seed: dict[tuple[str, str], dict[int, np.ndarray]] = {
         (t, m): {} for t in tasks for m in methods}
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        for job in list(work):
+            if _cached(cache, job).exists():
+                by_seed[(job[0], job[1])][job[2]] = np.load(_cached(cache, job))
+                work.remove(job)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if jobs > 1:
@@ -477,11 +486,20 @@ def evaluate(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
             outputs = map(run_one, work)
         for k, (task, method, seed, regrets) in enumerate(outputs, 1):
             by_seed[(task, method)][seed] = np.asarray(regrets)
+            if cache is not None:
+                np.save(_cached(cache, (task, method, seed, budget, batch, overrides or {})),
+                        by_seed[(task, method)][seed])
             if k % max(1, len(work) // 10) == 0:
                 progress(f"  {k}/{len(work)} runs, {time.perf_counter() - started:.0f} s")
     # In seed order whatever order the pool finished in, so curves line up with seeds.
     runs = {key: [curves[s] for s in seeds] for key, curves in by_seed.items()}
     return runs
+
+
+def _cached(cache: Path, job: tuple) -> Path:
+    task, method, seed, budget, batch, overrides = job
+    settings = ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "defaults"
+    return cache / f"{task}__{method}__{seed}__{budget}__{batch}__{settings}.npy"
 
 
 # -- update cost -----------------------------------------------------------------------
@@ -609,6 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"where to write the results (default: {RESULTS} for the reported "
                              "run, a new temporary directory for any other)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder of finished runs to reuse and add to (runs are keyed by "
+                             "task, method, seed, budget, batch and settings, not by code: "
+                             "empty it after changing a learner)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2 tasks of --tables, 2 seeds, 24 evaluations, "
                              "1 process")
@@ -680,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Settings.from_overrides(overrides)  # refuse a bad key before any work starts
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     runs = evaluate(args.tasks, args.methods, seeds, args.budget, args.batch, args.jobs,
-                    overrides)
+                    overrides, cache=args.cache)
     elapsed = time.perf_counter() - started
     out = out_dir(args)
     out.mkdir(parents=True, exist_ok=True)
