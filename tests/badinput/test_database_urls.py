@@ -16,7 +16,7 @@ BAD_URLS = {
     UNREACHABLE: "127.0.0.1:1/x is unavailable: connection to server",
     "notaurl": "'notaurl' is not a URL",
     "mysql://": "unsupported database 'mysql'",
-    "postgresql+asyncpg://a@b/c": "driver 'postgresql+asyncpg' is not available",
+    "postgresql+nosuchdriver://a@b/c": "driver 'postgresql+nosuchdriver' is not available",
 }
 
 
