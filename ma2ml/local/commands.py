@@ -88,7 +88,7 @@ def _note(text: str) -> None:
     console.print(f"note: {inert(text)}", highlight=False)
 
 
-def _print_outcome(url: str, key: str, spec: Path) -> None:
+def _print_outcome(url: str, key: str, spec: Path | str = "SPEC") -> None:
     from ma2ml.local.results import recommended_lines, summarize
     from ma2ml.store import Store
 
