@@ -147,8 +147,9 @@ class ConsoleProgress:
         if self.console.is_terminal:
             self.bar = Progress(
                 TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
-                MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(),
-                TextColumn("left"), TimeRemainingColumn(), console=self.console)
+                MofNCompleteColumn(), TextColumn("batches,"), TimeElapsedColumn(),
+                TextColumn("elapsed,"), TimeRemainingColumn(), TextColumn("left"),
+                console=self.console)
             self.bar.start()
         return self
 
