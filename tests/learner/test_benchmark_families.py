@@ -70,3 +70,23 @@ def test_noisy_run_recommends_and_is_no_better_than_its_observations(load_benchm
     # Random search recommends its best (lowest-MSE) observation, scored at its seed mean.
     assert values[-1] == task.seen[int(np.argmin(task.observed))]
     assert task.observed != task.seen  # the learner saw single seeds, not the means
+
+
+def test_ma2ml_recommends_by_the_products_rule_and_tpe_by_its_best_draw(load_benchmark
+                                                                         ) -> None:
+    """A pipeline evaluated twenty times against a poor one whose second draw was lucky:
+    the product's rule (ma2ml on a noisy task) averages the draws and takes the
+    replicated one; the best observation (TPE, random) takes the lucky one."""
+    bench = load_benchmark("search_efficiency")
+    task = bench.load_task("coupled-0")
+    rng = np.random.default_rng(0)
+    sizes = [d.size for agent in task.space.agents for d in agent.decisions]
+    rows = [[int(rng.integers(v)) for v in sizes] for _ in range(40)]
+    observed = [task.observe(r, rng) for r in rows]
+    good, lucky = list(task.safe), rows[0]
+    rows += [good] * 20 + [lucky]
+    observed += [task.observe(good, rng) for _ in range(20)]
+    observed.append(max(observed) + 0.5)
+    assert bench.recommend(task, rows, observed, estimated=False) == lucky
+    assert bench.recommend(task, rows, observed, estimated=True) == good
+    assert bench.is_noisy(task) and not bench.is_noisy(bench.load_task("nb201-cifar10"))
