@@ -30,6 +30,18 @@ results takes its share (tau compounded). In a real search results arrive
 one by one, as workers finish; sized per update instead, the policies would
 concentrate faster the more often the learner happens to update.
 
+Why no importance weight on stored results. Proposals are screened by the
+critic (the best of ``proposal_candidates`` unseen draws), so the
+probability a proposal logs is not the probability with which it was
+chosen. Nothing here needs that probability: the critic regresses
+E[r | a], a conditional expectation whose target does not depend on how a
+was chosen (screening, de-duplication, older policies decide only where
+the critic has data, not what it converges to where it has), and the
+actor's expectation over a ~ pi is taken over fresh draws from the current
+policies scored by the critic, never over stored actions. The logged
+probability is read by the REINFORCE learners only (``reinforce``), which
+never screen.
+
 ``MA2MLNoCredit`` weights whole sampled joint actions by exp(Q(a)/alpha)
 (no per-unit counterfactual); ``MA2MLOnPolicy`` trains the critic on fresh
 results only (no replay).

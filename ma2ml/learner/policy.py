@@ -96,6 +96,8 @@ class JointPolicy(nn.Module):
         share ``uniform`` of every decision's draws spread evenly over its values."""
         if uniform <= 0:
             return self.decision_log_probs()
+        if uniform >= 1:  # all uniform (log1p(-1) would be -inf times nothing: a domain error)
+            return [torch.full_like(lp, -math.log(lp.shape[0])) for lp in self.decision_log_probs()]
         return [torch.logaddexp(lp + math.log1p(-uniform),
                                 torch.full_like(lp, math.log(uniform / lp.shape[0])))
                 for lp in self.decision_log_probs()]

@@ -10,6 +10,29 @@ computed from log-probabilities clamped in log space (never NaN).
   baseline, divergence-regularised toward the target policies (DMAC).
 * ``Independent``: one REINFORCE learner per agent, each with its own
   baseline and its own importance ratio, and no coordination at all.
+
+The behaviour probability. A proposal logs, per agent, log pi_i(a_i) of
+the policy mixed with ``exploration`` (``Algorithm.propose``). These are the
+only learners that read it, and for them it is the behaviour probability up
+to one documented approximation:
+
+* Critic screening never applies to them: the best-of-``proposal_candidates``
+  choice runs only once a critic is ready (``Algorithm._critic_ready``, false
+  without a critic), so each proposal is a single draw.
+* De-duplication is rejection sampling: a draw already proposed is redrawn,
+  so the true behaviour is pi conditioned on the unseen set U,
+  b(a) = pi(a) / pi(U). The logged pi(a) differs from it by the factor
+  pi(U), the same for every proposal of a batch (up to the few actions the
+  batch itself adds to the seen set). The ratio pi / b is therefore the
+  logged ratio times one constant per batch, which scales the whole batch's
+  gradient and leaves its direction alone; Adam's step is invariant to such
+  a scale. Truncating the logged ratio at ``importance_clip`` is the
+  conservative side (the true ratio is smaller by pi(U) <= 1). When the
+  tries run out and a repeat is proposed, the draw is a plain draw from pi
+  and the logged probability is exact.
+
+The critic-based learners (``ma2ml.learner.actor_critic``) never read it:
+see that module's docstring for why screening needs no correction there.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ policy keeps proposals where the policy puts its mass; choosing among a few
 by the learner's own score (as TPE picks the best of its candidates) spends
 each expensive trial on the most promising of them. The score is the
 critic's, once an algorithm has one it trusts (``Algorithm._critic_ready``).
+
+The log-probability a proposal carries is the policy's (mixed with
+``exploration``), not the probability of having been chosen here; why that
+is enough for every learner that reads it is in ``ma2ml.learner.reinforce``
+and ``ma2ml.learner.actor_critic``.
 """
 
 from __future__ import annotations
