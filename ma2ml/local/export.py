@@ -80,7 +80,11 @@ class Export:
 def export_best(store: Store, record: SearchRecord, out_dir: Path, epochs: int | None = None
                 ) -> Export:
     """Write ``recipe.json`` and (for the built-in trainer) ``retrain.py`` into ``out_dir``."""
-    best = store.best_trial(record.id)
+    from ma2ml.store.recommend import recommend_trials
+
+    # The best estimated mean, the pipeline `ma2ml best` shows (not the luckiest draw).
+    recommended = recommend_trials(store.list_trials(record.id, status="completed"))
+    best = recommended[1] if recommended else None
     if best is None:
         raise LookupError(f"search {record.name} has no completed trial yet")
     search = parse_spec(record.spec)
@@ -89,6 +93,7 @@ def export_best(store: Store, record: SearchRecord, out_dir: Path, epochs: int |
     recipe = out_dir / "recipe.json"
     recipe.write_text(json.dumps({
         "search": record.spec, "trial": best.number, "reward": best.reward,
+        "estimate": recommended[0].as_dict(),
         "metrics": best.metrics, "pipeline": best.pipeline, "epochs": epochs,
     }, indent=2))
     if search.spec.trainer.type == "command":
