@@ -39,10 +39,13 @@ run: setup
 	$(VENV)/bin/ma2ml run $(SPEC)
 
 # Re-run the benchmark README reports into benchmarks/results/: the 100-seed table,
-# then the one-result-per-update table (40 seeds). Hours on 2 cores, so `make test`
+# the coupled-modules family and the noisy tables, then the one-result-per-update
+# table (40 seeds). Hours on 2 cores, so `make test`
 # never runs it (tests/learner/test_benchmark_smoke.py runs a smoke version).
 bench: $(VENV)/.installed
 	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py
+	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py --tables coupled
+	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py --tables noisy
 	tmp=$$(mktemp -d) && \
 	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py --batch 1 --seeds 40 \
 	    --methods ma2ml ma2ml-no-credit tpe --out $$tmp && \
