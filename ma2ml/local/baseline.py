@@ -118,8 +118,9 @@ def latest_against_random(latest: Sequence[float], random_rewards: Sequence[floa
         return None
     k = len(latest)
     (random_best,) = expected_best_of_n(random_rewards, [min(k, len(random_rewards))])
-    return (f"the latest {k} trials the learned policies proposed: best {max(latest):.4f}, "
-            f"mean {statistics.fmean(latest):.4f}; {k} random pipelines: expected best "
+    s = "s" if k > 1 else ""
+    return (f"the latest {k} trial{s} the learned policies proposed: best {max(latest):.4f}, "
+            f"mean {statistics.fmean(latest):.4f}; {k} random pipeline{s}: expected best "
             f"{random_best.expected:.4f} [{random_best.low:.4f}, {random_best.high:.4f}], "
             f"mean {statistics.fmean(random_rewards):.4f} (from {random_best.draws} uniform "
             f"draws)")

@@ -35,6 +35,6 @@ def test_random_baseline_is_the_trials_of_uniform_policies(tmp_path: Path) -> No
     # The learned proposal against as many random pipelines (one: the expected best is the mean).
     assert summary.learned_rewards == (0.9,)
     assert summary.learned_against_random().startswith(
-        "the latest 1 trials the learned policies proposed: best 0.9000, mean 0.9000; "
-        "1 random pipelines: expected best 0.5000")
+        "the latest 1 trial the learned policies proposed: best 0.9000, mean 0.9000; "
+        "1 random pipeline: expected best 0.5000")
     assert summary.best is not None and summary.best.reward == 0.9
