@@ -1,22 +1,37 @@
-"""Trial-queue throughput of ma2ml's store against Optuna's RDB storage.
+"""Trial-queue throughput of ma2ml's store against Optuna's storages.
 
-Each run starts W worker processes (spawn) on a fresh database and times how fast
-they get through N trivial trials:
+Each run starts W worker processes (spawn) on a fresh storage and times how fast
+they get through N trivial trials. The storages:
 
-* ma2ml: the learner enqueues N proposals in one batch (timed, counted in the
-  wall time), then every worker loops ``claim`` + ``complete`` until the queue is
-  empty.
-* Optuna: ``create_study(storage=RDBStorage(url), sampler=RandomSampler())`` once,
-  each worker ``load_study`` and loops ``ask(fixed_distributions)`` + ``tell``
-  for its share of the N trials. RandomSampler keeps the sampler's cost flat (TPE
-  would re-read every trial on each ask), so the storage is what is measured.
+* ``ma2ml-postgres``, ``ma2ml-sqlite``: ma2ml's store. The learner enqueues N
+  proposals in one batch (timed, counted in the wall time), then every worker
+  does what a worker of ``ma2ml/worker/loop.py`` asks of the store per trial,
+  until the queue is empty: read the search (``Store.get_search``, which
+  returns the stored spec), ``claim``, one ``heartbeat`` (a worker renews its
+  lease every ``leaseSeconds / 3``: one beat stands for a trial of up to that
+  long) and ``complete``.
+* ``optuna-rdb-postgres``, ``optuna-rdb-sqlite``: ``RDBStorage(url)``;
+  ``create_study(sampler=RandomSampler())`` once, each worker ``load_study``
+  and loops ``ask(fixed_distributions)`` + ``tell`` for its share of the N
+  trials (Optuna's heartbeat is off by default, so a worker does no more).
+* ``optuna-journal``: the same on ``JournalStorage(JournalFileBackend(path))``,
+  a log file on the local disk: Optuna's own recommendation for many local
+  processes (every process replays the others' log entries).
 
-"claim" latency is ``Store.claim`` for ma2ml and ``Study.ask`` for Optuna. The wall
-time runs from the first worker leaving the start barrier (connections already
-open) to the last one finishing.
+RandomSampler keeps the sampler's cost flat (TPE would re-read every trial on
+each ask), so the storage is what is measured. "cycle" is one trial's whole
+storage work (ma2ml: search read + claim + heartbeat + complete; Optuna: ask +
+tell); "claim" is ``Store.claim`` for ma2ml and ``Study.ask`` for Optuna. The
+wall time runs from the first worker leaving the start barrier (connections
+already open) to the last one finishing.
 
 Run (from the repository root):
-    PYTHONPATH=. .venv/bin/python benchmarks/store_throughput.py [--quick]
+    PYTHONPATH=. .venv/bin/python benchmarks/store_throughput.py [--quick] \\
+        [--trials N] [--workers 1,4,16] [--storages ...] [--out DIR]
+
+It prints a markdown table and writes nothing unless ``--out DIR`` is given
+(``store_throughput.md`` there; the committed results are
+``benchmarks/results/store_throughput.md``).
 """
 
 from __future__ import annotations
@@ -26,7 +41,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
@@ -34,44 +49,53 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-from ma2ml.store.scratch import scratch_database
-
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+ROOT = Path(__file__).resolve().parents[1]
 MAX_ERRORS = 50
+STORAGES = ("ma2ml-postgres", "ma2ml-sqlite", "optuna-rdb-postgres", "optuna-rdb-sqlite",
+            "optuna-journal")
+SEARCH_NAME = "bench/throughput"
+MAX_TRIALS, MAX_WORKERS = 1_000_000, 256
 
 
 @dataclass
 class WorkerResult:
-    """What one worker process reports back."""
+    """What one worker process reports back (latencies in seconds)."""
 
     done: int
     errors: int
     started: float
     finished: float
-    latencies: list[float]
+    cycles: list[float]
+    claims: list[float]
 
 
 @dataclass
 class RunResult:
-    """One (system, backend, workers) measurement."""
+    """One (storage, workers) measurement."""
 
+    storage: str
+    workers: int
     trials: int
     errors: int
     seconds: float
-    latencies: list[float]
+    cycles: list[float]
+    claims: list[float]
 
     @property
     def rate(self) -> float:
         return self.trials / self.seconds if self.seconds > 0 else float("nan")
 
-    def percentile_ms(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return 1000.0 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+def percentile_ms(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of ``values`` (seconds) in milliseconds."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return 1000.0 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-# -- databases ----------------------------------------------------------------------------
+# -- storages -------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -81,38 +105,79 @@ def fresh_database(backend: str, admin_url: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="ma2ml-bench-") as directory:
             yield f"sqlite:///{Path(directory) / 'bench.db'}"
         return
+    # Imported here: Optuna's spawned workers re-import this script and need none of ma2ml.
+    from ma2ml.store.scratch import scratch_database
+
     with scratch_database(admin_url, "ma2ml_bench") as url:
         yield url
+
+
+@contextmanager
+def fresh_journal() -> Iterator[str]:
+    """A path for a new Optuna journal file on the local disk, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="ma2ml-bench-") as directory:
+        yield str(Path(directory) / "journal.log")
+
+
+def _optuna_storage(kind: str, where: str) -> Any:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if kind == "journal":
+        return optuna.storages.JournalStorage(JournalFileBackend(where))
+    # The same 30 s busy timeout ma2ml uses, so SQLite lock waits are comparable.
+    kwargs = {"connect_args": {"timeout": 30}} if where.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(where, engine_kwargs=kwargs)
+
+
+def _close_optuna_storage(storage: Any) -> None:
+    import optuna
+
+    if isinstance(storage, optuna.storages.RDBStorage):  # give the connections back
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+def _bench_spec() -> dict[str, Any]:
+    """The example's spec as stored, so the search read carries a real spec."""
+    from ma2ml.spec import load_spec, spec_to_document
+
+    return spec_to_document(load_spec(ROOT / "examples" / "fashion-mnist.yaml"))
 
 
 # -- worker processes ----------------------------------------------------------------------
 
 
 def ma2ml_worker(url: str, search_id: int, name: str, barrier: Barrier, out: Queue) -> None:
-    """Claim + complete until the queue is empty."""
+    """Search read + claim + heartbeat + complete until the queue is empty."""
     from ma2ml.store import Store
 
     with Store(url, migrate=False) as store:
         store.pending_count(search_id)  # opens the pooled connection before the clock starts
         barrier.wait()
-        started, latencies, done, errors = time.monotonic(), [], 0, 0
+        started, cycles, claims, done, errors = time.monotonic(), [], [], 0, 0
         while errors < MAX_ERRORS:
             try:
                 tick = time.perf_counter()
+                store.get_search(SEARCH_NAME)
+                before_claim = time.perf_counter()
                 trial = store.claim(search_id, name, lease_seconds=60)
-                latency = time.perf_counter() - tick
+                claimed = time.perf_counter()
                 if trial is None:
                     break
+                store.heartbeat(trial.id, trial.attempt, lease_seconds=60)
                 store.complete(trial.id, trial.attempt, float(trial.pipeline["x"]), {})
             except Exception:
                 errors += 1
                 continue
-            latencies.append(latency)
+            cycles.append(time.perf_counter() - tick)
+            claims.append(claimed - before_claim)
             done += 1
-        out.put(WorkerResult(done, errors, started, time.monotonic(), latencies))
+        out.put(WorkerResult(done, errors, started, time.monotonic(), cycles, claims))
 
 
-def optuna_worker(url: str, share: int, study_name: str, barrier: Barrier, out: Queue) -> None:
+def optuna_worker(kind: str, where: str, share: int, study_name: str, barrier: Barrier,
+                  out: Queue) -> None:
     """Ask + tell ``share`` trials with a fixed search space."""
     import optuna
     from optuna.distributions import (
@@ -127,29 +192,24 @@ def optuna_worker(url: str, share: int, study_name: str, barrier: Barrier, out: 
         "depth": IntDistribution(1, 8),
         "op": CategoricalDistribution(["rotate", "shear", "cutout"]),
     }
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=_optuna_engine_kwargs(url))
+    storage = _optuna_storage(kind, where)
     study = optuna.load_study(study_name=study_name, storage=storage)
     barrier.wait()
-    started, latencies, done, errors = time.monotonic(), [], 0, 0
+    started, cycles, claims, done, errors = time.monotonic(), [], [], 0, 0
     while done < share and errors < MAX_ERRORS:
         try:
             tick = time.perf_counter()
             trial = study.ask(space)
-            latency = time.perf_counter() - tick
+            asked = time.perf_counter()
             study.tell(trial, trial.params["x"])
         except Exception:
             errors += 1
             continue
-        latencies.append(latency)
+        cycles.append(time.perf_counter() - tick)
+        claims.append(asked - tick)
         done += 1
-    out.put(WorkerResult(done, errors, started, time.monotonic(), latencies))
-    storage.remove_session()
-    storage.engine.dispose()
-
-
-def _optuna_engine_kwargs(url: str) -> dict[str, Any]:
-    # The same 30 s busy timeout ma2ml uses, so SQLite lock waits are comparable.
-    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    out.put(WorkerResult(done, errors, started, time.monotonic(), cycles, claims))
+    _close_optuna_storage(storage)
 
 
 def run_workers(
@@ -169,26 +229,29 @@ def run_workers(
     return results
 
 
-def _combine(results: list[WorkerResult], extra_seconds: float = 0.0) -> RunResult:
+def _combine(storage: str, workers: int, results: list[WorkerResult],
+             extra_seconds: float = 0.0) -> RunResult:
     seconds = max(r.finished for r in results) - min(r.started for r in results)
-    latencies = [latency for r in results for latency in r.latencies]
     return RunResult(
+        storage=storage,
+        workers=workers,
         trials=sum(r.done for r in results),
         errors=sum(r.errors for r in results),
         seconds=seconds + extra_seconds,
-        latencies=latencies,
+        cycles=[c for r in results for c in r.cycles],
+        claims=[c for r in results for c in r.claims],
     )
 
 
 # -- the two systems ------------------------------------------------------------------------
 
 
-def bench_ma2ml(url: str, trials: int, workers: int) -> RunResult:
+def bench_ma2ml(storage: str, url: str, trials: int, workers: int) -> RunResult:
     """The learner enqueues ``trials`` proposals; ``workers`` processes drain the queue."""
     from ma2ml.store import Store, TrialProposal
 
     with Store(url) as store:
-        search = store.create_search("bench/throughput", {})
+        search = store.create_search(SEARCH_NAME, _bench_spec())
         proposals = [
             TrialProposal(
                 pipeline={"x": (i % 997) / 997.0, "depth": i % 8 + 1, "op": "rotate"},
@@ -203,95 +266,111 @@ def bench_ma2ml(url: str, trials: int, workers: int) -> RunResult:
         enqueue_seconds = time.perf_counter() - tick
         results = run_workers(ma2ml_worker, lambda n: (url, search.id, f"bench-{n}"), workers)
         assert store.counts(search.id)["completed"] == trials - sum(r.errors for r in results)
-    return _combine(results, extra_seconds=enqueue_seconds)
+    return _combine(storage, workers, results, extra_seconds=enqueue_seconds)
 
 
-def bench_optuna(url: str, trials: int, workers: int) -> RunResult:
+def bench_optuna(storage: str, kind: str, where: str, trials: int, workers: int) -> RunResult:
     """``workers`` processes ask + tell ``trials`` trials in total."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=_optuna_engine_kwargs(url))
+    created = _optuna_storage(kind, where)
     optuna.create_study(
-        study_name="bench", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0)
+        study_name="bench", storage=created, sampler=optuna.samplers.RandomSampler(seed=0)
     )
-    storage.remove_session()
-    storage.engine.dispose()
+    _close_optuna_storage(created)
     shares = [trials // workers + (1 if n < trials % workers else 0) for n in range(workers)]
-    return _combine(run_workers(optuna_worker, lambda n: (url, shares[n], "bench"), workers))
+    results = run_workers(optuna_worker, lambda n: (kind, where, shares[n], "bench"), workers)
+    return _combine(storage, workers, results)
 
 
-# -- main -----------------------------------------------------------------------------------
+def measure(storage: str, trials: int, workers: int, admin_url: str) -> RunResult:
+    """One storage on a fresh database (or journal file)."""
+    if storage == "optuna-journal":
+        with fresh_journal() as path:
+            return bench_optuna(storage, "journal", path, trials, workers)
+    system, backend = storage.split("-")[0], storage.rsplit("-", 1)[1]
+    with fresh_database(backend, admin_url) as url:
+        if system == "ma2ml":
+            return bench_ma2ml(storage, url, trials, workers)
+        return bench_optuna(storage, "rdb", url, trials, workers)
 
 
-def _row(cells: list[str]) -> str:
-    widths = [9, 7, 7, 11, 11, 11, 11, 11, 11, 9, 7]
-    return "  ".join(cell.rjust(width) for cell, width in zip(cells, widths, strict=True))
+# -- report ---------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
+def table(results: Sequence[RunResult]) -> str:
+    """Markdown: one row per (storage, workers), then ma2ml's speed-ups."""
+    lines = ["| storage | workers | trials | cycles/s | cycle p50 | cycle p99 | claim p50 | "
+             "claim p99 | errors |", "|" + " --- |" * 9]
+    for r in results:
+        lines.append(
+            f"| {r.storage} | {r.workers} | {r.trials} | {r.rate:.1f} | "
+            f"{percentile_ms(r.cycles, 0.5):.2f} ms | {percentile_ms(r.cycles, 0.99):.2f} ms | "
+            f"{percentile_ms(r.claims, 0.5):.2f} ms | {percentile_ms(r.claims, 0.99):.2f} ms | "
+            f"{r.errors} |")
+    return "\n".join(lines + ratios(results))
+
+
+def ratios(results: Sequence[RunResult]) -> list[str]:
+    """ma2ml's trials per second over Optuna's on the same backend, and over the journal."""
+    rate = {(r.storage, r.workers): r.rate for r in results}
+    pairs = [("ma2ml-postgres", "optuna-rdb-postgres"), ("ma2ml-sqlite", "optuna-rdb-sqlite"),
+             ("ma2ml-postgres", "optuna-journal"), ("ma2ml-sqlite", "optuna-journal")]
+    lines = []
+    for workers in sorted({r.workers for r in results}):
+        found = [f"{ours} / {theirs} {rate[ours, workers] / rate[theirs, workers]:.1f}x"
+                 for ours, theirs in pairs
+                 if (ours, workers) in rate and (theirs, workers) in rate]
+        if found:
+            lines.append(f"* {workers} workers: " + "; ".join(found))
+    return ["", "Trials per second, ma2ml over Optuna:", *lines] if lines else []
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000, help="trials per run")
     parser.add_argument("--workers", default="1,4,16", help="comma-separated process counts")
-    parser.add_argument("--backends", default="postgres,sqlite", help="postgres and/or sqlite")
+    parser.add_argument("--storages", nargs="+", default=list(STORAGES), choices=STORAGES)
     parser.add_argument("--quick", action="store_true", help="200 trials, workers 1,4")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write store_throughput.md here (default: print only)")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("MA2ML_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL),
         help="maintenance database of the server; a fresh database is created per run",
     )
     args = parser.parse_args(argv)
-    trials, worker_counts = args.trials, [int(w) for w in args.workers.split(",")]
+    try:
+        args.workers = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        parser.error(f"--workers: comma-separated integers, got {args.workers!r}")
     if args.quick:
-        trials, worker_counts = 200, [1, 4]
+        args.trials, args.workers = 200, [1, 4]
+    if not 1 <= args.trials <= MAX_TRIALS:
+        parser.error(f"--trials: must be in [1, {MAX_TRIALS}], got {args.trials}")
+    if any(not 1 <= w <= MAX_WORKERS for w in args.workers):
+        parser.error(f"--workers: each count must be in [1, {MAX_WORKERS}], got {args.workers}")
+    return args
 
-    print(f"{trials} trials per run; cycles/s = claim+complete (ma2ml) vs ask+tell (Optuna)")
-    print(
-        _row(
-            [
-                "backend",
-                "workers",
-                "trials",
-                "ma2ml/s",
-                "optuna/s",
-                "ma2ml p50",
-                "ma2ml p99",
-                "optuna p50",
-                "optuna p99",
-                "ratio",
-                "errors",
-            ]
-        )
-    )
-    for backend in args.backends.split(","):
-        for workers in worker_counts:
-            with fresh_database(backend, args.postgres_url) as url:
-                ours = bench_ma2ml(url, trials, workers)
-            with fresh_database(backend, args.postgres_url) as url:
-                theirs = bench_optuna(url, trials, workers)
-            print(
-                _row(
-                    [
-                        backend,
-                        str(workers),
-                        str(trials),
-                        f"{ours.rate:.1f}",
-                        f"{theirs.rate:.1f}",
-                        f"{ours.percentile_ms(0.5):.2f}ms",
-                        f"{ours.percentile_ms(0.99):.2f}ms",
-                        f"{theirs.percentile_ms(0.5):.2f}ms",
-                        f"{theirs.percentile_ms(0.99):.2f}ms",
-                        f"{ours.rate / theirs.rate:.1f}x",
-                        f"{ours.errors}/{theirs.errors}",
-                    ]
-                ),
-                flush=True,
-            )
-    print(
-        "latency columns: claim (ma2ml Store.claim, Optuna Study.ask); "
-        "errors: ma2ml/optuna operations that raised"
-    )
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = []
+    for workers in args.workers:
+        for storage in args.storages:
+            result = measure(storage, args.trials, workers, args.postgres_url)
+            print(f"{storage}, {workers} workers: {result.rate:.1f} trials/s", flush=True)
+            results.append(result)
+    report = (f"{args.trials} trials per run; cycle = one trial's storage work (ma2ml: search "
+              f"read + claim + heartbeat + complete; Optuna: ask + tell); claim = Store.claim "
+              f"or Study.ask; errors: operations that raised\n\n{table(results)}")
+    print(report)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "store_throughput.md").write_text(report + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
