@@ -145,7 +145,7 @@ def test_run_summary_line_counts_stopped(spec_file: Path, capsys: pytest.Capture
     commands._print_outcome(f"sqlite:///{spec_file.with_suffix('.db')}", "default/curvy")
     out = capsys.readouterr().out
     assert "6/8 trials, 3 stopped early, 0 failed" in out
-    assert "(trial 3, full fidelity)" in out
+    assert "best:   trial 3, reward 0.9000" in out and "(full fidelity)" in out
 
 
 def test_report_plots_the_curves(spec_file: Path) -> None:
