@@ -131,6 +131,13 @@ class Algorithm:
         """Remember joint actions already proposed (the loop calls this after a restart)."""
         self._proposed.update(tuple(int(v) for v in row) for row in actions)
 
+    def mark_proposed_actions(self, actions: Iterable[dict[str, Sequence[int]]]) -> None:
+        """``mark_proposed`` for stored actions (``{"agent": [idx, ...]}``): built straight
+        into keys, since a restart recalls every trial ever proposed (100k and more)."""
+        names = self.layout.agent_names
+        self._proposed.update(tuple(v for name in names for v in action[name])
+                              for action in actions)
+
     # -- results -----------------------------------------------------------------------
 
     def reward_of(self, result: Result) -> float:

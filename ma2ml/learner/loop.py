@@ -214,10 +214,10 @@ class Learner:
 
     def _recall_proposed(self) -> None:
         """Remember every joint action proposed so far, read in pages by trial number."""
-        layout, after, page_size = self.algorithm.layout, 0, RECALL_PAGE
+        after, page_size = 0, RECALL_PAGE
         while True:
             page = self.store.proposed_actions(self.search_id, after, page_size)
-            self.algorithm.mark_proposed(layout.from_dict(action) for _, action in page)
+            self.algorithm.mark_proposed_actions(action for _, action in page)
             if len(page) < page_size:
                 return
             after = page[-1][0]
