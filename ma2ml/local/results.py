@@ -115,7 +115,7 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
         recommended = recommend_trials(completed)
         # As many of the latest learned proposals as there were uniform draws: n against n.
         learned.sort(key=lambda t: t.finished_seq or 0)
-        learned = learned[len(learned) - len(initial):] if initial else []
+        learned = learned[max(0, len(learned) - len(initial)):] if initial else []
     snapshot = store.load_snapshot(record.id)
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
     end = record.finished_at or now

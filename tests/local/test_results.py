@@ -38,3 +38,21 @@ def test_random_baseline_is_the_trials_of_uniform_policies(tmp_path: Path) -> No
         "the latest 1 trial the learned policies proposed: best 0.9000, mean 0.9000; "
         "1 random pipeline: expected best 0.5000")
     assert summary.best is not None and summary.best.reward == 0.9
+
+
+def test_learned_trials_fewer_than_the_uniform_draws_are_all_compared(tmp_path: Path) -> None:
+    search = parse_spec(tiny_spec("fewer"))
+    space = search.spec.search_space()
+    with Store(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        record = store.create_search(search.key, spec_to_document(search))
+        uniform = uniform_logp(record)
+        learned = {**uniform, "hpo": uniform["hpo"] + 0.5}
+        action = {a.name: [0] * len(a.decisions) for a in space.agents}
+        for logp, accuracy in ((uniform, 0.3), (uniform, 0.4), (uniform, 0.5),
+                               (learned, 0.7), (learned, 0.8)):
+            store.enqueue_trials(record.id, [TrialProposal(space.decode(action), action, logp, 0)])
+            claimed = store.claim(record.id, "w", 30)
+            store.complete(claimed.id, claimed.attempt, accuracy, {"accuracy": accuracy})
+        summary = summarize(store, record)
+    assert summary.learned_rewards == (0.7, 0.8), "2 learned trials, both against 2 random"
+    assert summary.learned_against_random().startswith("the latest 2 trials")
