@@ -30,6 +30,24 @@ results takes its share (tau compounded). In a real search results arrive
 one by one, as workers finish; sized per update instead, the policies would
 concentrate faster the more often the learner happens to update.
 
+Coordination beyond the matrix games (issue 14), measured, not solved. With
+a critic that knows the joint optimum, the marginals of the joint target
+coordinate: the climbing and penalty games and the climbing game chained
+over three agents are unit tests. On the coupled-modules tasks of
+``benchmarks/coupled.py`` (6-12 decisions, every one in a cross-agent
+climbing trap, noise) the critic does not know it: fitted on 200 uniformly
+drawn results, neither this critic nor a pair-of-values input, a
+factorisation machine, an expectile-0.9 ("lenient", hysteretic) fit, nor a
+ridge regression on the tasks' exact model class ranks the optimum above
+the deceptive basin on any of 8 unreported instances. Levers that act
+through the critic (optimistic screening over a 5-member ensemble, more
+uniform exploration, slower policies) left ma2ml in that basin, as TPE and
+``ma2ml-no-credit`` are (README, "The learner"). So the update is unchanged:
+a lenient or optimistic actor target cannot create information the critic
+lacks, and the joint-target marginals here are already lenient with respect
+to the critic (contexts are weighted by exp(Q / alpha), a soft maximum over
+partners' choices).
+
 Why no importance weight on stored results. Proposals are screened by the
 critic (the best of ``proposal_candidates`` unseen draws), so the
 probability a proposal logs is not the probability with which it was
