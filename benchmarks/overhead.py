@@ -57,7 +57,7 @@ from typing import Any
 import yaml
 
 # The sibling script (on sys.path when this one runs as a script; tests prepend benchmarks/).
-from store_throughput import DEFAULT_POSTGRES_ADMIN_URL, fresh_database
+from store_throughput import DEFAULT_POSTGRES_ADMIN_URL, fresh_database, provenance
 
 #: The instant trainer: a start stamp, the result file, an end stamp (no shell start-up of
 #: an interpreter, so the trainer itself costs about a millisecond).
@@ -282,25 +282,6 @@ def table(rows: Sequence[Measurement]) -> str:
             f"{m.rss_mib_median:.0f} MiB | {m.rss_mib_max:.0f} MiB |")
     notes = [f"* {m.backend}, {m.workers} workers: {note}" for m in rows for note in m.notes]
     return "\n".join(lines + ([""] + notes if notes else []))
-
-
-def provenance() -> str:
-    """What was measured where: the commit of the ``ma2ml`` imported (``PYTHONPATH`` may
-    point at another checkout), its uncommitted changes, the machine."""
-    import ma2ml
-
-    root = Path(ma2ml.__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else "unknown"
-
-    dirty = [line for line in git("status", "--porcelain", "--", "ma2ml").splitlines() if line]
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"ma2ml at {git('rev-parse', '--short', 'HEAD')} ({root})"
-            f"{f' + {len(dirty)} uncommitted file(s) in ma2ml/' if dirty else ''}; "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs, "
-            f"load average {load} at the end")
 
 
 def _ms(seconds: float) -> str:

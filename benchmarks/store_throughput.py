@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -299,6 +300,26 @@ def measure(storage: str, trials: int, workers: int, admin_url: str) -> RunResul
 # -- report ---------------------------------------------------------------------------------
 
 
+def provenance() -> str:
+    """What was measured where: the commit of the ``ma2ml`` imported (``PYTHONPATH`` may
+    point at another checkout), its uncommitted changes, the machine."""
+    import ma2ml
+
+    root = Path(ma2ml.__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+    dirty = [line for line in git("status", "--porcelain", "--", "ma2ml").splitlines() if line]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"ma2ml at {git('rev-parse', '--short', 'HEAD')} ({root})"
+            f"{f' + {len(dirty)} uncommitted file(s) in ma2ml/' if dirty else ''}; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs, "
+            f"load average {load} at the end")
+
+
+
 def table(results: Sequence[RunResult]) -> str:
     """Markdown: one row per (storage, workers), then ma2ml's speed-ups."""
     lines = ["| storage | workers | trials | cycles/s | cycle p50 | cycle p99 | claim p50 | "
@@ -364,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(result)
     report = (f"{args.trials} trials per run; cycle = one trial's storage work (ma2ml: search "
               f"read + claim + heartbeat + complete; Optuna: ask + tell); claim = Store.claim "
-              f"or Study.ask; errors: operations that raised\n\n{table(results)}")
+              f"or Study.ask; errors: operations that raised\n\n{table(results)}\n\n"
+              f"{provenance()}")
     print(report)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
