@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -135,7 +136,7 @@ class Algorithm:
         """``mark_proposed`` for stored actions (``{"agent": [idx, ...]}``): built straight
         into keys, since a restart recalls every trial ever proposed (100k and more)."""
         names = self.layout.agent_names
-        self._proposed.update(tuple(v for name in names for v in action[name])
+        self._proposed.update(tuple(chain.from_iterable(map(action.__getitem__, names)))
                               for action in actions)
 
     # -- results -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ pages, the joint actions already proposed (no pipelines, no metrics).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -215,12 +216,20 @@ class Learner:
     def _recall_proposed(self) -> None:
         """Remember every joint action proposed so far, read in pages by trial number."""
         after, page_size = 0, RECALL_PAGE
-        while True:
-            page = self.store.proposed_actions(self.search_id, after, page_size)
-            self.algorithm.mark_proposed_actions(action for _, action in page)
-            if len(page) < page_size:
-                return
-            after = page[-1][0]
+        # Millions of small objects, all kept: the cyclic collector would walk the
+        # growing set again and again (half the time of a restart at 100k trials).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            while True:
+                page = self.store.proposed_actions(self.search_id, after, page_size)
+                self.algorithm.mark_proposed_actions(action for _, action in page)
+                if len(page) < page_size:
+                    return
+                after = page[-1][0]
+        finally:
+            if collecting:
+                gc.enable()
 
     def tick(self) -> SearchOutcome | None:
         """One round of the loop; returns the outcome once the search is over."""
