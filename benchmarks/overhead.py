@@ -26,6 +26,11 @@ so a trial "trains" for about a millisecond. Per configuration:
 * **worker RSS**: ``VmHWM`` (peak resident set) of the worker processes, read
   from ``/proc/<pid>/status`` of the children of ``ma2ml run`` every 0.2 s;
   median and max over workers. The trainer processes are not counted.
+* **CPU per trial**: CPU seconds (user + system, ``/proc/<pid>/stat``, sampled
+  with the RSS) of all workers, of their trainers (reaped children) and of
+  ``ma2ml run`` itself (learner and pool), from the first result to the last,
+  per result (start-up excluded, as for results/s). Unlike the gaps, these do
+  not grow when the machine is shared with other jobs.
 
 Usage (from the repository root)::
 
@@ -90,6 +95,10 @@ class Measurement:
     first_claim_after_launch: float
     rss_mib_median: float
     rss_mib_max: float
+    #: CPU milliseconds per trial: all workers together, their trainers, ``ma2ml run``.
+    worker_cpu_ms: float
+    trainer_cpu_ms: float
+    run_cpu_ms: float
     run_seconds: float
     notes: list[str] = field(default_factory=list)
 
@@ -144,36 +153,81 @@ def _peak_rss_kib(pid: int) -> int | None:
     return None
 
 
-class MemoryWatch(threading.Thread):
-    """Keeps the highest ``VmHWM`` seen of each worker process of ``ma2ml run``."""
+def _cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """(the process's own CPU seconds, its reaped children's), from ``/proc/<pid>/stat``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (utime + stime) / tick, (cutime + cstime) / tick
+
+
+@dataclass
+class Usage:
+    """What ``ProcessWatch`` saw: per worker pid its peak RSS (KiB) and CPU seconds (own,
+    its trainers'), the CPU seconds of ``ma2ml run`` itself (learner, pool), and a
+    series of (wall-clock time, workers' CPU, trainers' CPU, ``ma2ml run``'s CPU)."""
+
+    peaks: dict[int, int] = field(default_factory=dict)
+    cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
+    run_cpu: float = 0.0
+    series: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+    def cpu_between(self, start: float, end: float) -> tuple[float, float, float]:
+        """CPU seconds (workers, trainers, ``ma2ml run``) spent from ``start`` to ``end``
+        (wall clock), from the last samples taken at or before each."""
+        before = [row for row in self.series if row[0] <= start]
+        until = [row for row in self.series if row[0] <= end]
+        if not before or not until:
+            return float("nan"), float("nan"), float("nan")
+        a, b = before[-1], until[-1]
+        return b[1] - a[1], b[2] - a[2], b[3] - a[3]
+
+
+class ProcessWatch(threading.Thread):
+    """Samples ``ma2ml run`` and its worker processes every ``SAMPLE_SECONDS``.
+
+    A process's CPU seconds are those of its last sample, so they may lag by up to one
+    interval (``SAMPLE_SECONDS``).
+    """
 
     def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True, name="overhead-memory")
-        self.pid = pid
-        self.peaks: dict[int, int] = {}
+        super().__init__(daemon=True, name="overhead-watch")
+        self.pid, self.usage = pid, Usage()
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.wait(SAMPLE_SECONDS):
+            own = _cpu_seconds(self.pid)
+            if own is not None:
+                self.usage.run_cpu = own[0]
             for child in _children(self.pid):
-                if _is_worker(child):
-                    kib = _peak_rss_kib(child)
-                    if kib is not None:
-                        self.peaks[child] = max(kib, self.peaks.get(child, 0))
+                if not _is_worker(child):
+                    continue
+                kib, cpu = _peak_rss_kib(child), _cpu_seconds(child)
+                if kib is not None:
+                    self.usage.peaks[child] = max(kib, self.usage.peaks.get(child, 0))
+                if cpu is not None:
+                    self.usage.cpu[child] = cpu
+            cpu = self.usage.cpu.values()
+            self.usage.series.append((time.time(), sum(own for own, _ in cpu),
+                                      sum(trainers for _, trainers in cpu), self.usage.run_cpu))
 
-    def stop(self) -> list[float]:
-        """Peak RSS of each worker seen, in MiB."""
+    def stop(self) -> Usage:
         self._done.set()
         self.join()
-        return [kib / 1024 for kib in self.peaks.values()]
+        return self.usage
 
 
 # -- one configuration ---------------------------------------------------------------------
 
 
 def run_search(url: str, workdir: Path, document: dict[str, Any], workers: int,
-               timeout: float) -> tuple[float, float, list[float]]:
-    """``ma2ml run`` to the end: (its wall-clock start, its duration, worker peak RSS MiB)."""
+               timeout: float) -> tuple[float, float, Usage]:
+    """``ma2ml run`` to the end: (its wall-clock start, its duration, what it used)."""
     spec = workdir / "overhead.yaml"
     spec.write_text(yaml.safe_dump(document, sort_keys=False))
     log_path = workdir / "run.log"
@@ -184,7 +238,7 @@ def run_search(url: str, workdir: Path, document: dict[str, Any], workers: int,
             [sys.executable, "-m", "ma2ml", "run", str(spec), "--workers", str(workers),
              "--db", url], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
             env=env) as process:
-        watch = MemoryWatch(process.pid)
+        watch = ProcessWatch(process.pid)
         watch.start()
         try:
             code = process.wait(timeout=timeout)
@@ -193,13 +247,13 @@ def run_search(url: str, workdir: Path, document: dict[str, Any], workers: int,
             process.wait()
             code = None
         finally:
-            peaks = watch.stop()
+            usage = watch.stop()
     seconds = time.perf_counter() - tick
     if code != 0:
         tail = log_path.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"ma2ml run {'timed out' if code is None else f'exited {code}'} "
                            f"after {seconds:.0f} s; log tail:\n{tail}")
-    return launched, seconds, peaks
+    return launched, seconds, usage
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -240,7 +294,7 @@ def measure(backend: str, workers: int, trials: int, algorithm: str, admin_url: 
     document = search_document(name, workers, trials, algorithm)
     with tempfile.TemporaryDirectory(prefix="ma2ml-overhead-") as tmp, \
             fresh_database(backend, admin_url) as url:
-        launched, seconds, rss = run_search(url, Path(tmp), document, workers, timeout)
+        launched, seconds, usage = run_search(url, Path(tmp), document, workers, timeout)
         with Store(url, migrate=False) as store:
             search = store.get_search(f"default/{name}")
             assert search is not None, "ma2ml run did not create the search"
@@ -253,6 +307,11 @@ def measure(backend: str, workers: int, trials: int, algorithm: str, admin_url: 
     finished = sorted(t.finished_at for t in done if t.finished_at is not None)
     span = finished[-1] - finished[0] if len(finished) > 1 else 0.0
     first = min(started) if started else float("nan")
+    rss = [kib / 1024 for kib in usage.peaks.values()]
+    # Steady state, like results/s: CPU from the first result to the last, per result.
+    workers_cpu, trainers_cpu, run_cpu = usage.cpu_between(finished[0], finished[-1]) \
+        if len(finished) > 1 else (float("nan"),) * 3
+    per_result = 1000 / max(len(finished) - 1, 1)
     return Measurement(
         backend=backend, workers=workers, trials=trials, algorithm=algorithm,
         gap_p50=percentile(idle, 0.5), gap_p99=percentile(idle, 0.99),
@@ -262,7 +321,9 @@ def measure(backend: str, workers: int, trials: int, algorithm: str, admin_url: 
         first_claim_after_create=first - search.created_at,
         first_claim_after_launch=first - launched,
         rss_mib_median=statistics.median(rss) if rss else float("nan"),
-        rss_mib_max=max(rss, default=float("nan")), run_seconds=seconds, notes=notes)
+        rss_mib_max=max(rss, default=float("nan")),
+        worker_cpu_ms=per_result * workers_cpu, trainer_cpu_ms=per_result * trainers_cpu,
+        run_cpu_ms=per_result * run_cpu, run_seconds=seconds, notes=notes)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -272,14 +333,15 @@ def table(rows: Sequence[Measurement]) -> str:
     """The markdown table of ``rows``."""
     head = ("| backend | workers | trials | idle gap p50 | idle gap p99 | claim gap p50 | "
             "claim gap p99 | results/s | first claim after create | after launch | "
-            "worker RSS median | max |")
+            "worker RSS median | max | CPU per trial: workers | trainers | learner + pool |")
     lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
     for m in rows:
         lines.append(
             f"| {m.backend} | {m.workers} | {m.trials} | {_ms(m.gap_p50)} | {_ms(m.gap_p99)} | "
             f"{_ms(m.claim_gap_p50)} | {_ms(m.claim_gap_p99)} | {m.results_per_second:.1f} | "
             f"{m.first_claim_after_create:.2f} s | {m.first_claim_after_launch:.2f} s | "
-            f"{m.rss_mib_median:.0f} MiB | {m.rss_mib_max:.0f} MiB |")
+            f"{m.rss_mib_median:.0f} MiB | {m.rss_mib_max:.0f} MiB | {m.worker_cpu_ms:.1f} ms | "
+            f"{m.trainer_cpu_ms:.1f} ms | {m.run_cpu_ms:.1f} ms |")
     notes = [f"* {m.backend}, {m.workers} workers: {note}" for m in rows for note in m.notes]
     return "\n".join(lines + ([""] + notes if notes else []))
 

@@ -84,12 +84,14 @@ def test_quick_run_measures_every_figure_on_both_backends(
     assert set(rows) == {"sqlite", "postgres"}
     for backend, cells in rows.items():
         (_, workers, trials, gap50, gap99, _, _, rate, after_create, after_launch, rss50,
-         rss_max) = cells
+         rss_max, worker_cpu, trainer_cpu, run_cpu) = cells
         assert (workers, trials) == ("2", "6"), backend
         # Positive: a worker never runs two trainers at once.
         assert 0 < float(gap50) <= float(gap99) < 60_000, backend
         assert float(rate) > 0, backend
         assert 0 < float(after_create) <= float(after_launch) < 300, backend
         assert 10 < float(rss50) <= float(rss_max) < 4096, backend
+        # Measured (a short run may fall between two samples: then 0), and not a minute.
+        assert all(0 <= float(ms) < 60_000 for ms in (worker_cpu, trainer_cpu, run_cpu)), backend
     assert "\n* " not in report, "every trial completed and was measured"
     assert "ma2ml at " in report and "CPUs" in report
