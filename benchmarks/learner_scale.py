@@ -2,7 +2,7 @@
 
 For each number N of stored trials, on a fresh scratch PostgreSQL database (dropped
 afterwards), with the example search space (``examples/fashion-mnist.yaml``: 3
-agents, 31 decisions):
+agents, 25 decisions):
 
 1. Fill (set-up, not timed): N finished trials are written straight into the trials
    table in bulk, as the queue leaves them (completed, ``finished_seq`` 1..N, a

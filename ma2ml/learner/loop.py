@@ -98,8 +98,8 @@ class StoreReplay:
     draws through ``Store.replay_results``, whose cost depends on ``n`` only.
     What was read once (drawn, or taken in by the loop through ``remember``) is
     kept, encoded, by sequence number, so a draw fetches only the results it has
-    not seen: 4 bytes per decision and result (12 MB at 100k results of the
-    example's 31 decisions), and an update that reads few rows once warm. The
+    not seen: 4 bytes per decision and result (10 MB at 100k results of the
+    example's 25 decisions), and an update that reads few rows once warm. The
     draws are the store's, so a search samples the same with or without it.
     """
 
