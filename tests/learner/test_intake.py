@@ -170,3 +170,34 @@ def test_store_replay_keeps_what_it_read(store: Store) -> None:
     fetched.clear()
     replay.sample(25, np.random.default_rng(1))
     assert fetched == []  # everything drawn is kept now
+
+
+@pytest.mark.postgres
+def test_the_learner_wakes_when_a_result_lands(postgres_url: str) -> None:
+    """On PostgreSQL a result's NOTIFY wakes the waiting learner: it takes the result in
+    long before its 60 s poll would have."""
+    import threading
+    import time
+
+    with Store(postgres_url) as store:
+        record = store.create_search("default/toy", search_document(max_trials=20))
+        learner = Learner(store, "default/toy")
+        stop = threading.Event()
+        thread = threading.Thread(target=drive_learner, args=(learner,),
+                                  kwargs={"stop": stop, "poll_seconds": 60.0})
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while (trial := store.claim(record.id, "w", 60)) is None:
+                assert time.monotonic() < deadline, "the learner queued nothing"
+                time.sleep(0.05)
+            time.sleep(1.0)  # the learner is waiting now, with 59 s of poll left
+            store.complete(trial.id, trial.attempt, 0.5, {})
+            landed = time.monotonic()
+            while learner.seq < 1:
+                assert time.monotonic() - landed < 30, "the learner did not wake"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+        assert not thread.is_alive()
