@@ -32,8 +32,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(VENV)/bin/hadolint Dockerfile
 
+# Tests run in TEST_WORKERS processes (most wait on subprocesses, the store or the
+# emulated API server, so two share two cores well); the few timed against the wall
+# clock (marker `serial`) run alone afterwards.
+TEST_WORKERS ?= 2
 test: setup-test lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope -m "not serial"
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m serial
 
 run: setup
 	$(VENV)/bin/ma2ml run $(SPEC)

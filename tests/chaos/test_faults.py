@@ -75,7 +75,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 SEED = int(os.environ.get("MA2ML_CHAOS_SEED", "12"))
 LEASE_SECONDS = 3.0
-MAX_TRIALS = 30
+#: Room after the last fault (21 results): a fault waits for its moment (a trainer
+#: that just started, a learner mid-drive), which a loaded machine can delay by several
+#: results; with prefetching workers results come faster than they used to.
+MAX_TRIALS = 40
 PARALLELISM = 3
 #: The outage: the database is down this long.
 OUTAGE_SECONDS = 3 * LEASE_SECONDS
@@ -629,6 +632,7 @@ def _epoch(stamp: str) -> float:
     return moment.replace(tzinfo=datetime.UTC).timestamp()
 
 
+@pytest.mark.serial
 def test_a_search_survives_kills_and_a_database_outage(private_postgres: PrivateCluster,
                                                        tmp_path: Path) -> None:
     chaos = Chaos(private_postgres, tmp_path, SEED)

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # a wall-clock budget: measured alone, not beside other tests
 def test_quick_run_writes_a_table_for_each_method(tmp_path: Path) -> None:
     # As a user runs it: a script whose Optuna workers are spawned from __main__.
     done = subprocess.run(
