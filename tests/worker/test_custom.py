@@ -473,3 +473,17 @@ def test_step_watcher_waits_for_whole_lines_and_reads_a_bounded_number(
     huge = StepWatcher(path, Objective(), 100, curve, time.monotonic())
     with pytest.raises(TrialError, match="a step report larger than 1048576 bytes"):
         huge.poll()
+
+
+def test_the_exit_event_fires_on_exit_and_leaves_the_child_unreaped() -> None:
+    """The wait loop wakes on the exit itself; the pid stays ours until we reap it."""
+    import os
+
+    from ma2ml.worker.custom import _exit_event
+
+    process = subprocess.Popen(["sleep", "0.2"])
+    exited = _exit_event(process.pid)
+    assert not exited.is_set()
+    assert exited.wait(timeout=30)
+    assert os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    assert process.wait() == 0
