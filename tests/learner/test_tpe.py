@@ -157,10 +157,12 @@ def test_runs_through_the_store_loop_and_a_restart(store: Store, worker_factory)
         if store.counts(record.id).get("completed", 0) >= 6 or not learner.is_alive():
             break
         stop.wait(0.02)
-    stop.set()
-    learner.join(timeout=30)
+    # The worker stops first: the learner sizes its queue from the measured result
+    # rate, so with instant trials every remaining trial may be queued already.
     worker.halt.set()
     worker.join(timeout=10)
+    stop.set()
+    learner.join(timeout=30)
     assert 6 <= store.counts(record.id).get("completed", 0) < 16  # stopped mid-search
     assert store.load_snapshot(record.id) is not None
 
