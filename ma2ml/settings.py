@@ -24,6 +24,7 @@ from typing import Any
 
 CREDIT_ESTIMATORS = ("decision", "agent")
 CRITIC_REDUCTIONS = ("mean", "min")
+CRITIC_MODELS = ("mlp", "pairwise-bayes")
 REWARD_TRANSFORMS = ("rank", "zscore")
 
 
@@ -82,6 +83,12 @@ class Settings:
     """How the ensemble's predictions are combined: mean or min."""
     batch_size: int = 64
     """Replay trials per critic minibatch (plus every fresh result)."""
+    critic_model: str = "mlp"
+    """Critic: 'mlp' (ensemble) or 'pairwise-bayes' (Thompson draws, learner/bayes_critic)."""
+    gibbs_sweeps: int = 5
+    """pairwise-bayes: Gibbs sweeps per learner update (the chain carries over)."""
+    bayes_window: int = 512
+    """pairwise-bayes: results the critic is fitted on (a uniform sample beyond that)."""
     reward_transform: str = "rank"
     """Rewards as learners see them: 'rank' (normal score of the rank) or 'zscore'."""
     # -- actor (DMAC-style divergence-regularised update) ------------------------------
@@ -143,6 +150,7 @@ class Settings:
     def __post_init__(self) -> None:
         _check_choice("credit", self.credit, CREDIT_ESTIMATORS)
         _check_choice("critic_reduce", self.critic_reduce, CRITIC_REDUCTIONS)
+        _check_choice("critic_model", self.critic_model, CRITIC_MODELS)
         _check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
         for name, allowed in RANGES.items():
             value = getattr(self, name)
@@ -176,6 +184,8 @@ RANGES: dict[str, Range] = {
     "critic_layers": Range(1, 16),
     "critic_lr": Range(0, 10, open_low=True),
     "critic_steps": Range(0, 10_000),
+    "gibbs_sweeps": Range(1, 1000),
+    "bayes_window": Range(16, 8192),
     "batch_size": Range(1, 65_536),
     "alpha": Range(0, 1000, open_low=True),
     "tau": Range(0, 1),

@@ -76,7 +76,8 @@ import numpy as np
 import torch
 
 from ma2ml.learner.base import Algorithm
-from ma2ml.learner.credit import Counterfactual, counterfactual
+from ma2ml.learner.bayes_critic import PairwiseBayesCritic
+from ma2ml.learner.credit import Counterfactual, best_response, counterfactual
 from ma2ml.learner.critic import Critic
 from ma2ml.learner.policy import soft_update
 from ma2ml.spec import AlgorithmName
@@ -102,13 +103,23 @@ class MA2ML(Algorithm):
     def _build(self) -> None:
         s = self.settings
         self.target = copy.deepcopy(self.policy).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.actor_lr,
+                                                foreach=True)
+        if self.bayesian:
+            self.critic = PairwiseBayesCritic(self.layout)
+            self._posterior_draws = [self.critic.beta]
+            self._candidate_scores: dict[tuple[int, ...], float] = {}
+            return
         self.critic = Critic(self.layout, s.critic_hidden, s.critic_layers, s.critic_ensemble,
                              s.critic_reduce, fidelity_input=self._fidelity_input())
         # foreach: one fused call per step instead of one per tensor (tiny nets).
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr,
                                                  foreach=True)
-        self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.actor_lr,
-                                                foreach=True)
+
+    @property
+    def bayesian(self) -> bool:
+        """Whether the critic is the pairwise Bayesian one (Thompson draws)."""
+        return self.settings.critic_model == "pairwise-bayes"
 
     def _learn(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"critic_loss": self._train_critic()}
@@ -128,12 +139,34 @@ class MA2ML(Algorithm):
         return self.multi_fidelity and self.settings.fidelity_input
 
     def _score(self, rows: list[list[int]]) -> list[float]:
+        if self.bayesian:  # posterior draws: Thompson sampling
+            drawn = self.critic.predict(np.asarray(rows)).tolist()
+            return [self._candidate_scores.get(tuple(r), q) for r, q in zip(rows, drawn,
+                                                                           strict=True)]
         with torch.no_grad():
             all_q = self.critic.predict_all(torch.tensor(rows, dtype=torch.long))
         score = all_q.mean(0)
         if self.settings.proposal_optimism and all_q.shape[0] > 1:
             score = score + self.settings.proposal_optimism * all_q.std(0)
         return score.tolist()
+
+    def _improve(self, draws: list[list[int]]) -> list[list[int]]:
+        """Bayesian critic: candidate i best-responds, decision by decision, under
+        posterior draw i mod D (one draw per proposal slot of a batch); each remembers its
+        draw's value for ``_score``. Without credit the candidates stay as drawn."""
+        if not self.bayesian or not self.use_credit:
+            return draws
+        rows = torch.tensor(draws, dtype=torch.long)
+        self._candidate_scores = {}
+        out = rows.clone()
+        for k, beta in enumerate(self._posterior_draws):
+            part = slice(k, None, len(self._posterior_draws))
+            q = self.critic.q_of(beta)
+            out[part] = best_response(q, self.layout.sizes, rows[part])
+            for row, value in zip(out[part].tolist(), q(out[part]).tolist(), strict=True):
+                key = tuple(row)
+                self._candidate_scores[key] = max(value, self._candidate_scores.get(key, value))
+        return out.tolist()
 
     # -- critic ------------------------------------------------------------------------
 
@@ -171,6 +204,8 @@ class MA2ML(Algorithm):
         return batches
 
     def _train_critic(self) -> float:
+        if self.bayesian:
+            return self._train_bayes_critic()
         losses = []
         for actions, targets, fidelities in self._critic_batches():
             loss = self.critic.loss(actions, targets, fidelities)
@@ -179,6 +214,17 @@ class MA2ML(Algorithm):
             self.critic_optimizer.step()
             losses.append(loss.item() / self.settings.critic_ensemble)
         return float(np.mean(losses))
+
+    def _train_bayes_critic(self) -> float:
+        """Continue the posterior chain on (a sample of) every result; returns the mean
+        squared error of the new draw on them."""
+        s = self.settings
+        rows, rewards, _ = self.replay.sample(s.bayes_window, self.rng)
+        rows = rows.reshape(-1, self.layout.n_decisions)
+        targets = self.normaliser(rewards)
+        self._posterior_draws = self.critic.fit(rows, targets, s.gibbs_sweeps, self.rng,
+                                                draws=s.results_per_update)
+        return float(np.mean((self.critic.predict(rows) - targets) ** 2))
 
     # -- actor -------------------------------------------------------------------------
 
@@ -280,10 +326,25 @@ class MA2ML(Algorithm):
     # -- snapshots ---------------------------------------------------------------------
 
     def _modules(self) -> dict[str, torch.nn.Module]:
+        if self.bayesian:
+            return {"policy": self.policy, "target": self.target}
         return {"policy": self.policy, "target": self.target, "critic": self.critic}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self.bayesian:
+            return {"actor": self.actor_optimizer}
         return {"critic": self.critic_optimizer, "actor": self.actor_optimizer}
+
+    def _extra_state(self) -> dict[str, Any]:
+        if not self.bayesian:
+            return {}
+        return {"bayes_critic": self.critic.state_dict(),
+                "posterior_draws": torch.from_numpy(np.stack(self._posterior_draws))}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        if self.bayesian:
+            self.critic.load_state_dict(state["bayes_critic"])
+            self._posterior_draws = list(state["posterior_draws"].numpy().copy())
 
 
 class MA2MLNoCredit(MA2ML):

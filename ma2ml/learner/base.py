@@ -109,6 +109,8 @@ class Algorithm:
         candidates = s.proposal_candidates if self._critic_ready() else 1
         draws = self.policy.sample(n * (candidates + s.dedupe_tries), self.generator,
                                    s.exploration).tolist()
+        if candidates > 1:
+            draws = self._improve(draws)
         chosen = pick_best_unseen(draws, self._proposed, n, candidates, self._score)
         actions = torch.tensor(chosen, dtype=torch.long)
         with torch.no_grad():
@@ -127,6 +129,10 @@ class Algorithm:
     def _score(self, rows: list[list[int]]) -> list[float]:
         """How promising each joint action looks to the learner (higher is better)."""
         raise NotImplementedError
+
+    def _improve(self, draws: list[list[int]]) -> list[list[int]]:
+        """Policy draws turned into screening candidates (default: as drawn)."""
+        return draws
 
     def mark_proposed(self, actions: Iterable[Sequence[int]]) -> None:
         """Remember joint actions already proposed (the loop calls this after a restart)."""

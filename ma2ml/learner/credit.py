@@ -12,6 +12,10 @@ apart:
 * the credit metric (``stats["credit"]`` of an update: the snapshot, the
   Prometheus gauge, the report and the dashboard) is ``advantage()``.
 
+``best_response`` uses the same per-decision counterfactual values to move a
+joint action, decision by decision, to the best value given the others: the
+proposals of the Bayesian critic's search (``ma2ml.learner.bayes_critic``).
+
 Two estimators, both cheap because Q is a small MLP:
 
 * ``decision``, exact per decision: decision j's values are enumerated with
@@ -102,6 +106,25 @@ def decision_values(q: QFunction, policy: JointPolicy,
         out.append(torch.cat([q(_variants(chunk, j, size)).view(chunk.shape[0], size)
                               for chunk in actions.split(rows)]))
     return out
+
+
+@torch.no_grad()
+def best_response(q: QFunction, sizes: tuple[int, ...], actions: torch.Tensor,
+                  max_sweeps: int = 10) -> torch.Tensor:
+    """Each action improved one decision at a time: decision j moves to the value of
+    highest counterfactual value Q(v, a_-j) (its credit A_j's argmax: the baseline does
+    not depend on v), in column order, until a sweep changes nothing. The result is
+    a local optimum of ``q`` under single-decision changes, near each action."""
+    actions = actions.clone()
+    for _ in range(max_sweeps):
+        changed = False
+        for j, size in enumerate(sizes):
+            best = q(_variants(actions, j, size)).view(-1, size).argmax(1)
+            changed = changed or bool((best != actions[:, j]).any())
+            actions[:, j] = best
+        if not changed:
+            break
+    return actions
 
 
 def _variants(actions: torch.Tensor, j: int, size: int) -> torch.Tensor:

@@ -1,0 +1,119 @@
+"""The pairwise Bayesian critic (``critic_model: pairwise-bayes``): what it recovers from
+noisy results, the best response its proposals use, and the algorithm built on it."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from ma2ml.learner import Result, Settings, SettingsError, make_algorithm
+from ma2ml.learner.base import from_bytes, to_bytes
+from ma2ml.learner.bayes_critic import PairwiseBayesCritic
+from ma2ml.learner.credit import best_response
+from ma2ml.learner.games import CLIMBING, ChainGame, play
+from ma2ml.learner.policy import Layout
+
+#: Three agents: a (2 decisions), b (2), c (1); decision 0 (a) and 2 (b) interact.
+LAYOUT = Layout(("a", "b", "c"), (4, 3, 4, 3, 5), (0, 0, 1, 1, 2))
+BAYES = Settings(critic_model="pairwise-bayes")
+
+
+def _truth(rows: np.ndarray) -> np.ndarray:
+    """Small main effects plus a climbing game between decisions 0 and 2 (other agents)."""
+    game = np.full((4, 4), 0.1)
+    game[1, :] = game[:, 1] = -2.0
+    game[1, 1] = 1.0
+    game[3, 3] = 0.7
+    return 0.1 * rows[:, 1] + 0.05 * rows[:, 4] + game[rows[:, 0], rows[:, 2]]
+
+
+def _uniform(n: int, rng: np.random.Generator) -> np.ndarray:
+    return np.stack([rng.integers(0, s, n) for s in LAYOUT.sizes], 1)
+
+
+def test_the_fit_recovers_the_interaction_and_shrinks_the_others() -> None:
+    rng = np.random.default_rng(0)
+    rows = _uniform(150, rng)
+    critic = PairwiseBayesCritic(LAYOUT)
+    assert critic.n_coefficients == sum(LAYOUT.sizes) + sum(  # cross-agent pairs only
+        LAYOUT.sizes[i] * LAYOUT.sizes[j] for i in range(5) for j in range(i + 1, 5)
+        if LAYOUT.agent_of[i] != LAYOUT.agent_of[j])
+    critic.fit(rows, _truth(rows) + rng.normal(0, 0.2, 150), 40, rng)
+    draws = critic.fit(rows, _truth(rows) + rng.normal(0, 0.2, 150), 10, rng, draws=20)
+    test = _uniform(500, rng)
+    mean = np.mean([critic.predict(test, beta) for beta in draws], 0)
+    assert np.corrcoef(mean, _truth(test))[0, 1] > 0.95
+    # The interacting pair keeps its scale; a pair with no interaction is shrunk.
+    pair_group = {(i, j): len(LAYOUT.sizes) + k for k, (i, j, _) in enumerate(critic.pairs)}
+    assert critic.tau2[pair_group[(0, 2)]] > 10 * critic.tau2[pair_group[(1, 3)]]
+    # The rare joint cell of the optimum is ranked above the safe basin.
+    best, safe = np.array([[1, 2, 1, 2, 4]]), np.array([[3, 2, 3, 2, 4]])
+    assert np.mean([critic.predict(best, b) - critic.predict(safe, b) for b in draws]) > 0
+
+
+def test_best_response_ends_in_a_local_optimum_of_q() -> None:
+    def q(actions: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(_truth(actions.numpy()), dtype=torch.float32)
+
+    rng = np.random.default_rng(1)
+    start = torch.as_tensor(_uniform(30, rng))
+    moved = best_response(q, LAYOUT.sizes, start)
+    assert (q(moved) >= q(start)).all()
+    for j, size in enumerate(LAYOUT.sizes):
+        for v in range(size):
+            other = moved.clone()
+            other[:, j] = v
+            assert (q(other) <= q(moved) + 1e-6).all()
+
+
+def _drive(algo, rounds: int, rng: np.random.Generator) -> None:
+    for _ in range(rounds):
+        proposals = algo.propose(4)
+        rows = np.array([algo.layout.from_dict(p.action) for p in proposals])
+        rewards = _truth(rows) + rng.normal(0, 0.2, len(rows))
+        algo.observe([Result(p.action, float(r), behaviour_logp=p.logp)
+                      for p, r in zip(proposals, rewards, strict=True)])
+        algo.update()
+
+
+def test_snapshot_round_trip_continues_identically() -> None:
+    algo = make_algorithm("ma2ml", LAYOUT, BAYES, seed=1)
+    _drive(algo, 5, np.random.default_rng(0))
+    clone = make_algorithm("ma2ml", LAYOUT, BAYES, seed=99)
+    clone.load_state_dict(from_bytes(to_bytes(algo.state_dict())))
+    clone.replay = copy.deepcopy(algo.replay)
+    clone.mark_proposed(algo._proposed)
+    _drive(algo, 2, np.random.default_rng(5))
+    _drive(clone, 2, np.random.default_rng(5))
+    assert [p.action for p in algo.propose(5)] == [p.action for p in clone.propose(5)]
+
+
+def test_the_search_concentrates_on_the_joint_cell_of_the_optimum() -> None:
+    """60 noisy evaluations of 2,160 joint actions, six seeds. Uniform draws hit the
+    joint cell of the optimum (decisions 0 and 2 both at their trap value 1) one time in
+    16, about 22 times in all; the search evaluates it 99 times (measured), and its best
+    evaluated pipeline is within the smallest main-effect step (0.05) of the optimum."""
+    optimum = float(_truth(np.array([[1, 2, 1, 2, 4]]))[0])
+    hits = 0
+    for seed in range(6):
+        algo = make_algorithm("ma2ml", LAYOUT, BAYES, seed=seed)
+        _drive(algo, 15, np.random.default_rng(seed))
+        rows, _, _ = algo.replay.sample(1000, np.random.default_rng(0))
+        hits += int(((rows[:, 0] == 1) & (rows[:, 2] == 1)).sum())
+        assert _truth(rows).max() >= optimum - 0.05 - 1e-9
+    assert hits >= 60
+
+
+def test_ma2ml_with_the_bayesian_critic_coordinates_the_climbing_chain() -> None:
+    game = ChainGame(CLIMBING, 3)
+    hits = sum(play(game, "ma2ml", seed, 96, settings=BAYES) == game.optimum
+               for seed in range(8))
+    assert hits >= 7
+
+
+def test_unknown_critic_models_are_refused() -> None:
+    with pytest.raises(SettingsError, match="critic_model: expected one of mlp, pairwise-bayes"):
+        Settings.from_overrides({"critic_model": "gp"})
