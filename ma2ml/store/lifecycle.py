@@ -7,10 +7,18 @@ cannot disagree.
 Trials (every edge is made by one function of ``store.queue``)::
 
     pending --claim--> running --complete--> completed | diverged
+       |                  ^
+       +--claim_ahead--> (held) --start_held--+
        ^                  |  \\--report_step (early stopping says stop)--> stopped
        |                  |  \\--fail (out of retries)--> failed
        |                  |   \\--lease expired, out of retries--> failed
        +--release / retryable fail / lease expired (retries left)--+
+
+A *held* trial (prefetch) is stored ``running`` with ``started_at`` NULL: a
+worker leased it while training another one, and has not started it. Its lease
+is kept and fenced like a running trial's, so it needs no status of its own;
+readers show it as held (``is_held``), and an expired lease sends it back to
+pending without counting a failed attempt (it never ran).
 
 Searches (``SEARCH_EDGES`` names the one owner of each edge)::
 
@@ -56,6 +64,21 @@ TERMINAL_STATUSES: frozenset[TrialStatus] = frozenset(
 #: Only completed trials compete for the best pipeline (full fidelity).
 RESULT_STATUSES: frozenset[TrialStatus] = frozenset(
     {TrialStatus.completed, TrialStatus.diverged, TrialStatus.stopped})
+
+
+#: What readers show for a held trial (``is_held``); never stored.
+HELD = "held"
+
+
+def is_held(status: str, started_at: float | None) -> bool:
+    """Whether a trial is held by a worker ahead of training it (prefetch): leased
+    (``running``) but not started."""
+    return status == TrialStatus.running and started_at is None
+
+
+def shown_status(status: str, started_at: float | None) -> str:
+    """The status to show a person: ``held`` for a held trial, else the stored one."""
+    return HELD if is_held(status, started_at) else str(status)
 
 
 class SearchState(enum.StrEnum):

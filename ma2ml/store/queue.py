@@ -17,9 +17,17 @@ Notifications (``notify.py``): every edge into pending sends ``queued_channel`` 
 every edge into a terminal status sends ``results_channel`` of the trial's search,
 in the same transaction, so they are delivered at COMMIT and only then.
 
+Held trials (prefetch): ``claim_ahead`` leases a trial to a worker that is still
+training another one. It is ``running`` (its lease is kept and fenced like any
+other) with ``started_at`` NULL until the worker starts training it
+(``start_held``, which sets ``started_at``). Readers show such a trial as held by
+its worker (``lifecycle.is_held``), and a held trial whose lease expires goes back
+to pending without counting as a failed attempt: it never ran.
+
 Lock order, to stay free of deadlocks on PostgreSQL: a transaction that needs the
 search row (to draw a ``finished_seq`` or a trial number) locks it *before* any
-trial row. ``claim``, ``claim_ahead``, ``heartbeat`` and ``release`` lock a single trial row only.
+trial row. ``claim``, ``claim_ahead``, ``start_held``, ``heartbeat`` and ``release`` lock a single
+trial row only (``start_held`` reads the search row without locking it).
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from sqlalchemy.orm import Session
 from ma2ml.spec import EarlyStopping
 from ma2ml.store.engine import db_epoch
 from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
-from ma2ml.store.lifecycle import TrialStatus
+from ma2ml.store.lifecycle import SearchState, TrialStatus
 from ma2ml.store.models import SEARCHES, STEPS, TRIALS
 from ma2ml.store.notify import queued_channel, results_channel, send
 from ma2ml.store.records import ClaimedTrial, TrialProposal
@@ -90,14 +98,15 @@ _OLDEST_PENDING = (
 )
 
 
-def _claim_statement(target: Any) -> Update:
+def _claim_statement(target: Any, *, held: bool = False) -> Update:
     return (
         update(TRIALS)
         .where(TRIALS.c.id == target, TRIALS.c.status == TrialStatus.pending)
         .values(
             status=TrialStatus.running,
             worker=bindparam("p_worker"),
-            started_at=db_epoch(),
+            # A held trial has not started (also clears an earlier attempt's start).
+            started_at=None if held else db_epoch(),
             heartbeat_at=db_epoch(),
             lease_expires_at=_LEASE_END,
         )
@@ -113,16 +122,33 @@ def _claim_statement(target: Any) -> Update:
 
 
 _CLAIM = _claim_statement(_OLDEST_PENDING)
-# A claim ahead passes over the oldest ``p_reserve`` pending trials (left to idle workers).
-_CLAIM_AHEAD = _claim_statement(
-    _OLDEST_PENDING.element.offset(bindparam("p_reserve")).scalar_subquery())
+# Workers holding a running trial of the search.
 _HOLDERS = (
     select(func.count(func.distinct(TRIALS.c.worker)))
     .where(TRIALS.c.search_id == bindparam("p_search_id"),
            TRIALS.c.status == TrialStatus.running)
+    .scalar_subquery()
 )
+# A claim ahead passes over the oldest pending trials, as many as there are idle
+# workers (``p_parallelism`` minus the holders), counted in the same statement.
+_IDLE_WORKERS = bindparam("p_parallelism") - _HOLDERS
+_CLAIM_AHEAD = _claim_statement(
+    _OLDEST_PENDING.element.offset(case((_IDLE_WORKERS > 0, _IDLE_WORKERS), else_=0))
+    .scalar_subquery(), held=True)
 _HEARTBEAT = (
     update(TRIALS).where(*_HOLDER).values(heartbeat_at=db_epoch(), lease_expires_at=_LEASE_END)
+)
+_OWN_SEARCH = SEARCHES.c.id == TRIALS.c.search_id
+# Start a held trial: still this attempt's, not started, its search running; renews the
+# lease and answers with the search's spec, all in one statement (the worker's round
+# trip between two trials).
+_START_HELD = (
+    update(TRIALS)
+    .where(*_HOLDER, TRIALS.c.started_at.is_(None),
+           select(SEARCHES.c.id).where(_OWN_SEARCH, SEARCHES.c.state == SearchState.running)
+           .exists())
+    .values(started_at=db_epoch(), heartbeat_at=db_epoch(), lease_expires_at=_LEASE_END)
+    .returning(select(SEARCHES.c.spec).where(_OWN_SEARCH).scalar_subquery())
 )
 
 
@@ -234,9 +260,8 @@ def claim_ahead(session: Session, search_id: int, worker: str, lease_seconds: fl
     returns None when no trial is left beyond those. (An estimate: a worker that
     died still counts until its lease expires.)
     """
-    holders = session.execute(_HOLDERS, {"p_search_id": search_id}).scalar_one()
     parameters = {"p_search_id": search_id, "p_worker": worker, "p_lease": float(lease_seconds),
-                  "p_reserve": max(0, int(parallelism) - int(holders))}
+                  "p_parallelism": int(parallelism)}
     return _claimed(session.execute(_CLAIM_AHEAD, parameters).first(), search_id)
 
 
@@ -259,6 +284,16 @@ def heartbeat(session: Session, trial_id: int, attempt: int, lease_seconds: floa
     parameters = {"p_trial_id": trial_id, "p_attempt": attempt, "p_lease": float(lease_seconds)}
     result = session.execute(_HEARTBEAT, parameters)
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def start_held(session: Session, trial_id: int, attempt: int, lease_seconds: float
+               ) -> dict[str, Any] | None:
+    """Start training a held trial (sets ``started_at``, renews the lease); returns the
+    search's spec. None, changing nothing, when this attempt no longer holds the trial,
+    it started already, or its search is not running (suspended, finished, failed)."""
+    parameters = {"p_trial_id": trial_id, "p_attempt": attempt, "p_lease": float(lease_seconds)}
+    row = session.execute(_START_HELD, parameters).first()
+    return None if row is None else dict(row[0])
 
 
 def _next_seq(session: Session, trial_id: int, attempt: int, statement: Update,
@@ -380,7 +415,7 @@ def release(session: Session, trial_id: int, attempt: int) -> None:
 
 def _expired(search_id: int) -> Select[Any]:
     return (
-        select(TRIALS.c.id, TRIALS.c.failures)
+        select(TRIALS.c.id, TRIALS.c.failures, TRIALS.c.started_at)
         .where(
             TRIALS.c.search_id == search_id,
             TRIALS.c.status == TrialStatus.running,
@@ -398,6 +433,8 @@ def any_expired(session: Session, search_id: int) -> bool:
 def requeue_expired(session: Session, search_id: int, max_retries: int) -> tuple[int, int]:
     """Hand expired leases over: pending again, or failed once out of retries.
 
+    A held trial that never started (its worker died while training another) is
+    pending again without counting a failure: nothing of it ran.
     Returns ``(requeued, failed)``.
     """
     # Search row first (lock order), then the expired trial rows; SKIP LOCKED
@@ -405,8 +442,17 @@ def requeue_expired(session: Session, search_id: int, max_retries: int) -> tuple
     search_lock = select(SEARCHES.c.id).where(SEARCHES.c.id == search_id)
     session.execute(search_lock.with_for_update(key_share=True))
     rows = session.execute(_expired(search_id).with_for_update(skip_locked=True)).all()
-    give_up = [row.id for row in rows if row.failures >= max_retries]
-    retry = [row.id for row in rows if row.failures < max_retries]
+    held = [row.id for row in rows if row.started_at is None]
+    ran = [row for row in rows if row.started_at is not None]
+    give_up = [row.id for row in ran if row.failures >= max_retries]
+    retry = [row.id for row in ran if row.failures < max_retries]
+    if held:
+        session.execute(
+            update(TRIALS)
+            .where(TRIALS.c.id.in_(held))
+            .values(status=TrialStatus.pending, attempt=TRIALS.c.attempt + 1, worker=None,
+                    **_LEASE_CLEARED)
+        )
     if retry:
         session.execute(
             update(TRIALS)
@@ -420,11 +466,12 @@ def requeue_expired(session: Session, search_id: int, max_retries: int) -> tuple
                 **_LEASE_CLEARED,
             )
         )
+    if held or retry:
         send(session, queued_channel(search_id))
     if give_up:
         _fail_expired(session, search_id, give_up)
         send(session, results_channel(search_id))
-    return len(retry), len(give_up)
+    return len(held) + len(retry), len(give_up)
 
 
 def _fail_expired(session: Session, search_id: int, trial_ids: list[int]) -> None:

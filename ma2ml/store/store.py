@@ -172,6 +172,13 @@ class Store:
         with self._session(write=True) as session:
             return queue.claim_ahead(session, search_id, worker, lease_seconds, parallelism)
 
+    def start_held(self, trial_id: int, attempt: int, lease_seconds: float
+                   ) -> dict[str, Any] | None:
+        """Start training a held (prefetched) trial; the search's spec, or None when the
+        trial is no longer this attempt's or the search is not running (``queue.start_held``)."""
+        with self._session(write=True) as session:
+            return queue.start_held(session, trial_id, attempt, lease_seconds)
+
     def heartbeat(self, trial_id: int, attempt: int, lease_seconds: float) -> bool:
         """Extend the lease by ``lease_seconds`` from now; False when fenced off or finished."""
         with self._session(write=True) as session:

@@ -191,12 +191,14 @@ def _as_float(value: Any) -> float | None:
 
 def run_command(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: int = 0,
                 stop: threading.Event | None = None, trial_dir: Path | None = None,
-                checkpoint_path: Path | None = None, on_epoch: EpochCallback | None = None
-                ) -> TrialResult:
+                checkpoint_path: Path | None = None, on_epoch: EpochCallback | None = None,
+                on_started: Callable[[], None] | None = None) -> TrialResult:
     """Run ``trainer.command`` for one pipeline (raises ``TrialError``, ``TrialInterrupted``).
 
     ``on_epoch`` gets the command's intermediate reports; when it says stop the
-    command is killed and the result is marked ``stopped``.
+    command is killed and the result is marked ``stopped``. ``on_started`` is called
+    once the command's process exists (the worker then does its other work while
+    the command runs).
     """
     owned = trial_dir is None
     # The worker's pid in the name lets a later worker see whether the folder is stale.
@@ -216,7 +218,8 @@ def run_command(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: in
         try:
             _execute(search.spec.trainer.command, env, trial_dir,
                      search.spec.trainer.timeout_seconds, stop,
-                     owner_file=trial_dir / OWNER_FILE if owned else None, watcher=watcher)
+                     owner_file=trial_dir / OWNER_FILE if owned else None, watcher=watcher,
+                     on_started=on_started)
             if watcher is not None:  # steps written just before the command exited
                 watcher.poll()
         except TrialStopped as stopped:
@@ -256,7 +259,8 @@ def resolve_python(command: list[str]) -> list[str]:
 
 def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: float,
              stop: threading.Event | None, owner_file: Path | None = None,
-             watcher: StepWatcher | None = None) -> None:
+             watcher: StepWatcher | None = None,
+             on_started: Callable[[], None] | None = None) -> None:
     command = resolve_python(command)
     log_path = trial_dir / "output.log"
     with log_path.open("wb") as log:
@@ -271,6 +275,8 @@ def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: 
         try:
             if owner_file is not None:
                 _write_owner(owner_file, process.pid)
+            if on_started is not None:
+                on_started()
             _wait(process, timeout, stop, log_path, watcher)
         except BaseException as exc:
             # A stopped trial is over: nothing it could save on SIGTERM is wanted.

@@ -32,6 +32,7 @@ trial went to another attempt or has a result) stops it like a lost lease.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import threading
@@ -74,7 +75,7 @@ POLL_SECONDS = 1.0
 #: just started) is seen refilled at once, one empty for long costs a poll a second.
 FIRST_POLL_SECONDS = 0.05
 
-__all__ = ["Heartbeat", "deliver", "run_claimed", "run_worker"]
+__all__ = ["Heartbeat", "Trained", "deliver", "run_claimed", "run_worker", "train_claimed"]
 
 
 def safe_name(name: str) -> str:
@@ -93,6 +94,12 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
     ``threads``: torch CPU threads of the built-in trainer (None: torch's default);
     torch is imported only when the search uses the built-in trainer.
     Returns the number of trials this worker trained and reported.
+
+    The critical path between two trials is kept short: when the next trial is held
+    (prefetched) and still this worker's, its trainer starts first and the previous
+    trial's report is delivered while it runs (``Trained.deliver_in_background``);
+    otherwise the report is delivered before the worker looks for work, so the
+    learner always sees a result before this worker waits for the next proposal.
     """
     stop = stop or threading.Event()
     depth = prefetch_setting(prefetch)
@@ -102,44 +109,100 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
     done = 0
     ahead: Ahead | None = None
     waiter: Waiter | None = None
+    # Trials trained whose reports are not settled yet, oldest first: at most the one
+    # whose report is delivered in the background and the one that just ended.
+    unsettled: list[Trained] = []
+    specs = _SpecCache()
+    record: SearchRecord | None = None
     idle = backoff_delays(min(FIRST_POLL_SECONDS, poll_seconds), poll_seconds)
+
+    def settle(in_background_only: bool = False) -> None:
+        # Deliver reports now (or wait for their delivery in the background to end).
+        nonlocal done
+        while unsettled and (not in_background_only or unsettled[0].delivering):
+            done += unsettled.pop(0).outcome(store, spool, stop).trained
+
+    def trained_soon() -> int:  # trials trained, counting reports still to deliver
+        return done + sum(trained.counts for trained in unsettled)
+
     try:
-        while not stop.is_set() and (max_trials is None or done < max_trials):
+        while not stop.is_set() and (max_trials is None or trained_soon() < max_trials):
+            settle(in_background_only=True)
+            if unsettled and (ahead is None or not ahead.holds()):
+                settle()  # nothing to start first: the learner gets the result now
+                continue
             if not spool.flush_with_backoff(store, stop):
                 break
-            record = _search(store, search_name, stop)
-            if record is None or record.state in TERMINAL_SEARCH_STATES:
-                break
-            search = parse_spec(record.spec)  # re-read: budget and trainer may be edited live
             claimed = None
-            if record.state == SearchState.suspended or not search.spec.budget.prefetch:
-                _hand_back(ahead)
-                ahead = None
-            elif ahead is not None:
-                claimed, ahead = ahead.take(), None
-            if claimed is None and record.state != SearchState.suspended:
-                claimed = _claim(store, record, search, worker_id)
+            if ahead is not None and record is not None:
+                # One round trip: the held trial is still ours and its search runs.
+                held, ahead = ahead.start(), None
+                if held is not None:
+                    claimed, spec = held
+                    if spec is not None:  # re-read: budget and trainer may be edited live
+                        record = dataclasses.replace(record, spec=spec,
+                                                     state=SearchState.running)
             if claimed is None:
+                settle()  # before looking for work: the learner may need this result
+                if stop.is_set() or (max_trials is not None and done >= max_trials):
+                    break
+                record = _search(store, search_name, stop)
+                if record is None or record.state in TERMINAL_SEARCH_STATES:
+                    break
+                search = specs.parse(record.spec)
+                if record.state != SearchState.suspended:
+                    claimed = _claim(store, record, search, worker_id)
+            if claimed is None:
+                assert record is not None
                 waiter = waiter or store.listen(queued_channel(record.id))
                 waiter.wait(next(idle), stop)
                 continue
+            assert record is not None
+            search = specs.parse(record.spec)
             idle = backoff_delays(min(FIRST_POLL_SECONDS, poll_seconds), poll_seconds)
-            if depth and search.spec.budget.prefetch and (max_trials is None
-                                                          or done + 1 < max_trials):
-                budget = search.spec.budget
-                ahead = Ahead(store, record.id, worker_id, lease_seconds=budget.lease_seconds,
-                              parallelism=budget.parallelism, worker_stop=stop,
-                              poll_seconds=poll_seconds)
-            outcome = run_claimed(store, search, record.name, claimed, worker_id, stop=stop,
-                                  spool=spool, spool_dir=Path(spool_dir), device=device,
-                                  threads=threads)
-            if outcome == TrialOutcome.interrupted:
+            previous = unsettled[-1] if unsettled else None
+            hold_next = bool(depth and search.spec.budget.prefetch
+                             and (max_trials is None or trained_soon() + 1 < max_trials))
+
+            def started(search: PipelineSearch = search, record: SearchRecord = record,
+                        previous: Trained | None = previous, hold_next: bool = hold_next
+                        ) -> None:
+                # The trainer runs: deliver the previous report and claim the next trial
+                # now, off the path from one trainer's end to the next one's start.
+                nonlocal ahead
+                if previous is not None:
+                    previous.deliver_in_background(store, spool, stop)
+                if hold_next:
+                    budget = search.spec.budget
+                    ahead = Ahead(store, record.id, worker_id, lease_seconds=budget.lease_seconds,
+                                  parallelism=budget.parallelism, worker_stop=stop,
+                                  poll_seconds=poll_seconds)
+
+            current = train_claimed(store, search, record.name, claimed, worker_id, stop=stop,
+                                    spool_dir=Path(spool_dir), device=device, threads=threads,
+                                    on_started=started)
+            unsettled.append(current)
+            if current.interrupted:
                 break
-            done += outcome.trained
     finally:
         _hand_back(ahead)  # leaving (stop, search over or gone, an error): nothing is held
+        settle()  # a trained result is never left behind undelivered
     log.info("worker %s leaves search %s after %d trial(s)", worker_id, search_name, done)
     return done
+
+
+class _SpecCache:
+    """The parsed spec of the search, parsed again only when the stored spec changed
+    (parsing costs milliseconds; comparing the stored document costs microseconds)."""
+
+    def __init__(self) -> None:
+        self._document: dict[str, Any] | None = None
+        self._parsed: PipelineSearch | None = None
+
+    def parse(self, document: dict[str, Any]) -> PipelineSearch:
+        if self._parsed is None or document != self._document:
+            self._parsed, self._document = parse_spec(document), document
+        return self._parsed
 
 
 def _hand_back(ahead: Ahead | None) -> None:
@@ -219,46 +282,139 @@ class StepReporter:
 def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
                 worker_id: str, *, stop: threading.Event, spool: Spool, spool_dir: Path,
                 device: str | None = None, threads: int | None = None) -> TrialOutcome:
-    """Train one claimed trial and report it; returns how it ended (``TrialOutcome``).
+    """Train one claimed trial and report it; returns how it ended (``TrialOutcome``)."""
+    trained = train_claimed(store, search, search_name, trial, worker_id, stop=stop,
+                            spool_dir=spool_dir, device=device, threads=threads)
+    return trained.outcome(store, spool, stop)
+
+
+def train_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
+                  worker_id: str, *, stop: threading.Event, spool_dir: Path,
+                  device: str | None = None, threads: int | None = None,
+                  on_started: Callable[[], None] | None = None) -> Trained:
+    """Train one claimed trial; its report is delivered by the returned ``Trained``.
 
     The heartbeat keeps the lease until the report is delivered, not only while
     training: a result waiting out a store outage in the spool must not see its
     trial re-queued (or failed, out of retries) the moment the store is back.
+    ``on_started`` is called once, as soon as the trainer runs (a custom command: the
+    moment its process exists), or before returning when it never started.
     """
+    once = _Once(on_started)
     trial_stop = threading.Event()
     heartbeat = Heartbeat(store, trial, search.spec.budget.lease_seconds, stop, trial_stop)
     heartbeat.start()
     started = time.monotonic()
     checkpoint = checkpoint_path(search, spool_dir, trial)
     steps = StepReporter(store, search, trial, heartbeat)
+    trained = Trained(search, search_name, trial, worker_id, heartbeat, checkpoint, started)
     try:
-        report = _train(search, trial, checkpoint, device, trial_stop, steps, threads)
+        report = _train(search, trial, checkpoint, device, trial_stop, steps, threads, once)
         if report is None:  # interrupted: the lease was lost, or the worker is stopping
             heartbeat.finish()
             lost = heartbeat.lost or steps.lost
-            return TrialOutcome.lost if lost else _release(store, trial)
-        if isinstance(report, TrialResult):  # stopped early: the store ended the trial
-            status, metrics = TrialOutcome.stopped, report.metrics
+            trained.settled = TrialOutcome.lost if lost else _release(store, trial)
+        elif isinstance(report, TrialResult):  # stopped early: the store ended the trial
+            trained.metrics = report.metrics
+            trained.end(TrialOutcome.stopped)
         else:
-            status, metrics = deliver(store, report, spool, stop), report.metrics
-    finally:
+            trained.report, trained.metrics = report, report.metrics
+    except BaseException:
         heartbeat.finish()
-    if status.final:
-        with contextlib.suppress(OSError):  # tidying up must not turn a result into a crash
-            checkpoint.unlink(missing_ok=True)
-    _record_metrics(search_name, worker_id, status, time.monotonic() - started, metrics)
-    return status
+        raise
+    finally:
+        once()
+    if trained.report is None:
+        heartbeat.finish()
+    return trained
+
+
+class _Once:
+    """Calls ``function`` (if any) the first time it is called, never again."""
+
+    def __init__(self, function: Callable[[], None] | None) -> None:
+        self.function = function
+
+    def __call__(self) -> None:
+        function, self.function = self.function, None
+        if function is not None:
+            function()
+
+
+class Trained:
+    """One trained attempt: its report, delivered now or in the background, and how the
+    trial ended (``outcome``). Its lease is kept (heartbeat) until the report is in."""
+
+    def __init__(self, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
+                 worker_id: str, heartbeat: Heartbeat, checkpoint: Path, started: float
+                 ) -> None:
+        self.search, self.search_name, self.trial = search, search_name, trial
+        self.worker_id, self.heartbeat, self.checkpoint = worker_id, heartbeat, checkpoint
+        self.started, self.metrics = started, {}
+        self.report: Report | None = None  # a result or a failure to deliver
+        self.settled: TrialOutcome | None = None  # how it ended, once known
+        self._delivery: threading.Thread | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """The worker is stopping: the trial was handed back untrained."""
+        return self.settled == TrialOutcome.interrupted
+
+    @property
+    def counts(self) -> bool:
+        """Whether it counts towards ``max_trials`` (known before its report is delivered:
+        only a stale report changes that, and then the trial has a result already)."""
+        return self.report is not None or bool(self.settled and self.settled.trained)
+
+    @property
+    def delivering(self) -> bool:
+        """Its report is being (or was) delivered by a background thread."""
+        return self._delivery is not None
+
+    def deliver_in_background(self, store: Store, spool: Spool, stop: threading.Event) -> None:
+        """Start delivering the report on a thread (no-op when there is none or it started)."""
+        if self.report is None or self._delivery is not None:
+            return
+        self._delivery = threading.Thread(target=self._deliver, args=(store, spool, stop),
+                                          name=f"report-trial-{self.trial.id}", daemon=True)
+        self._delivery.start()
+
+    def outcome(self, store: Store, spool: Spool, stop: threading.Event) -> TrialOutcome:
+        """How the trial ended: delivers the report now unless a thread does (then waits)."""
+        if self._delivery is not None:
+            self._delivery.join()
+        elif self.report is not None and self.settled is None:
+            self._deliver(store, spool, stop)
+        assert self.settled is not None
+        return self.settled
+
+    def _deliver(self, store: Store, spool: Spool, stop: threading.Event) -> None:
+        assert self.report is not None
+        try:
+            outcome = deliver(store, self.report, spool, stop)
+        finally:
+            self.heartbeat.finish()
+        self.end(outcome)
+
+    def end(self, outcome: TrialOutcome) -> None:
+        """The trial ended ``outcome`` in the store: tidy up and count it."""
+        self.settled = outcome
+        if outcome.final:
+            with contextlib.suppress(OSError):  # tidying up must not turn a result into a crash
+                self.checkpoint.unlink(missing_ok=True)
+        _record_metrics(self.search_name, self.worker_id, outcome,
+                        time.monotonic() - self.started, self.metrics)
 
 
 def _train(search: PipelineSearch, trial: ClaimedTrial, checkpoint: Path, device: str | None,
-           trial_stop: threading.Event, on_epoch: EpochCallback, threads: int | None = None
-           ) -> Report | TrialResult | None:
+           trial_stop: threading.Event, on_epoch: EpochCallback, threads: int | None = None,
+           on_started: Callable[[], None] | None = None) -> Report | TrialResult | None:
     """Run the trainer: the report to deliver, the result of a trial stopped early (the
     store holds it already), or None when training was interrupted."""
     try:
-        result = _trainer(search, threads)(search, trial.pipeline, seed=trial.number,
-                                  checkpoint_path=checkpoint, device=device, stop=trial_stop,
-                                  on_epoch=on_epoch)
+        result = _trainer(search, threads, on_started)(
+            search, trial.pipeline, seed=trial.number, checkpoint_path=checkpoint,
+            device=device, stop=trial_stop, on_epoch=on_epoch)
     except TrialInterrupted:
         return None
     except TrialError as exc:
@@ -272,18 +428,23 @@ def _train(search: PipelineSearch, trial: ClaimedTrial, checkpoint: Path, device
                   result.diverged)
 
 
-def _trainer(search: PipelineSearch, threads: int | None = None) -> Callable[..., TrialResult]:
+def _trainer(search: PipelineSearch, threads: int | None = None,
+             on_started: Callable[[], None] | None = None) -> Callable[..., TrialResult]:
     """The trainer of the spec. Only the built-in one imports torch (about 0.5 GB of
-    memory and seconds of start-up that a custom command's worker does not pay)."""
+    memory and seconds of start-up that a custom command's worker does not pay).
+    ``on_started``: called when the command's process exists (custom trainers), or
+    right before training starts (built-in)."""
     if search.spec.trainer.type == TrainerType.command:
         from ma2ml.worker.custom import run_command
 
-        return lambda search, pipeline, *, device, **kwargs: run_command(search, pipeline,
-                                                                          **kwargs)
+        return lambda search, pipeline, *, device, **kwargs: run_command(
+            search, pipeline, on_started=on_started, **kwargs)
     from ma2ml.worker.train import run_trial, set_threads
 
     if threads is not None:
         set_threads(threads)
+    if on_started is not None:
+        on_started()
     return run_trial
 
 

@@ -5,12 +5,16 @@ an ``Ahead``, whose thread claims the next trial of the search
 (``Store.claim_ahead``: never one that an idle worker would start now) and,
 when none is pending, waits for one (LISTEN/NOTIFY on PostgreSQL, polling
 elsewhere). A claimed trial is held under its own lease, renewed by its own
-``Heartbeat``, exactly like the one training. When the current trial is
-reported, the worker calls ``take``: the next trial starts without a round
-trip to the queue, let alone a poll. ``take`` checks with one heartbeat that
-the trial is still this worker's (a lease that lapsed, or a late result of an
-older attempt that won, hands it to someone else; the worker then claims as
-usual), which also renews its lease for the training ahead.
+``Heartbeat``, exactly like the one training; the store shows it as *held* by
+this worker (``running`` with no ``started_at``, ``lifecycle.is_held``). When
+the current trial has trained, the worker calls ``start``: one statement
+(``Store.start_held``) checks that the trial is still this worker's (a lease
+that lapsed, or a late result of an older attempt that won, hands it to
+someone else) and that its search is running, marks it started, renews its
+lease and reads the search's spec, and the next trainer starts at once; the
+previous trial's report is delivered while it runs (``loop.run_worker``).
+Otherwise the worker claims as usual. A held trial whose worker dies goes back
+to pending without counting as a failed attempt: it never ran.
 
 Hand-back: ``hand_back`` releases the held trial (``Store.release``: pending
 again under the next attempt, failures unchanged, so it is neither lost nor
@@ -37,6 +41,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from ma2ml.store import ClaimedTrial, Store, StoreUnavailableError
 from ma2ml.store.notify import Waiter, queued_channel
@@ -86,29 +91,42 @@ class Ahead:
                                         name=f"prefetch-search-{search_id}")
         self._thread.start()
 
-    def take(self) -> ClaimedTrial | None:
-        """The prefetched trial if it is still this worker's (its lease renewed); else None.
+    def holds(self) -> bool:
+        """Whether a trial is held now (``take`` may still find it lost)."""
+        with self._lock:
+            return self.trial is not None
 
-        Ends the claiming: after ``take`` this object holds nothing.
+    def start(self) -> tuple[ClaimedTrial, dict[str, Any] | None] | None:
+        """Start training the held trial: it and the search's spec, in one round trip
+        (``Store.start_held``); None when nothing is held or it cannot start.
+
+        Ends the claiming: after ``start`` this object holds nothing. A trial that
+        cannot start because its search is not running (suspended, finished) is handed
+        back; one that went to another attempt or has a result is let go. When the store
+        is unreachable the trial is trained with the spec the worker has (None): its
+        heartbeat and the fenced report sort it out.
         """
         trial = self._end()
         if trial is None:
             return None
         try:
-            held = self.store.heartbeat(trial.id, trial.attempt, self.lease_seconds)
+            spec = self.store.start_held(trial.id, trial.attempt, self.lease_seconds)
         except StoreUnavailableError:
-            return trial  # train it: its heartbeat and the fenced report sort it out
-        if not held:
-            log.info("prefetched trial %d went to another attempt or has a result; "
-                     "claiming another", trial.id)
+            return trial, None
+        if spec is None:
+            log.info("prefetched trial %d cannot start (lost, or its search is not running)",
+                     trial.id)
+            self._release(trial)  # a no-op when the trial is no longer this attempt's
             return None
-        return trial
+        return trial, spec
 
     def hand_back(self) -> None:
         """Release the prefetched trial, if any (pending again, failures unchanged)."""
         trial = self._end(join=True)
-        if trial is None:
-            return
+        if trial is not None:
+            self._release(trial)
+
+    def _release(self, trial: ClaimedTrial) -> None:
         try:
             self.store.release(trial.id, trial.attempt)
             log.info("prefetched trial %d handed back", trial.id)

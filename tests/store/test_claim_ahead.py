@@ -1,10 +1,14 @@
-"""Claiming ahead (worker prefetch) leaves the oldest pending trials to idle workers."""
+"""Claiming ahead (worker prefetch) leaves the oldest pending trials to idle workers; a
+held trial is not started until its worker starts it, and never costs an attempt."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
-from ma2ml.store import Store, TrialProposal
+from ma2ml.store import Actor, SearchState, Store, TrialProposal
+from ma2ml.store.lifecycle import is_held, shown_status
+from ma2ml.store.models import TRIALS
 
 
 @pytest.fixture
@@ -37,3 +41,52 @@ def test_nothing_to_spare_claims_nothing(store: Store, search_id: int) -> None:
     # parallelism 3 (every worker busy): the last pending trial may be held ahead
     assert store.claim_ahead(search_id, "w1", 30, parallelism=3).number == 4
     assert store.claim_ahead(search_id, "w1", 30, parallelism=3) is None
+
+
+def _expire(store: Store, trial_id: int) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(update(TRIALS).where(TRIALS.c.id == trial_id)
+                           .values(lease_expires_at=0.0))
+
+
+def test_a_held_trial_is_not_started_until_its_worker_starts_it(store: Store,
+                                                               search_id: int) -> None:
+    store.claim(search_id, "w1", 30)
+    held = store.claim_ahead(search_id, "w1", 30, parallelism=1)
+    trial = store.get_trial(held.id)
+    assert (trial.status, trial.started_at, trial.worker) == ("running", None, "w1")
+    assert is_held(trial.status, trial.started_at)
+    assert shown_status(trial.status, trial.started_at) == "held"
+    assert store.start_held(held.id, held.attempt, 30) == {}  # the search's spec
+    trial = store.get_trial(held.id)
+    assert trial.started_at is not None and not is_held(trial.status, trial.started_at)
+    assert store.start_held(held.id, held.attempt, 30) is None  # started already
+
+
+def test_a_held_trial_of_a_search_that_is_not_running_does_not_start(
+        store: Store, search_id: int) -> None:
+    store.claim(search_id, "w1", 30)
+    held = store.claim_ahead(search_id, "w1", 30, parallelism=1)
+    store.move_search(search_id, SearchState.suspended, by=Actor.controller)
+    assert store.start_held(held.id, held.attempt, 30) is None
+    assert store.get_trial(held.id).started_at is None  # nothing changed
+    store.move_search(search_id, SearchState.running, by=Actor.controller)
+    store.release(held.id, held.attempt)
+    assert store.start_held(held.id, held.attempt, 30) is None  # no longer this attempt's
+
+
+def test_a_dead_workers_held_trial_goes_back_without_costing_an_attempt(
+        store: Store, search_id: int) -> None:
+    """The worker died (SIGKILL) while training trial 1 and holding trial 2: trial 1's
+    expired lease counts as a failed attempt, trial 2's does not (it never ran)."""
+    current = store.claim(search_id, "w1", 30)
+    held = store.claim_ahead(search_id, "w1", 30, parallelism=1)
+    for trial in (current, held):
+        _expire(store, trial.id)
+    assert store.requeue_expired(search_id, max_retries=0) == (1, 1)
+    ran, never = store.get_trial(current.id), store.get_trial(held.id)
+    assert (ran.status, ran.failures) == ("failed", 1)
+    assert (never.status, never.failures, never.attempt, never.worker, never.error) == (
+        "pending", 0, 2, None, None)
+    again = store.claim(search_id, "w2", 30)
+    assert again.id == held.id and again.attempt == 2
