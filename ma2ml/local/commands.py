@@ -178,13 +178,15 @@ def status(target: str = TARGET, db: str = DB_OPTION) -> None:
     with store:
         records = [record] if record else store.list_searches()
         table = Table()
-        for column in ("search", "state", "trials", "running", "pending", "stopped", "failed",
-                       "best", "elapsed"):
+        for column in ("search", "state", "trials", "running", "held", "pending", "stopped",
+                       "failed", "best", "elapsed"):
             table.add_column(column)
         for rec in records:
             s = summarize(store, rec, now=time.time(), baseline=False)
             table.add_row(inert(s.key), inert(s.state), f"{s.done}/{s.max_trials}",
-                          str(s.counts.running), str(s.counts.pending), str(s.counts.stopped),
+                          # held: leased to a worker that has not started it (prefetch)
+                          str(s.counts.running - s.held), str(s.held), str(s.counts.pending),
+                          str(s.counts.stopped),
                           str(s.counts.failed), _best_cell(store, rec.id),
                           f"{s.elapsed:.0f}s")
         console.print(table)

@@ -39,6 +39,7 @@ from ma2ml.store import (
     TrialRecord,
     TrialStatus,
 )
+from ma2ml.store.lifecycle import is_held, shown_status
 from ma2ml.store.recommend import Estimate, recommend_trials
 
 #: How every command words the best trial's ranking.
@@ -70,6 +71,9 @@ class Summary:
     #: The pipeline with the best estimated mean and the trial shown for it (None before
     #: any completed trial, and in the live view, which does not read every trial).
     recommended: tuple[Estimate, TrialRecord] | None = None
+    #: Trials leased to a worker ahead of training them (prefetch), counted in
+    #: ``counts.running`` by the store but not started (``lifecycle.is_held``).
+    held: int = 0
 
     @property
     def done(self) -> int:
@@ -120,9 +124,12 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
     end = record.finished_at or now
     elapsed = (end - record.created_at) if end else 0.0
-    eta = None
-    if now is not None and record.finished_at is None:
-        eta = _eta(store, record, counts, now)
+    eta, held = None, 0
+    if record.finished_at is None and counts.running:
+        running = store.list_trials(record.id, status=TrialStatus.running)  # <= 2 per worker
+        held = sum(is_held(t.status, t.started_at) for t in running)
+        if now is not None:
+            eta = _eta(store, record, counts, now, running)
     return Summary(
         key=record.name, state=record.state,
         max_trials=int(record.spec["spec"]["budget"]["maxTrials"]),
@@ -131,7 +138,7 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
         random_rewards=tuple(t.reward for t in initial if t.reward is not None),
         learned_rewards=tuple(t.reward for t in learned if t.reward is not None),
         entropy={k: float(v) for k, v in entropy.items()}, elapsed=max(0.0, elapsed),
-        eta=eta, recommended=recommended,
+        eta=eta, recommended=recommended, held=held,
     )
 
 
@@ -148,7 +155,8 @@ def recommended_lines(summary: Summary) -> list[str]:
     return lines
 
 
-def _eta(store: Store, record: SearchRecord, counts: Counts, now: float) -> Eta | None:
+def _eta(store: Store, record: SearchRecord, counts: Counts, now: float,
+         running_trials: list[TrialRecord]) -> Eta | None:
     """``eta.estimate`` from the running trials and the latest results (bounded reads)."""
     budget = record.spec["spec"]["budget"]
     latest = store.list_trials(record.id, order_by="finished_seq", descending=True,
@@ -156,8 +164,7 @@ def _eta(store: Store, record: SearchRecord, counts: Counts, now: float) -> Eta 
     finished = sorted(t.finished_at for t in latest
                       if t.status in RESULT_STATUSES and t.finished_at is not None)
     running = [Running(now - t.started_at, t.last_step or 0)
-               for t in store.list_trials(record.id, status=TrialStatus.running)
-               if t.started_at is not None]
+               for t in running_trials if t.started_at is not None]  # held: not started
     return estimate(max_trials=int(budget["maxTrials"]), done=counts.results,
                     parallelism=int(budget.get("parallelism", 1)),
                     trial_epochs=trial_epochs(record) or 1, started=record.created_at,
@@ -184,7 +191,9 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
     duration = (trial.finished_at - trial.started_at
                 if trial.finished_at and trial.started_at else None)
     return {
-        "number": trial.number, "status": trial.status, "reward": trial.reward,
+        # A held (prefetched) trial is stored running but has not started: "held".
+        "number": trial.number, "status": shown_status(trial.status, trial.started_at),
+        "reward": trial.reward,
         "accuracy": metrics.get("accuracy"), "flops": metrics.get("flops"),
         "params": metrics.get("params"), "seconds": duration,
         "epochs": trial.last_step, "policy_version": trial.policy_version,

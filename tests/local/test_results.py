@@ -56,3 +56,34 @@ def test_learned_trials_fewer_than_the_uniform_draws_are_all_compared(tmp_path: 
         summary = summarize(store, record)
     assert summary.learned_rewards == (0.7, 0.8), "2 learned trials, both against 2 random"
     assert summary.learned_against_random().startswith("the latest 2 trials")
+
+
+def test_a_held_trial_shows_as_held_not_running(tmp_path: Path) -> None:
+    """A trial a worker holds ahead (prefetch) is stored running but has not started:
+    ``ma2ml trials``, the dashboard (both ``trial_row``) and ``ma2ml status`` say held."""
+    from typer.testing import CliRunner
+
+    from ma2ml.cli import app
+    from ma2ml.local.results import trial_row
+
+    search = parse_spec(tiny_spec("held"))
+    space = search.spec.search_space()
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    with Store(url) as store:
+        record = store.create_search(search.key, spec_to_document(search))
+        action = {a.name: [0] * len(a.decisions) for a in space.agents}
+        store.enqueue_trials(record.id, [TrialProposal(space.decode(action), action, {}, 0)] * 2)
+        store.claim(record.id, "w", 30)
+        store.claim_ahead(record.id, "w", 30, parallelism=1)
+        rows = [trial_row(t) for t in store.list_trials(record.id)]
+        summary = summarize(store, record, baseline=False)
+    assert [(row["status"], row["worker"]) for row in rows] == [("running", "w"), ("held", "w")]
+    assert (summary.counts.running, summary.held) == (2, 1)
+    shown = CliRunner().invoke(app, ["status", search.key, "--db", url], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    header = next(line for line in lines if "running" in line)
+    row = next(line for line in lines if search.key in line)
+    cells = dict(zip([c.strip() for c in header.split("┃")], [c.strip() for c in row.split("│")],
+                     strict=True))
+    assert (cells["running"], cells["held"], cells["pending"]) == ("1", "1", "0")
