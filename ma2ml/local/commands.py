@@ -60,7 +60,7 @@ def run(
     from ma2ml.local.runner import run_local
     from ma2ml.local.searches import SearchConflictError
     from ma2ml.logs import setup_logging
-    from ma2ml.worker.data import DataError
+    from ma2ml.worker.errors import DataError
 
     search = load_or_exit(spec)
     setup_logging()
@@ -396,7 +396,7 @@ def retrain(
     """Retrain an exported pipeline on the whole training set and score it on the test split
     (progress with time left on stderr)."""
     from ma2ml.local.export import ConsoleProgress, retrain_exported
-    from ma2ml.worker.data import DataError
+    from ma2ml.worker.errors import DataError
 
     try:
         with ConsoleProgress(Console(stderr=True)) as progress:

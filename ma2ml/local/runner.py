@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ma2ml.learner.loop import run_learner
 from ma2ml.local.pool import WORKER_STOP_GRACE, WorkerPool
 from ma2ml.local.searches import prepare_search, resolve_run_url
 from ma2ml.spec import PipelineSearch, TrainerType, parse_spec
@@ -53,6 +52,15 @@ class LearnerThread(threading.Thread):
 
     def run(self) -> None:
         try:
+            # torch (seconds to import) is loaded here, not before the search exists: the
+            # workers start and connect meanwhile. The learner's nets are tiny: more
+            # threads only contend with the workers (one update took 470 ms with 2 threads
+            # on a busy 2-core machine, 28 ms with 1). Set in this thread, which runs them.
+            import torch
+
+            from ma2ml.learner.loop import run_learner
+
+            torch.set_num_threads(1)
             with Store(self.url) as store:
                 run_learner(store, self.key, stop=self.stop)
         except Exception as exc:  # reported by run_local; the thread must not swallow it
@@ -79,12 +87,6 @@ def run_local(
 
         check_data(search.spec.dataset)  # a custom trainer reads its own data
     url = resolve_run_url(spec_path, search, db)
-    # The learner's nets are tiny: more threads only contend with the workers (one
-    # update took 470 ms with 2 threads on a busy 2-core machine, 28 ms with 1).
-    # Set here, in the main thread, because it holds for this whole process.
-    import torch
-
-    torch.set_num_threads(1)
     # Unsent reports and epoch checkpoints live beside the spec, not in the cwd.
     spool_dir = spec_path.resolve().parent / f".{spec_path.stem}-spool"
 

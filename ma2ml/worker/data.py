@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ma2ml.spec import Dataset
-from ma2ml.worker.errors import TrialError
+from ma2ml.worker.errors import DataError
 
 DEFAULT_ROOTS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -40,10 +40,6 @@ STATS = {
 }
 #: ImageFolder images are decoded once and resized to this square size.
 IMAGEFOLDER_SIZE = 256
-
-
-class DataError(TrialError):
-    """A dataset that is missing or unreadable; the message names the path."""
 
 
 @dataclass(frozen=True)

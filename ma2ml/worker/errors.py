@@ -20,6 +20,14 @@ class TrialError(RuntimeError):
         self.retryable = retryable
 
 
+class DataError(TrialError):
+    """A dataset that is missing or unreadable; the message names the path.
+
+    Defined here, not in ``data.py`` (which imports torch), so that ``ma2ml run`` can
+    catch it without loading torch before the search exists.
+    """
+
+
 class TrialInterrupted(Exception):
     """Training stopped on request (SIGTERM or a lost lease); the last epoch checkpoint stays."""
 
