@@ -54,8 +54,9 @@ counterfactual values under one draw per batch slot
 policies' draws, screened by the draw. Measured on tuning instances
 100-107 (seeds 1000-1001, exploration 0.5): mean final regret 1.09 with
 credit, 1.92 without; with credit in the actor only (no best response, an
-earlier build) 1.78 on two instances; TPE about 2.3. Starting the best response from the policies' draws rather
-than from uniform draws was no better there (exploration 1: 0.76-0.85;
+earlier build) 1.78 on two instances; TPE about 2.3. Starting the best
+response from the policies' draws rather than from uniform draws was no
+better there (exploration 1: 0.76-0.85;
 0.25-0.5: 0.88-1.09; within the noise of 24 runs): the search's gain comes
 from the critic's draws and the credit's best response, not from the
 policies' concentration.
