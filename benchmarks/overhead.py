@@ -15,9 +15,9 @@ so a trial "trains" for about a millisecond. Per configuration:
   all gaps of all workers.
 * **claim gap**: the same from the store's timestamps, a worker's previous
   trial ``finished_at`` to its next trial ``started_at`` (database clock;
-  ``started_at`` is when the trial was claimed, so a worker that claims its
-  next trial ahead makes this negative: it shows the prefetch, the idle gap
-  shows what it bought).
+  ``started_at`` is when the trial was claimed, or for a trial held ahead
+  when the worker started it; a worker starts its held trial before it
+  delivers the previous result, which makes this negative).
 * **results/s**: results between the first and the last one, over that time
   (start-up excluded).
 * **first claim**: the first trial's ``started_at`` after the search's

@@ -13,6 +13,15 @@ with nothing to claim, a worker waits for a NOTIFY that trials were queued
 (PostgreSQL) or polls (``store.notify``). The held trial is handed back when
 the worker leaves or the search is suspended.
 
+Between two trials the worker does as little as it can before the next
+trainer starts: one statement starts the held trial (``Store.start_held``:
+still this worker's, search running, lease renewed, spec read), then the
+trainer is spawned, and only then is the previous trial's report delivered
+(on a thread, its lease still heartbeated) and the trial after next claimed.
+Nothing runs twice or is lost by that order: the held trial was leased to this
+worker before, and a report is delivered (or spooled) before the worker waits
+for work or leaves.
+
 Failure policy: ``TrialError`` carries its own ``retryable`` flag (a
 missing dataset or a crashing custom command is not retryable: every
 attempt would fail alike); any other exception (out of memory, a CUDA or
