@@ -8,6 +8,10 @@ by the learner's own score (as TPE picks the best of its candidates) spends
 each expensive trial on the most promising of them. The score is the
 critic's, once an algorithm has one it trusts (``Algorithm._critic_ready``).
 
+An algorithm may first turn the draws into other candidates
+(``Algorithm._improve``: with ``critic_model: pairwise-bayes`` each draw
+best-responds, decision by decision, to a posterior draw of the critic).
+
 The log-probability a proposal carries is the policy's (mixed with
 ``exploration``), not the probability of having been chosen here; why that
 is enough for every learner that reads it is in ``ma2ml.learner.reinforce``
