@@ -14,7 +14,11 @@ from ma2ml.learner.base import from_bytes, to_bytes
 from ma2ml.learner.bayes_critic import PairwiseBayesCritic
 from ma2ml.learner.credit import best_response
 from ma2ml.learner.games import CLIMBING, ChainGame, play
+from ma2ml.learner.loop import Learner, run_learner
 from ma2ml.learner.policy import Layout
+from ma2ml.store import Store
+
+from .helpers import search_document
 
 #: Three agents: a (2 decisions), b (2), c (1); decision 0 (a) and 2 (b) interact.
 LAYOUT = Layout(("a", "b", "c"), (4, 3, 4, 3, 5), (0, 0, 1, 1, 2))
@@ -117,3 +121,19 @@ def test_ma2ml_with_the_bayesian_critic_coordinates_the_climbing_chain() -> None
 def test_unknown_critic_models_are_refused() -> None:
     with pytest.raises(SettingsError, match="critic_model: expected one of mlp, pairwise-bayes"):
         Settings.from_overrides({"critic_model": "gp"})
+
+
+def test_a_search_with_the_bayesian_critic_runs_and_resumes_from_its_snapshot(
+        store: Store, worker_factory) -> None:
+    """Through the real store: the critic's chain and draws go into the snapshot, and a
+    new learner resumes from it (not re-learning from the stored results)."""
+    document = search_document(max_trials=12, settings={"critic_model": "pairwise-bayes",
+                                                         "warmup_results": 2})
+    record = store.create_search("default/toy", document)
+    worker_factory(store.url, record.id)
+    outcome = run_learner(store, "default/toy", poll_seconds=0.02)
+    assert outcome.state == "finished" and outcome.results == 12
+    learner = Learner(store, "default/toy")
+    assert learner.seq == 12  # resumed from the snapshot
+    assert learner.algorithm.critic.sweeps_done > 0
+    assert len(learner.algorithm._posterior_draws) == Settings().results_per_update
