@@ -125,8 +125,11 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
     end = record.finished_at or now
     elapsed = (end - record.created_at) if end else 0.0
     eta, held = None, 0
-    if record.finished_at is None and counts.running:
-        running = store.list_trials(record.id, status=TrialStatus.running)  # <= 2 per worker
+    if record.finished_at is None:
+        # Between a result and the learner's next proposal nothing may be running; the
+        # pace of the latest results still gives the time left.
+        running = (store.list_trials(record.id, status=TrialStatus.running)  # <= 2 per worker
+                   if counts.running else [])
         held = sum(is_held(t.status, t.started_at) for t in running)
         if now is not None:
             eta = _eta(store, record, counts, now, running)
