@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ma2ml.store import Store
 from ma2ml.store.backoff import backoff_delays
+from ma2ml.worker.parent_death import signal_on_parent_death
 from ma2ml.worker.prefetch import prefetch_setting
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,14 @@ WORKER_STOP_GRACE = 30.0
 
 
 def _worker_process(url: str, key: str, worker_id: str, threads: int,
-                    metrics_port: int | None, spool_dir: Path) -> None:
+                    metrics_port: int | None, spool_dir: Path, parent: int) -> None:
     """Entry point of one worker child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent orchestrates shutdown
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # A parent killed without its cleanup (SIGKILL, a crash) would leave this worker
+    # training for nobody, holding a CPU or GPU: stop as if the parent had said so.
+    signal_on_parent_death(signal.SIGTERM, parent)
     from ma2ml.logs import setup_logging
     from ma2ml.worker.loop import run_worker
 
@@ -87,12 +91,14 @@ class WorkerPool:
         self.processes.clear()
 
     def _start(self, slot: int, count: int) -> BaseProcess:
+        # Call from a thread that lives as long as the pool: the worker's parent-death
+        # signal follows the thread that started it.
         ctx = mp.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // max(count, 1))
         port = self.metrics_port + 1 + slot if self.metrics_port else None
         process = ctx.Process(target=_worker_process, name=f"ma2ml-worker-{slot}",
                               args=(self.url, self.key, f"local-{os.getpid()}-{slot}", threads,
-                                    port, self.spool_dir))
+                                    port, self.spool_dir, os.getpid()))
         process.start()
         return process
 

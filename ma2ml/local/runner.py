@@ -15,10 +15,12 @@ checkpoints and unsent reports belong to trials that no longer exist.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,11 +110,12 @@ def run_local(
         learner.start()
         interrupted = False
         try:
-            while learner.is_alive():
-                if on_tick is not None:
-                    on_tick(store, record.id)
-                learner.join(tick_seconds)
-                pool.resize(workers or _parallelism(store, record))
+            with _sigterm_interrupts():
+                while learner.is_alive():
+                    if on_tick is not None:
+                        on_tick(store, record.id)
+                    learner.join(tick_seconds)
+                    pool.resize(workers or _parallelism(store, record))
         except KeyboardInterrupt:
             interrupted = True
             log.info("interrupted: stopping the learner and handing back running trials")
@@ -125,6 +128,24 @@ def run_local(
             on_tick(store, record.id)
         return RunResult(url, search.key, final.state if final else "unknown", interrupted,
                          learner.error)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch scheduler's stop) ends the run as Ctrl-C does, running
+    trials handed back, rather than killing the parent and orphaning its workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; an embedding caller keeps its own
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parallelism(store: Store, record: SearchRecord) -> int:

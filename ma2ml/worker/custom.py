@@ -41,7 +41,6 @@ left running.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import math
@@ -56,12 +55,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ma2ml.spec import Objective, PipelineSearch
 from ma2ml.worker.errors import TrialError, TrialInterrupted, TrialStopped
+from ma2ml.worker.parent_death import die_with_parent
 from ma2ml.worker.result import EpochCallback, TrialResult
 from ma2ml.worker.reward import compute_reward
 
@@ -94,7 +93,6 @@ MAX_STEP_REPORTS = 10_000
 #: Bytes the worker reads from the steps file per look.
 _STEP_CHUNK = 64 * 1024
 
-_PR_SET_PDEATHSIG = 1
 _TRIAL_DIR_NAME = re.compile(rf"^{TRIAL_DIR_PREFIX}(\d+)-")
 
 
@@ -269,7 +267,7 @@ def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: 
             # starts) can be killed as one.
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                        cwd=trial_dir, start_new_session=True,
-                                       preexec_fn=_die_with_parent(os.getpid()))
+                                       preexec_fn=die_with_parent(os.getpid()))
         except OSError as exc:
             raise TrialError(f"trainer.command: cannot start {command[0]!r} ({exc})") from None
         try:
@@ -348,41 +346,6 @@ def _terminate(process: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECON
         time.sleep(0.05)
     _signal_group(process.pid, signal.SIGKILL)  # also children that ignored SIGTERM
     process.wait()
-
-
-@cache
-def _prctl() -> Callable[..., int] | None:
-    """libc's ``prctl`` (Linux), looked up once in the worker, never in a forked child."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                         ctypes.c_ulong]
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the command when the worker dies.
-
-    Runs in the forked child before exec, so it only calls what the parent
-    prepared (``preexec_fn`` must not take locks another thread may hold).
-    The signal follows the thread that started the command; that thread
-    waits for the command, so it outlives it unless the worker dies.
-    """
-    prctl = _prctl()
-    if prctl is None:
-        return None
-
-    def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the worker died before the request took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return setup
 
 
 def tail(path: Path, chars: int = TAIL_CHARS) -> str:

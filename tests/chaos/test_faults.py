@@ -78,7 +78,7 @@ LEASE_SECONDS = 3.0
 #: Room after the last fault (21 results): a fault waits for its moment (a trainer
 #: that just started, a learner mid-drive), which a loaded machine can delay by several
 #: results; with prefetching workers results come faster than they used to.
-MAX_TRIALS = 40
+MAX_TRIALS = 50
 PARALLELISM = 3
 #: The outage: the database is down this long.
 OUTAGE_SECONDS = 3 * LEASE_SECONDS
@@ -220,6 +220,8 @@ class Chaos:
         self.learner_top: int | None = None  # highest trial number when this learner began
         self._learner_due: float | None = None
         self.outage_down_at: float | None = None
+        #: Wall-clock time the database began to stop (stopping takes a while under load).
+        self.outage_began: float | None = None
         self.outage_up_at: float | None = None
         self.spool_kill: str | None = None
         self.trial_ids: dict[int, int] = {}
@@ -403,6 +405,7 @@ class Chaos:
                 return False
             # Trial ids of the trials now running, to find their spooled reports.
             self.trial_ids = {t.number: t.id for t in self.store.list_trials(self.search_id)}
+            self.outage_began = time.time()
             self.cluster.stop("fast")
             self.outage_down_at = time.monotonic()
             self.note(f"database stopped while trials {sorted(t.trial for t in training)} train")
@@ -418,8 +421,10 @@ class Chaos:
 
     def _kill_a_spooling_worker(self, now: float) -> None:
         """Kill a worker whose result, trained during the outage, waits in the spool."""
-        assert self.outage_down_at is not None
-        down_since = time.time() - (time.monotonic() - self.outage_down_at)
+        assert self.outage_began is not None
+        # From the moment the stop began: a trial that ended while the database was
+        # shutting down could not deliver either (its report is spooled, checked below).
+        down_since = self.outage_began
         live = {w.pid: w for w in self.workers if w.alive()}
         candidates = [line for line in self.finished_lines()
                       if line["time"] >= down_since and line["worker"] in live

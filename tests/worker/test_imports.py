@@ -37,9 +37,11 @@ sys.argv = ["ma2ml", "worker", "--search", sys.argv[2], "--db", sys.argv[3],
 app()
 """
 POOL_ENTRY = """
+import os
 from pathlib import Path
 from ma2ml.local.pool import _worker_process
-_worker_process(sys.argv[3], sys.argv[2], "local-probe", 1, None, Path(sys.argv[4]))
+_worker_process(sys.argv[3], sys.argv[2], "local-probe", 1, None, Path(sys.argv[4]),
+                os.getppid())
 """
 
 
