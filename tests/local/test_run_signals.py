@@ -59,20 +59,27 @@ def _alive(pid: int) -> bool:
 
 def _start_with_two_running(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
     """A run whose two workers each train a trial; returns it and its worker pids."""
-    process = subprocess.Popen([sys.executable, "-m", "ma2ml", "run", str(_spec(tmp_path))],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    # Output goes to a file: a pipe nobody reads while the run works could fill and block it.
+    with open(tmp_path / "run.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "ma2ml", "run", str(_spec(tmp_path))],
+                                   cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                   text=True, start_new_session=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        if _running(tmp_path) >= 2:
+        assert process.poll() is None, _log_tail(tmp_path)
+        if _running_trials(tmp_path) >= 2:
             return process, _children(process.pid)
         time.sleep(0.2)
     process.kill()
-    raise AssertionError("two trials never ran: " + process.communicate()[1][-3000:])
+    process.wait()
+    raise AssertionError("two trials never ran: " + _log_tail(tmp_path))
 
 
-def _running(tmp_path: Path) -> int:
+def _log_tail(tmp_path: Path) -> str:
+    return (tmp_path / "run.log").read_text(errors="replace")[-3000:]
+
+
+def _running_trials(tmp_path: Path) -> int:
     db = tmp_path / "sleepy.db"
     if not db.exists():
         return 0
@@ -96,13 +103,13 @@ def test_sigterm_stops_the_run_like_ctrl_c(tmp_path: Path) -> None:
     assert len(workers) >= 2, workers
     try:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, stderr[-3000:]
+    assert process.returncode == 130, _log_tail(tmp_path)
     assert not _wait_gone(workers, 5), "workers outlived the run"
-    assert _running(tmp_path) == 0, "running trials were handed back"
+    assert _running_trials(tmp_path) == 0, "running trials were handed back"
 
 
 def test_a_killed_run_takes_its_workers_with_it(tmp_path: Path) -> None:
@@ -110,7 +117,7 @@ def test_a_killed_run_takes_its_workers_with_it(tmp_path: Path) -> None:
     trainers = set().union(*(_children(w) for w in workers))
     try:
         process.kill()  # no cleanup in the parent at all
-        process.communicate(timeout=30)
+        process.wait(timeout=30)
         left = _wait_gone(workers | trainers, 60)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the trainers have their own sessions
@@ -118,4 +125,4 @@ def test_a_killed_run_takes_its_workers_with_it(tmp_path: Path) -> None:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert not left, f"still running after the run was killed: {sorted(left)}"
-    assert _running(tmp_path) == 0, "the workers handed their trials back as they stopped"
+    assert _running_trials(tmp_path) == 0, "the workers handed their trials back as they stopped"
