@@ -44,10 +44,10 @@ regret against the table's optimum is exact.
 
 ``ma2ml-1-candidate`` is ma2ml with ``proposal_candidates: 1`` (plain policy
 draws, no critic screening of candidates): the gain from screening apart
-from the gain from the policies. ``ma2ml-bayes`` is ma2ml with the pairwise
-Bayesian critic (``critic_model: pairwise-bayes``, ``ma2ml.learner.bayes_critic``)
-and ``ma2ml-bayes-no-credit`` the same learner without the per-decision
-counterfactual (``BAYES`` holds their settings); they run on the coupled family.
+from the gain from the policies. With ``critic_model: auto`` (the default) and
+200 evaluations, ma2ml and its ablations use the pairwise Bayesian critic;
+``ma2ml-mlp`` is ma2ml with the MLP-ensemble critic, what ``auto`` picks
+below 100 trials.
 
 Every learner proposes ``--batch`` trials per update (parallelism 4 by
 default) and avoids re-proposing a configuration (setting ``dedupe_tries``).
@@ -123,14 +123,11 @@ ALGORITHM_METHODS = tuple(name.value for name in AlgorithmName)
 #: Ablations: a method name -> (algorithm, settings it overrides). ``ma2ml-1-candidate``
 #: proposes plain policy draws (no critic screening of 16 candidates per proposal), so
 #: the gain from screening is told apart from the gain from the policies.
-#: ``ma2ml-bayes`` is ma2ml with the pairwise Bayesian critic (``ma2ml.learner.bayes_critic``:
-#: Thompson draws, per-decision best response) in the settings tuned for it on coupled
-#: instances 100-107 (README, "The learner"); ``ma2ml-bayes-no-credit`` is the same without
-#: the per-decision counterfactual, in the actor and in the proposals.
-BAYES = {"critic_model": "pairwise-bayes", "reward_transform": "zscore", "exploration": 0.25}
+#: ``ma2ml-mlp``: the MLP-ensemble critic, which ``critic_model: auto`` picks below
+#: ``auto_bayes_trials`` (100) trials and was the default before the pairwise Bayesian
+#: critic (``ma2ml.learner.bayes_critic``), which it picks from there on.
 ABLATIONS = {"ma2ml-1-candidate": ("ma2ml", {"proposal_candidates": 1}),
-             "ma2ml-bayes": ("ma2ml", BAYES),
-             "ma2ml-bayes-no-credit": ("ma2ml-no-credit", BAYES)}
+             "ma2ml-mlp": ("ma2ml", {"critic_model": "mlp"})}
 METHODS = ALGORITHM_METHODS + tuple(ABLATIONS)
 #: Methods whose recommendation is the product's rule (``ma2ml.learner.recommend``:
 #: estimated mean from the critic and repeats); every other method recommends its best
@@ -309,7 +306,7 @@ def run_learner_method(task, method: str, seed: int, budget: int, batch: int,
     """
     name, ablated = ABLATIONS.get(method, (method, {}))
     settings = dataclasses.replace(settings, **ablated)
-    algo = make_algorithm(name, task.space, settings, seed)
+    algo = make_algorithm(name, task.space, settings, seed, budget=budget)
     noise = np.random.default_rng([seed, 7])  # one stream per run seed, whatever the method
     estimated = method in CRITIC_METHODS and is_noisy(task)
     marks = {c for c in checkpoints if c <= budget} | {budget}
@@ -598,16 +595,15 @@ FAMILY_DEFAULTS = {
     "published": (ALGORITHM_METHODS, 100, ["fcnet-protein", "nb201-cifar10"]),
     # Sized to what two shared cores ran in the time there was (README says so).
     "noisy": (("ma2ml", "random", "tpe"), 40, ["noisy-fcnet-protein", "noisy-nb201-cifar10"]),
-    "coupled": (("ma2ml", "ma2ml-no-credit", "ma2ml-1-candidate", "ma2ml-bayes",
-                 "ma2ml-bayes-no-credit", "independent", "random", "tpe"), 5,
+    "coupled": (("ma2ml", "ma2ml-no-credit", "ma2ml-1-candidate", "ma2ml-mlp",
+                 "independent", "random", "tpe"), 5,
                 ["coupled-0", "coupled-1"]),
 }
 #: Pairs (method, reference) compared per task when both ran.
 COMPARISONS = (("ma2ml", "tpe"), ("ma2ml-no-credit", "tpe"), ("ma2ml", "random"),
                ("ma2ml", "independent"), ("ma2ml", "ma2ml-no-credit"),
-               ("ma2ml", "ma2ml-1-candidate"), ("ma2ml-bayes", "tpe"),
-               ("ma2ml-bayes", "random"), ("ma2ml-bayes", "independent"),
-               ("ma2ml-bayes", "ma2ml"), ("ma2ml-bayes", "ma2ml-bayes-no-credit"))
+               ("ma2ml", "ma2ml-1-candidate"), ("ma2ml", "ma2ml-mlp"),
+               ("ma2ml-mlp", "tpe"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -122,7 +122,8 @@ class MA2ML(Algorithm):
         self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.actor_lr,
                                                 foreach=True)
         if self.bayesian:
-            self.critic = PairwiseBayesCritic(self.layout)
+            self.critic = PairwiseBayesCritic(self.layout, s.bayes_pairs,
+                                              fidelity_input=self._fidelity_input())
             self._posterior_draws = [self.critic.beta]
             self._candidate_scores: dict[tuple[int, ...], float] = {}
             return
@@ -136,6 +137,14 @@ class MA2ML(Algorithm):
     def bayesian(self) -> bool:
         """Whether the critic is the pairwise Bayesian one (Thompson draws)."""
         return self.settings.critic_model == "pairwise-bayes"
+
+    def _exploration(self) -> float:
+        s = self.settings
+        return s.bayes_exploration if self.bayesian else s.exploration
+
+    def _reward_transform(self) -> str:
+        s = self.settings
+        return s.bayes_reward_transform if self.bayesian else s.reward_transform
 
     def _learn(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"critic_loss": self._train_critic()}
@@ -235,12 +244,20 @@ class MA2ML(Algorithm):
         """Continue the posterior chain on (a sample of) every result; returns the mean
         squared error of the new draw on them."""
         s = self.settings
-        rows, rewards, _ = self.replay.sample(s.bayes_window, self.rng)
-        rows = rows.reshape(-1, self.layout.n_decisions)
+        if self.use_replay:
+            rows, rewards, fidelities = self.replay.sample(s.bayes_window, self.rng)
+            rows = rows.reshape(-1, self.layout.n_decisions)
+        else:  # the on-policy ablation: the fresh results only
+            rows = np.array([f.row for f in self._fresh], dtype=np.int64).reshape(
+                -1, self.layout.n_decisions)
+            rewards = np.array([f.reward for f in self._fresh], dtype=np.float64)
+            fidelities = np.array([f.fidelity for f in self._fresh], dtype=np.float64)
         targets = self.normaliser(rewards)
         self._posterior_draws = self.critic.fit(rows, targets, s.gibbs_sweeps, self.rng,
-                                                draws=s.results_per_update)
-        return float(np.mean((self.critic.predict(rows) - targets) ** 2))
+                                                draws=s.results_per_update,
+                                                fidelities=fidelities)
+        fitted = self.critic.design(rows, fidelities) @ self.critic.beta
+        return float(np.mean((fitted - targets) ** 2))
 
     # -- actor -------------------------------------------------------------------------
 

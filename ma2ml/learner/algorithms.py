@@ -40,12 +40,14 @@ ALGORITHMS = build_registry(
 
 def make_algorithm(name: str, space: SearchSpace | Layout, settings: Settings | None = None,
                    seed: int = 0, replay: Replay | None = None, *,
-                   multi_fidelity: bool = False) -> Algorithm:
+                   multi_fidelity: bool = False, budget: int | None = None) -> Algorithm:
     """Build the algorithm called ``name``; unknown names list the known ones.
-    ``multi_fidelity``: results may be stopped early (``spec.earlyStopping``)."""
+    ``multi_fidelity``: results may be stopped early (``spec.earlyStopping``);
+    ``budget``: the search's ``maxTrials``, which ``critic_model: auto`` decides on."""
     try:
         cls = ALGORITHMS[name]
     except KeyError:
         raise ValueError(f"spec.algorithm.name: unknown algorithm {name!r} "
                          f"(known: {', '.join(ALGORITHMS)})") from None
+    settings = (settings or Settings()).for_budget(budget)
     return cls(space, settings, seed, replay, multi_fidelity=multi_fidelity)

@@ -76,7 +76,9 @@ class Algorithm:
                  seed: int = 0, replay: Replay | None = None, *,
                  multi_fidelity: bool = False) -> None:
         self.layout = space if isinstance(space, Layout) else Layout.from_space(space)
-        self.settings = settings or Settings()
+        # ``critic_model: auto`` with no budget known: the mlp critic (``make_algorithm``
+        # decides it from the search's maxTrials).
+        self.settings = (settings or Settings()).for_budget(None)
         self.seed = seed
         # Results may come at several fidelities (the search stops trials early): the
         # critic then takes fidelity as an input (``Settings.fidelity_input``).
@@ -90,7 +92,7 @@ class Algorithm:
             self.policy = JointPolicy(self.layout)
             self._build()
         self.replay = replay if replay is not None else InMemoryReplay(self.layout.n_decisions)
-        self.normaliser = make_normaliser(self.settings.reward_transform)
+        self.normaliser = make_normaliser(self._reward_transform())
         self.policy_version = 0
         self.n_results = 0
         self._fresh: list[Fresh] = []
@@ -107,20 +109,28 @@ class Algorithm:
             return []
         s = self.settings
         candidates = s.proposal_candidates if self._critic_ready() else 1
-        draws = self.policy.sample(n * (candidates + s.dedupe_tries), self.generator,
-                                   s.exploration).tolist()
-        if candidates > 1:
-            draws = self._improve(draws)
-        chosen = pick_best_unseen(draws, self._proposed, n, candidates, self._score)
+        drawn = self.policy.sample(n * (candidates + s.dedupe_tries), self.generator,
+                                   self._exploration()).tolist()
+        draws = self._improve(drawn) if candidates > 1 else drawn
+        chosen = pick_best_unseen(draws, self._proposed, n, candidates, self._score,
+                                  fill=drawn)
         actions = torch.tensor(chosen, dtype=torch.long)
         with torch.no_grad():
-            logp = self.policy.log_prob_agents(actions, s.exploration)
+            logp = self.policy.log_prob_agents(actions, self._exploration())
         self.mark_proposed(chosen)
         names = self.layout.agent_names
         return [Proposal(self.layout.to_dict(row),
                          {name: float(v) for name, v in zip(names, lp.tolist(), strict=True)},
                          self.policy_version)
                 for row, lp in zip(chosen, logp, strict=True)]
+
+    def _exploration(self) -> float:
+        """Share of each proposed decision drawn uniformly (``Settings.exploration``)."""
+        return self.settings.exploration
+
+    def _reward_transform(self) -> str:
+        """How rewards are normalised for learning (``Settings.reward_transform``)."""
+        return self.settings.reward_transform
 
     def _critic_ready(self) -> bool:
         """Whether a critic has seen enough results to act on (and ``_score`` to rank)."""

@@ -170,7 +170,8 @@ class Learner:
         self.trial_epochs = search.spec.budget.trial_epochs
         self._build_algorithm = lambda: make_algorithm(
             str(search.spec.algorithm.name), layout, settings, search.spec.algorithm.seed,
-            multi_fidelity=search.spec.early_stopping.type != EarlyStoppingType.none)
+            multi_fidelity=search.spec.early_stopping.type != EarlyStoppingType.none,
+            budget=search.spec.budget.max_trials)
         self.algorithm = self._with_replay(self._build_algorithm())
         self.seq = 0
         self.updates = 0

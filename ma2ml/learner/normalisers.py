@@ -109,6 +109,41 @@ class RankNormaliser:
         self.weights = np.asarray(state["weights"], dtype=np.float64)
 
 
+class UpperLinearNormaliser(RankNormaliser):
+    """Normal scores of ranks below the median, a linear scale above it.
+
+    What a search must tell apart is how much better its best results are;
+    how much worse its failures are does not matter. Below the median this
+    is the rank transform (outliers bounded); above it, rewards keep their
+    distances: (r - median) / s, with s the upper quartile's distance from
+    the median over that of a standard normal (0.6745), so both halves meet
+    at 0 and agree at the upper quartile of normal rewards. A pipeline that
+    beats the runner-up by a wide margin stays far above it, which ranks
+    alone would hide.
+    """
+
+    def _quantile(self, q: float) -> float:
+        cumulative = np.cumsum(self.weights) - self.weights / 2
+        return float(np.interp(q * self.count, cumulative, self.values))
+
+    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        rewards = np.asarray(rewards, dtype=np.float64)
+        ranked = super().__call__(rewards)
+        if self.count < 2:
+            return ranked
+        median = self._quantile(0.5)
+        scale = (self._quantile(0.75) - median) / UPPER_QUARTILE_Z
+        if not scale > 1e-12:  # at least half the rewards tie: no spread to scale by
+            return ranked
+        return np.where(rewards > median, (rewards - median) / scale, ranked)
+
+
+#: The standard normal's upper quartile.
+UPPER_QUARTILE_Z = 0.6744897501960817
+
+
 def make_normaliser(kind: str) -> RankNormaliser | RewardNormaliser:
     """The normaliser named by ``Settings.reward_transform``."""
+    if kind == "upper-linear":
+        return UpperLinearNormaliser()
     return RankNormaliser() if kind == "rank" else RewardNormaliser()

@@ -38,16 +38,22 @@ def unseen(draws: list[list[int]], proposed: Set[tuple[int, ...]], limit: int
 
 
 def pick_best_unseen(draws: list[list[int]], proposed: Set[tuple[int, ...]], n: int,
-                     candidates: int, score: Callable[[list[list[int]]], list[float]]
-                     ) -> list[list[int]]:
+                     candidates: int, score: Callable[[list[list[int]]], list[float]],
+                     fill: list[list[int]] | None = None) -> list[list[int]]:
     """For each of the ``n`` slots, the best-scored of ``candidates`` unseen draws.
 
     Slots judge disjoint candidate groups so a batch does not collapse onto
     one configuration. ``score`` is called only when there is a choice to make.
+    Short of unseen draws, unseen ones of ``fill`` (the policy's own draws,
+    when ``draws`` are candidates improved from them, which may have moved onto
+    few joint actions) top them up, and the first of ``fill`` repeat last.
     """
+    fill = draws if fill is None else fill
     rows = unseen(draws, proposed, n * candidates)
+    if len(rows) < n:
+        rows += unseen(fill, set(proposed) | {tuple(r) for r in rows}, n - len(rows))
     if len(rows) <= n:  # nothing to choose among
-        return rows + draws[:n - len(rows)]
+        return rows + fill[:n - len(rows)]
     scores = score(rows)
     # Interleaved groups: slot k judges draws k, k + n, k + 2n, ...
     return [rows[max(range(slot, len(rows), n), key=scores.__getitem__)]

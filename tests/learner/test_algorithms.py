@@ -80,12 +80,17 @@ def test_snapshot_of_another_algorithm_is_refused() -> None:
         make_algorithm("independent", SPACE).load_state_dict(state)
 
 
-@pytest.mark.parametrize("name", ["ma2ml", "ma2ml-lite", "independent", "ma2ml-on-policy"])
-def test_entropy_falls_and_critic_loss_stays_finite(name: str) -> None:
-    algo = make_algorithm(name, SPACE, Settings(dedupe_tries=0), seed=0)
+@pytest.mark.parametrize(("name", "critic"), [
+    ("ma2ml", "pairwise-bayes"), ("ma2ml", "mlp"), ("ma2ml-lite", "mlp"),
+    ("independent", "mlp"), ("ma2ml-on-policy", "mlp"), ("ma2ml-on-policy", "pairwise-bayes")])
+def test_entropy_falls_and_critic_loss_stays_finite(name: str, critic: str) -> None:
+    algo = make_algorithm(name, SPACE, Settings(dedupe_tries=0, critic_model=critic), seed=0)
     start = sum(algo.update()["entropy"].values())
     stats = _drive(algo, 40)
-    assert sum(stats[-1]["entropy"].values()) < 0.8 * start
+    # A Bayesian critic fitted on each update's 4 fresh results only (the on-policy
+    # ablation) is sure of little, so its policies concentrate slowly.
+    weak = name == "ma2ml-on-policy" and critic == "pairwise-bayes"
+    assert sum(stats[-1]["entropy"].values()) < (0.95 if weak else 0.8) * start
     losses = [s["critic_loss"] for s in stats if s["critic_loss"] is not None]
     assert all(math.isfinite(loss) for loss in losses)
     assert stats[-1]["n_results"] == 160 and stats[-1]["policy_version"] == 40

@@ -45,20 +45,25 @@ def test_reinforce_learners_never_screen_and_log_the_sampling_probability(name: 
         assert list(p.logp.values()) == pytest.approx(lp, abs=1e-6)
 
 
-def test_ma2ml_updates_do_not_read_the_logged_probability() -> None:
+@pytest.mark.parametrize("critic", ["pairwise-bayes", "mlp"])
+def test_ma2ml_updates_do_not_read_the_logged_probability(critic: str) -> None:
     """Screened proposals log a probability that is not their behaviour's; the critic and
-    the actor never read it, so any logged value gives the same networks."""
+    the actor never read it, so any logged value gives the same policies and critic."""
     runs = []
     for logged in (None, -50.0):
-        algo = make_algorithm("ma2ml", LAYOUT, Settings(warmup_results=4), seed=2)
+        algo = make_algorithm("ma2ml", LAYOUT, Settings(warmup_results=4, critic_model=critic),
+                              seed=2)
         for _ in range(4):
             proposals = algo.propose(4)
             algo.observe([Result(p.action, _reward(p.action), behaviour_logp=p.logp if
                                  logged is None else dict.fromkeys(p.logp, logged))
                           for p in proposals])
             algo.update()
-        runs.append([t.clone() for t in algo.state_dict()["modules"]["policy"].values()]
-                    + [t.clone() for t in algo.state_dict()["modules"]["critic"].values()])
+        state = algo.state_dict()
+        fitted = (state["extra"]["bayes_critic"] if critic == "pairwise-bayes" else
+                  state["modules"]["critic"]).values()
+        runs.append([t.clone() for t in state["modules"]["policy"].values()]
+                    + [t.clone() for t in fitted if isinstance(t, torch.Tensor)])
     assert all(torch.equal(x, y) for x, y in zip(*runs, strict=True))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 def test_coupled_family_runs_and_compares_per_instance_and_pooled(load_benchmark,
                                                                   tmp_path: Path) -> None:
     bench = load_benchmark("search_efficiency")
-    methods = ("ma2ml", "ma2ml-1-candidate", "ma2ml-bayes", "ma2ml-bayes-no-credit", "tpe")
+    methods = ("ma2ml", "ma2ml-no-credit", "ma2ml-1-candidate", "ma2ml-mlp", "tpe")
     argv = ["--tables", "coupled", "--tasks", "coupled-0", "--methods", *methods,
             "--seeds", "2", "--budget", "16", "--jobs", "1", "--out", str(tmp_path)]
     assert bench.main(argv) == 0
@@ -25,7 +25,7 @@ def test_coupled_family_runs_and_compares_per_instance_and_pooled(load_benchmark
         assert f"| coupled-0 | {method} |" in table
     assert "| coupled (all instances) |" in table
     assert "ma2ml vs ma2ml-1-candidate at 16 evaluations" in table
-    assert "ma2ml-bayes vs ma2ml-bayes-no-credit at 16 evaluations" in table
+    assert "ma2ml vs ma2ml-mlp at 16 evaluations" in table
     regrets = json.loads((tmp_path / "search_efficiency_coupled.json").read_text())["regret"]
     task = bench.load_task("coupled-0")
     for rows in regrets["coupled-0"].values():

@@ -1,4 +1,5 @@
-"""The reward normalisers the critic is fitted on: rank (normal scores) and standard score."""
+"""The reward normalisers the critic is fitted on: rank (normal scores), standard score, and
+upper-linear (ranks below the median, distances above it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from ma2ml.learner.normalisers import RankNormaliser, RewardNormaliser, make_normaliser
+from ma2ml.learner.normalisers import (
+    UPPER_QUARTILE_Z,
+    RankNormaliser,
+    RewardNormaliser,
+    UpperLinearNormaliser,
+    make_normaliser,
+)
 
 
 def exact_normal_scores(seen: np.ndarray, rewards: np.ndarray) -> np.ndarray:
@@ -62,7 +69,7 @@ def test_compaction_bounds_memory_and_keeps_ranks_close() -> None:
     np.testing.assert_allclose(approx, exact, atol=2 / 512)
 
 
-@pytest.mark.parametrize("kind", ["rank", "zscore"])
+@pytest.mark.parametrize("kind", ["rank", "zscore", "upper-linear"])
 def test_state_round_trip_and_few_rewards(kind: str) -> None:
     normaliser = make_normaliser(kind)
     assert np.isfinite(normaliser(np.array([0.5]))).all(), "no rewards yet: finite scores"
@@ -72,3 +79,25 @@ def test_state_round_trip_and_few_rewards(kind: str) -> None:
     probe = np.array([0.0, 0.4, 1.0])
     np.testing.assert_array_equal(restored(probe), normaliser(probe))
     assert (np.diff(normaliser(probe)) > 0).all()
+
+
+def test_upper_linear_keeps_the_top_margins_and_bounds_the_failures() -> None:
+    """Above the median, distances are kept (a runaway best stays far ahead, which ranks
+    hide); below it, ranks (a catastrophic failure stays bounded); both meet at 0."""
+    rng = np.random.default_rng(3)
+    rewards = np.concatenate([rng.normal(0.8, 0.01, 200), [0.95, -1e9]])
+    upper, rank = UpperLinearNormaliser(), RankNormaliser()
+    upper.update(rewards)
+    rank.update(rewards)
+    median, q75 = np.quantile(rewards, [0.5, 0.75])
+    scale = (q75 - median) / UPPER_QUARTILE_Z
+    scores = upper(np.array([0.95, 0.83, median, 0.77, -1e9]))
+    assert scores[0] == pytest.approx((0.95 - median) / scale, rel=0.02)
+    assert scores[0] > 10  # the runaway best: ~15 of the top's spreads ahead
+    assert rank(np.array([0.95]))[0] < 3  # ranks alone put it next to the runner-up
+    assert scores[2] == pytest.approx(0.0, abs=0.05)
+    np.testing.assert_allclose(scores[3:], rank(np.array([0.77, -1e9])))
+    assert (np.diff(scores) < 0).all()
+    tied = UpperLinearNormaliser()  # half the rewards equal: ranks, no division by zero
+    tied.update(np.array([0.5] * 10 + [0.6, 0.7]))
+    assert np.isfinite(tied(np.array([0.5, 0.7, 2.0]))).all()
