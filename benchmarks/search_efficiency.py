@@ -541,6 +541,35 @@ def update_cost(sizes: Sequence[int], repeats: int = 10) -> str:
     return "\n".join(lines)
 
 
+def critic_cost(results: int = 600, repeats: int = 8) -> str:
+    """Milliseconds of one ma2ml update and one proposal of 4 on the example's space
+    (``examples/fashion-mnist.yaml``, 25 decisions) for each critic, after ``results``
+    random results (the Bayesian critic's window, 512, full), one thread."""
+    from ma2ml.learner.base import Result as LearnerResult
+    from ma2ml.specfile import load_or_exit
+
+    space = load_or_exit(RESULTS.parents[1] / "examples" / "fashion-mnist.yaml").spec.search_space()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    lines = ["| critic (example's space) | update ms (median) | proposal of 4 ms (median) |",
+             "|---|---|---|"]
+    for critic in ("pairwise-bayes", "mlp"):
+        algo = make_algorithm("ma2ml", space, Settings(critic_model=critic), seed=0)
+        updates, proposals = [], []
+        for k in range(results // 4 + repeats):
+            started = time.perf_counter()
+            batch = algo.propose(4)
+            proposed = time.perf_counter()
+            algo.observe([LearnerResult(p.action, float(rng.normal())) for p in batch])
+            updating = time.perf_counter()
+            algo.update()
+            if k >= results // 4:  # timed once the window is full
+                proposals.append((proposed - started) * 1000)
+                updates.append((time.perf_counter() - updating) * 1000)
+        lines.append(f"| {critic} | {np.median(updates):.0f} | {np.median(proposals):.0f} |")
+    return "\n".join(lines)
+
+
 def _filled_store(url: str, task: Task, n: int):
     """A store with ``n`` finished trials of one search.
 
@@ -644,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="smoke run: 2 tasks of --tables, 2 seeds, 24 evaluations, "
                              "1 process")
     parser.add_argument("--update-cost", action="store_true",
-                        help="only time one ma2ml update at 1k / 10k / 100k stored trials")
+                        help="only time one ma2ml update at 1k / 10k / 100k stored trials, "
+                             "and each critic's update and proposal on the example's space")
     return parser
 
 
@@ -704,6 +734,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.update_cost:
         print(update_cost([1_000, 10_000, 100_000]))
+        print()
+        print(critic_cost())
         return 0
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget] or [args.budget]
     started = time.perf_counter()
