@@ -216,6 +216,13 @@ class MA2ML(Algorithm):
 
     # -- critic ------------------------------------------------------------------------
 
+    def _fresh_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fresh results as (actions (n, n_decisions), rewards, fidelities)."""
+        return (np.array([f.row for f in self._fresh], dtype=np.int64).reshape(
+                    -1, self.layout.n_decisions),
+                np.array([f.reward for f in self._fresh], dtype=np.float64),
+                np.array([f.fidelity for f in self._fresh], dtype=np.float64))
+
     def _critic_batches(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """One minibatch per critic step: replay draws plus every fresh result, as
         (actions, normalised rewards, fidelities).
@@ -224,9 +231,7 @@ class MA2ML(Algorithm):
         so a store-backed replay costs one query, not one per step.
         """
         s = self.settings
-        fresh_actions = np.array([f.row for f in self._fresh], dtype=np.int64)
-        fresh_rewards = np.array([f.reward for f in self._fresh], dtype=np.float64)
-        fresh_fidelities = np.array([f.fidelity for f in self._fresh], dtype=np.float64)
+        fresh_actions, fresh_rewards, fresh_fidelities = self._fresh_arrays()
         if not self.use_replay:
             old_actions = np.zeros((0, self.layout.n_decisions), dtype=np.int64)
             old_rewards, old_fidelities = np.zeros(0), np.zeros(0)
@@ -269,16 +274,12 @@ class MA2ML(Algorithm):
             rows, rewards, fidelities = self.replay.sample(s.bayes_window, self.rng)
             rows = rows.reshape(-1, self.layout.n_decisions)
         else:  # the on-policy ablation: the fresh results only
-            rows = np.array([f.row for f in self._fresh], dtype=np.int64).reshape(
-                -1, self.layout.n_decisions)
-            rewards = np.array([f.reward for f in self._fresh], dtype=np.float64)
-            fidelities = np.array([f.fidelity for f in self._fresh], dtype=np.float64)
+            rows, rewards, fidelities = self._fresh_arrays()
         targets = self.normaliser(rewards)
         self._posterior_draws = self.critic.fit(rows, targets, s.gibbs_sweeps, self.rng,
                                                 draws=s.results_per_update,
                                                 fidelities=fidelities)
-        fitted = self.critic.design(rows, fidelities) @ self.critic.beta
-        return float(np.mean((fitted - targets) ** 2))
+        return float(np.mean((self.critic.fitted(rows, fidelities) - targets) ** 2))
 
     # -- actor -------------------------------------------------------------------------
 

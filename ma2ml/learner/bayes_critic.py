@@ -141,6 +141,13 @@ class PairwiseBayesCritic:
         (default: the draw)."""
         return (self.beta if beta is None else beta)[self.index(rows)].sum(1)
 
+    def fitted(self, rows: np.ndarray, fidelities: np.ndarray | None = None) -> np.ndarray:
+        """The draw's Q of joint actions at the fidelities they were observed at."""
+        q = self.predict(rows)
+        if self.fidelity_input and fidelities is not None:
+            q = q + self._fidelity_columns(fidelities) @ self.beta[self.n_indexed:]
+        return q
+
     def design(self, rows: np.ndarray, fidelities: np.ndarray | None = None) -> np.ndarray:
         """(batch, n_coefficients) features: the one-hot joint action, then u and u^2
         of u = -log(fidelity) when fidelity is an input (full fidelity if not given)."""
@@ -148,10 +155,14 @@ class PairwiseBayesCritic:
         x = np.zeros((len(rows), self.n_coefficients))
         np.put_along_axis(x, self.index(rows), 1.0, 1)
         if self.fidelity_input and fidelities is not None:
-            u = -np.log(np.clip(np.asarray(fidelities, dtype=np.float64), 1e-6, 1.0))
-            x[:, self.n_indexed] = u
-            x[:, self.n_indexed + 1] = u ** 2
+            x[:, self.n_indexed:] = self._fidelity_columns(fidelities)
         return x
+
+    @staticmethod
+    def _fidelity_columns(fidelities: np.ndarray) -> np.ndarray:
+        """(batch, FIDELITY_FEATURES): u and u^2 of u = -log(fidelity)."""
+        u = -np.log(np.clip(np.asarray(fidelities, dtype=np.float64), 1e-6, 1.0))
+        return np.stack([u, u ** 2], 1)
 
     def __call__(self, actions: torch.Tensor) -> torch.Tensor:
         """The ``QFunction`` of ``ma2ml.learner.credit``: the current draw's Q."""

@@ -83,6 +83,19 @@ def test_a_stopped_trial_teaches_its_pipeline_through_the_fidelity_input() -> No
         assert (int(mean.argmax()) == 3) is best_is_3, mean
 
 
+def test_a_snapshot_of_another_shape_is_refused_not_loaded() -> None:
+    """Switching fidelity input or pairs changes the coefficients: the learner must
+    relearn (it catches ValueError) rather than run on a chain of another model."""
+    saved = PairwiseBayesCritic(LAYOUT).state_dict()
+    for other in (PairwiseBayesCritic(LAYOUT, fidelity_input=True),
+                  PairwiseBayesCritic(LAYOUT, "cross-agent")):
+        with pytest.raises(ValueError, match="snapshot of a critic with"):
+            other.load_state_dict(saved)
+    same = PairwiseBayesCritic(LAYOUT)
+    same.load_state_dict(saved)
+    assert np.array_equal(same.beta, saved["beta"].numpy())
+
+
 def test_best_response_ends_in_a_local_optimum_of_q() -> None:
     def q(actions: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(_truth(actions.numpy()), dtype=torch.float32)

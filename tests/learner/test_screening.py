@@ -25,3 +25,17 @@ def test_a_concentrated_policy_repeats_without_being_scored() -> None:
 
     draws = [[0], [0], [1], [0]]
     assert pick_best_unseen(draws, {(1,)}, 3, 4, score) == [[0], [0], [0]]
+
+
+def test_collapsed_candidates_are_topped_up_with_unseen_policy_draws() -> None:
+    """Best responses can move every candidate onto one joint action: the policy's own
+    unseen draws fill the batch before anything repeats, and repeats come last."""
+    def score(rows: list[list[int]]) -> list[float]:
+        raise AssertionError("nothing to choose among: no scoring")
+
+    improved = [[2], [2], [2], [2]]  # every candidate moved to (2,)
+    policy_draws = [[0], [1], [0], [3]]
+    assert pick_best_unseen(improved, {(1,)}, 3, 4, score, fill=policy_draws) == \
+        [[2], [0], [3]]
+    assert pick_best_unseen(improved, {(0,), (1,), (3,)}, 3, 4, score, fill=policy_draws) == \
+        [[2], [0], [1]]

@@ -42,6 +42,15 @@ def test_overrides_are_coerced() -> None:
      r"spec\.algorithm\.settings\.proposal_candidates: must be >= 1, got 0"),
     ({"reward_transform": "log"},
      r"spec\.algorithm\.settings\.reward_transform: expected one of rank, zscore"),
+    ({"bayes_pairs": "some"},
+     r"spec\.algorithm\.settings\.bayes_pairs: expected one of all, cross-agent"),
+    ({"bayes_reward_transform": "log"},
+     r"spec\.algorithm\.settings\.bayes_reward_transform: expected one of rank, zscore, "
+     r"upper-linear"),
+    ({"bayes_exploration": 1.5},
+     r"spec\.algorithm\.settings\.bayes_exploration: must be in \[0, 1\]"),
+    ({"auto_bayes_trials": 10**9},
+     r"spec\.algorithm\.settings\.auto_bayes_trials: must be in \[0, 10000000\]"),
 ])
 def test_bad_overrides_name_the_field(overrides: dict, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
