@@ -152,6 +152,7 @@ class Progress:
     results: int
     failures: int
     top_trial: int
+    snapshot: int  # latest policy snapshot version (-1: none yet)
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,7 @@ class Chaos:
         self._read_at = 0.0
         self.search_over_at: float | None = None
         self.learner_top: int | None = None  # highest trial number when this learner began
+        self.learner_snapshot = -1  # latest snapshot version when this learner began
         self._learner_due: float | None = None
         self.outage_down_at: float | None = None
         #: Wall-clock time the database began to stop (stopping takes a while under load).
@@ -274,12 +276,13 @@ class Chaos:
             record = self.store.get_search_by_id(self.search_id)
             counts = self.store.counts(self.search_id)
             top = self.store.max_trial_number(self.search_id)
+            snapshot = max(self.store.snapshot_versions(self.search_id), default=-1)
         except StoreUnavailableError:
             return
         assert record is not None
-        self.progress = Progress(record.state, counts.results, counts.failures, top)
+        self.progress = Progress(record.state, counts.results, counts.failures, top, snapshot)
         if self.learner_top is None and self.learner.alive():
-            self.learner_top = top
+            self.learner_top, self.learner_snapshot = top, snapshot
         if record.state in TERMINAL_SEARCH_STATES and self.search_over_at is None:
             self.search_over_at = now
             self.note(f"search {record.state}: {counts.results} results, "
@@ -341,9 +344,14 @@ class Chaos:
         return True
 
     def _learner_driving(self) -> bool:
-        """The learner (this run of it) has proposed trials: it is in its loop."""
-        return (self.learner.alive() and self.learner_top is not None
-                and self.progress is not None and self.progress.top_trial > self.learner_top)
+        """The learner (this run of it) has proposed trials or saved a snapshot: it is in
+        its loop. Late in a search every trial may already be proposed, and then only its
+        updates (one snapshot each) show it working; waiting for a proposal there let
+        the search end before the last learner kill."""
+        progress = self.progress
+        return (self.learner.alive() and self.learner_top is not None and progress is not None
+                and (progress.top_trial > self.learner_top
+                     or progress.snapshot > self.learner_snapshot))
 
     def _fire_learner(self, now: float) -> bool:
         if not self._learner_driving():
