@@ -57,6 +57,7 @@ bench: $(VENV)/.installed
 	cp $$tmp/search_efficiency.md benchmarks/results/search_efficiency_batch1.md && \
 	rm -rf $$tmp
 	PYTHONPATH=. $(PY) benchmarks/time_to_accuracy.py
+	PYTHONPATH=. $(PY) benchmarks/early_stopping_replay.py --out benchmarks/results
 
 # Regenerate the CRD from the spec model (tests fail when either copy drifts).
 crd: $(VENV)/.installed

@@ -44,3 +44,16 @@ def test_only_the_reported_run_writes_the_committed_results(load_benchmark, tmp_
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     for partial in (["--quick"], ["--budget", "60"], ["--seeds", "1"]):
         assert bench.out_dir(bench.parse_args(partial)).parent == tmp_path
+
+
+def test_ma2ml_methods_run_the_critic_auto_takes_for_tens_of_trials(load_benchmark) -> None:
+    """The specs' maxTrials (100k) is only a bound the clock never reaches; read as a
+    budget, ``auto`` would take the Bayesian critic, which loses below 100 trials."""
+    from ma2ml.settings import Settings
+
+    bench = load_benchmark("time_to_accuracy")
+    for method in ("ma2ml-asha", "ma2ml", "ma2ml-asha-blind"):
+        spec = bench.spec_for(method, 0, 9, False)["spec"]
+        settings = Settings.from_overrides(spec["algorithm"]["settings"])
+        assert settings.for_budget(spec["budget"]["maxTrials"]).critic_model == "mlp"
+        assert Settings().for_budget(spec["budget"]["maxTrials"]).critic_model != "mlp"
