@@ -31,7 +31,7 @@ it needed to reach the final best of ``ma2ml`` on the same seed, as a ratio.
 Usage (from the repository root)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/time_to_accuracy.py [--quick] \\
-        [--budget SECONDS] [--seeds N] [--methods ...] [--out DIR]
+        [--budget SECONDS] [--seeds N] [--methods ...] [--device cuda] [--out DIR]
 
 The reported run (every default) writes ``benchmarks/results/``; any other
 (``--quick``, other budgets) writes to a new temporary directory named at the
@@ -92,7 +92,7 @@ MEASURED_AGENTS = (
 #: Wall-clock seconds per method and seed in the reported run.
 BUDGET = 300.0
 #: What the reported run measures (a run that changes any of these is not reported).
-MEASURED = ("budget", "seeds", "epochs", "methods", "first_seed")
+MEASURED = ("budget", "seeds", "epochs", "methods", "first_seed", "device")
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,8 @@ def asha_for(quick: bool) -> dict[str, Any]:
     return {**ASHA, "minEpochs": 1} if quick else dict(ASHA)
 
 
-def spec_for(method: str, seed: int, epochs: int, quick: bool) -> dict[str, Any]:
+def spec_for(method: str, seed: int, epochs: int, quick: bool,
+             device: str = "cpu") -> dict[str, Any]:
     """The example's spec for one method and seed (unbounded trials: the clock ends it)."""
     document = yaml.safe_load(EXAMPLE.read_text())
     document["metadata"]["name"] = f"tta-{method}-{seed}"
@@ -136,6 +137,7 @@ def spec_for(method: str, seed: int, epochs: int, quick: bool) -> dict[str, Any]
     spec["agents"] = [dict(agent) for agent in MEASURED_AGENTS]
     spec["budget"].update({"maxTrials": 100_000, "maxFailedTrials": 1000, "parallelism": 2,
                            "trialEpochs": epochs})
+    spec["trainer"]["device"] = device
     if quick:
         spec["dataset"].update({"trainSubset": 256, "validationSize": 256,
                                 "validationSubset": 256})
@@ -153,12 +155,13 @@ def _interruptible() -> None:
 
 
 def run_ma2ml(method: str, seed: int, epochs: int, budget: float, quick: bool,
-              workdir: Path) -> Run:
+              workdir: Path, device: str = "cpu") -> Run:
     """``ma2ml run`` for ``budget`` seconds, then Ctrl-C; read the found pipelines back."""
     from ma2ml.store import Store, TrialStatus
 
     path = workdir / f"{method}-{seed}.yaml"
-    path.write_text(yaml.safe_dump(spec_for(method, seed, epochs, quick), sort_keys=False))
+    path.write_text(yaml.safe_dump(spec_for(method, seed, epochs, quick, device),
+                                   sort_keys=False))
     started = time.time()
     with open(workdir / f"{method}-{seed}.log", "w") as log, subprocess.Popen(
             [sys.executable, "-m", "ma2ml", "run", str(path)], cwd=workdir, stdout=log,
@@ -218,7 +221,8 @@ def _optuna_worker(storage_path: str, study_name: str, document: dict[str, Any],
     study.optimize(objective, timeout=max(0.0, deadline - time.time()), catch=(Exception,))
 
 
-def run_optuna(seed: int, epochs: int, budget: float, quick: bool, workdir: Path) -> Run:
+def run_optuna(seed: int, epochs: int, budget: float, quick: bool, workdir: Path,
+               device: str = "cpu") -> Run:
     """TPESampler + HyperbandPruner, two processes on one journal-file study."""
     import optuna
 
@@ -233,7 +237,7 @@ def run_optuna(seed: int, epochs: int, budget: float, quick: bool, workdir: Path
         pruner=optuna.pruners.HyperbandPruner(min_resource=asha_for(quick)["minEpochs"],
                                               max_resource=epochs,
                                               reduction_factor=ASHA["reductionFactor"]))
-    document = spec_for("optuna-tpe-hyperband", seed, epochs, quick)
+    document = spec_for("optuna-tpe-hyperband", seed, epochs, quick, device)
     started = time.time()
     ctx = mp.get_context("spawn")
     workers = [ctx.Process(target=_optuna_worker,
@@ -328,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=float, default=None,
                         help=f"seconds per method (default {BUDGET:.0f}; --quick: 20)")
     parser.add_argument("--epochs", type=int, default=9, help="trialEpochs (full fidelity)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                        help="trainer.device of every method (the reported run: cpu)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny data, 2 epochs, 20 s per method, 1 seed")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="JSON",
@@ -380,10 +386,11 @@ def run_all(args: argparse.Namespace, out: Path) -> list[Run]:
             for method in args.methods:
                 started = time.perf_counter()
                 if METHODS[method] is None:
-                    run = run_optuna(seed, args.epochs, args.budget, args.quick, Path(tmp))
+                    run = run_optuna(seed, args.epochs, args.budget, args.quick, Path(tmp),
+                                     args.device)
                 else:
                     run = run_ma2ml(method, seed, args.epochs, args.budget, args.quick,
-                                    Path(tmp))
+                                    Path(tmp), args.device)
                 runs.append(run)
                 save_runs(runs, out / "time_to_accuracy.json")
                 print(f"{method} seed {seed}: best {run.best_at(args.budget)} from "

@@ -89,12 +89,23 @@ def counterfactual(q: QFunction, policy: JointPolicy, actions: torch.Tensor, est
     raise ValueError(f"unknown credit estimator {estimator!r} (known: decision, agent)")
 
 
+def _column_values(q: QFunction, actions: torch.Tensor, j: int, size: int) -> torch.Tensor:
+    """(batch, size): Q(a with column j set to each value v); in closed form where the
+    critic has one (``column_values``: the Bayesian critic's draws), else row by row."""
+    closed_form = getattr(q, "column_values", None)
+    if closed_form is not None:
+        return closed_form(actions, j)
+    return q(_variants(actions, j, size)).view(-1, size)
+
+
 @torch.no_grad()
 def decision_values(q: QFunction, policy: JointPolicy,
                     actions: torch.Tensor) -> list[torch.Tensor]:
     """Per decision j, (batch, size_j): Q(a with column j set to each value v)."""
     batch = actions.shape[0]
     sizes = policy.layout.sizes
+    if hasattr(q, "column_values"):
+        return [_column_values(q, actions, j, size) for j, size in enumerate(sizes)]
     row_numbers = sum(sizes) + len(sizes)  # one-hot input + index row, per joint action
     if batch * sum(sizes) * row_numbers <= MAX_BATCH_NUMBERS:
         values = q(torch.cat([_variants(actions, j, size) for j, size in enumerate(sizes)]))
@@ -119,7 +130,7 @@ def best_response(q: QFunction, sizes: tuple[int, ...], actions: torch.Tensor,
     for _ in range(max_sweeps):
         changed = False
         for j, size in enumerate(sizes):
-            best = q(_variants(actions, j, size)).view(-1, size).argmax(1)
+            best = _column_values(q, actions, j, size).argmax(1)
             changed = changed or bool((best != actions[:, j]).any())
             actions[:, j] = best
         if not changed:

@@ -12,7 +12,7 @@ import torch
 from ma2ml.learner import Result, Settings, SettingsError, make_algorithm
 from ma2ml.learner.base import from_bytes, to_bytes
 from ma2ml.learner.bayes_critic import PairwiseBayesCritic
-from ma2ml.learner.credit import best_response
+from ma2ml.learner.credit import best_response, decision_values
 from ma2ml.learner.games import CLIMBING, ChainGame, play
 from ma2ml.learner.loop import Learner, run_learner
 from ma2ml.learner.normalisers import RankNormaliser, UpperLinearNormaliser
@@ -109,6 +109,22 @@ def test_best_response_ends_in_a_local_optimum_of_q() -> None:
             other = moved.clone()
             other[:, j] = v
             assert (q(other) <= q(moved) + 1e-6).all()
+
+
+@pytest.mark.parametrize("interactions", ["all", "cross-agent"])
+def test_closed_form_column_values_equal_scoring_every_variant(interactions: str) -> None:
+    critic = PairwiseBayesCritic(LAYOUT, interactions, fidelity_input=True)
+    rng = np.random.default_rng(3)
+    beta = rng.normal(size=critic.n_coefficients)
+    draw = critic.q_of(beta)
+    actions = torch.as_tensor(_uniform(17, rng))
+    policy = make_algorithm("ma2ml", LAYOUT, BAYES, seed=0).policy
+    closed = decision_values(draw, policy, actions)
+    by_rows = decision_values(lambda a: draw(a), policy, actions)  # no column_values
+    for fast, slow in zip(closed, by_rows, strict=True):
+        assert torch.allclose(fast, slow, atol=1e-5)
+    assert torch.equal(best_response(draw, LAYOUT.sizes, actions),
+                       best_response(lambda a: draw(a), LAYOUT.sizes, actions))
 
 
 def _drive(algo, rounds: int, rng: np.random.Generator) -> None:

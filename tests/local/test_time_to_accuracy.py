@@ -42,7 +42,7 @@ def test_only_the_reported_run_writes_the_committed_results(load_benchmark, tmp_
     bench = load_benchmark("time_to_accuracy")
     assert bench.out_dir(bench.parse_args([])) == bench.RESULTS
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    for partial in (["--quick"], ["--budget", "60"], ["--seeds", "1"]):
+    for partial in (["--quick"], ["--budget", "60"], ["--seeds", "1"], ["--device", "cuda"]):
         assert bench.out_dir(bench.parse_args(partial)).parent == tmp_path
 
 
@@ -57,3 +57,5 @@ def test_ma2ml_methods_run_the_critic_auto_takes_for_tens_of_trials(load_benchma
         settings = Settings.from_overrides(spec["algorithm"]["settings"])
         assert settings.for_budget(spec["budget"]["maxTrials"]).critic_model == "mlp"
         assert Settings().for_budget(spec["budget"]["maxTrials"]).critic_model != "mlp"
+    assert bench.spec_for("ma2ml", 0, 9, False)["spec"]["trainer"]["device"] == "cpu"
+    assert bench.spec_for("ma2ml", 0, 9, False, "cuda")["spec"]["trainer"]["device"] == "cuda"
