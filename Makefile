@@ -44,8 +44,9 @@ run: setup
 	$(VENV)/bin/ma2ml run $(SPEC)
 
 # Re-run the benchmark README reports into benchmarks/results/: the 100-seed table,
-# the coupled-modules family and the noisy tables, then the one-result-per-update
-# table (40 seeds). Hours on 2 cores, so `make test`
+# the coupled-modules family and the noisy tables, the one-result-per-update
+# table (40 seeds), time to accuracy on real training, and the early-stopping
+# replay of the committed learning curves. Hours on 2 cores, so `make test`
 # never runs it (tests/learner/test_benchmark_smoke.py runs a smoke version).
 bench: $(VENV)/.installed
 	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py

@@ -256,11 +256,11 @@ class PairwiseBayesCritic:
 class DrawQ:
     """One posterior draw's Q at full fidelity, as ``ma2ml.learner.credit`` calls it.
 
-    ``column_values`` gives Q(v, a_-j) for every value v of decision j in closed form:
-    Q(a) minus decision j's own terms (its main effect and the pairs it is in) plus
-    those terms at each v. ``credit.best_response`` and ``credit.decision_values``
-    use it instead of scoring every variant row by row, which on a space of 31
-    decisions is about 500 gathers per variant.
+    ``own_terms`` gives, for every value v of decision j, the terms of Q that
+    depend on it (its main effect and the pairs it is in), in closed form:
+    Q(v, a_-j) = Q(a) - own(a_j) + own(v). ``credit.best_response`` and
+    ``credit.decision_values`` use it instead of scoring every variant, which on
+    a space of 31 decisions costs about 500 gathers per variant.
     """
 
     def __init__(self, critic: PairwiseBayesCritic, beta: np.ndarray) -> None:
@@ -276,14 +276,13 @@ class DrawQ:
         return torch.as_tensor(self.critic.predict(actions.numpy(), self.beta),
                                dtype=torch.float32)
 
-    def column_values(self, actions: torch.Tensor, j: int) -> torch.Tensor:
-        """(batch, size_j): Q of each action with decision j set to each of its values."""
+    def own_terms(self, actions: torch.Tensor, j: int) -> torch.Tensor:
+        """(batch, size_j): the terms of Q that decision j's value v switches on, for
+        each v, the rest of each action fixed."""
         rows = actions.numpy()
         own = np.broadcast_to(self._main[j], (len(rows), len(self._main[j]))).copy()
         for p, side in self.critic.pairs_of[j]:
             first, second, _ = self.critic.pairs[p]
             table = self._pair_tables[p]
             own += table[:, rows[:, second]].T if side == 0 else table[rows[:, first], :]
-        current = own[np.arange(len(rows)), rows[:, j]]
-        q = self.critic.predict(rows, self.beta)
-        return torch.as_tensor(own + (q - current)[:, None], dtype=torch.float32)
+        return torch.as_tensor(own, dtype=torch.float32)

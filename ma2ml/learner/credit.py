@@ -89,13 +89,11 @@ def counterfactual(q: QFunction, policy: JointPolicy, actions: torch.Tensor, est
     raise ValueError(f"unknown credit estimator {estimator!r} (known: decision, agent)")
 
 
-def _column_values(q: QFunction, actions: torch.Tensor, j: int, size: int) -> torch.Tensor:
-    """(batch, size): Q(a with column j set to each value v); in closed form where the
-    critic has one (``column_values``: the Bayesian critic's draws), else row by row."""
-    closed_form = getattr(q, "column_values", None)
-    if closed_form is not None:
-        return closed_form(actions, j)
-    return q(_variants(actions, j, size)).view(-1, size)
+def _own_terms(q: QFunction) -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+    """The critic's closed form of the terms of Q that one decision's value switches on
+    (``own_terms(actions, j)``, the Bayesian critic's draws), if it has one: then
+    Q(v, a_-j) = Q(a) - own(a_j) + own(v), without scoring any variant."""
+    return getattr(q, "own_terms", None)
 
 
 @torch.no_grad()
@@ -104,8 +102,14 @@ def decision_values(q: QFunction, policy: JointPolicy,
     """Per decision j, (batch, size_j): Q(a with column j set to each value v)."""
     batch = actions.shape[0]
     sizes = policy.layout.sizes
-    if hasattr(q, "column_values"):
-        return [_column_values(q, actions, j, size) for j, size in enumerate(sizes)]
+    own_terms = _own_terms(q)
+    if own_terms is not None:
+        base = q(actions)
+        out = []
+        for j in range(len(sizes)):
+            own = own_terms(actions, j)
+            out.append(own + (base - own.gather(1, actions[:, j:j + 1]).squeeze(1))[:, None])
+        return out
     row_numbers = sum(sizes) + len(sizes)  # one-hot input + index row, per joint action
     if batch * sum(sizes) * row_numbers <= MAX_BATCH_NUMBERS:
         values = q(torch.cat([_variants(actions, j, size) for j, size in enumerate(sizes)]))
@@ -127,10 +131,14 @@ def best_response(q: QFunction, sizes: tuple[int, ...], actions: torch.Tensor,
     not depend on v), in column order, until a sweep changes nothing. The result is
     a local optimum of ``q`` under single-decision changes, near each action."""
     actions = actions.clone()
+    own_terms = _own_terms(q)
     for _ in range(max_sweeps):
         changed = False
         for j, size in enumerate(sizes):
-            best = _column_values(q, actions, j, size).argmax(1)
+            # Q(v, a_-j) and decision j's own terms differ by a constant per row.
+            values = own_terms(actions, j) if own_terms is not None \
+                else q(_variants(actions, j, size)).view(-1, size)
+            best = values.argmax(1)
             changed = changed or bool((best != actions[:, j]).any())
             actions[:, j] = best
         if not changed:
