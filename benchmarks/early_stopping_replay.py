@@ -59,6 +59,9 @@ from ma2ml.spec import EarlyStopping
 from ma2ml.store.stopping import StepDecision, decide, judged
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script, also in spawned workers
+from time_to_accuracy import best_at, spec_for, time_to  # noqa: E402
+
 #: The committed collections, one file per ``--collect-seed``.
 CURVES = sorted((ROOT / "benchmarks" / "results").glob("learning_curves_*.json"))
 #: The rules replayed: ASHA at every first rung and factor worth trying on 9 epochs,
@@ -86,9 +89,6 @@ def _train_one(job: tuple[int, int, int]) -> dict[str, Any]:
     """In a worker process: one uniform random pipeline, every epoch recorded."""
     index, seed, epochs = job
     import torch
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from time_to_accuracy import spec_for
 
     from ma2ml.spec import parse_spec
     from ma2ml.worker.train import run_trial
@@ -175,14 +175,9 @@ def replay(curves: Sequence[Curve], order: Iterator[int], rule: EarlyStopping | 
     return found
 
 
-def best_at(found: Sequence[tuple[float, float]], seconds: float) -> float | None:
-    values = [acc for t, acc in found if t <= seconds]
-    return max(values) if values else None
-
-
-def time_to(found: Sequence[tuple[float, float]], accuracy: float) -> float | None:
-    times = [t for t, acc in sorted(found) if acc >= accuracy]
-    return times[0] if times else None
+def cut(found: Sequence[tuple[float, float]], budget: float) -> list[tuple[float, float]]:
+    """The results of a replay found within ``budget``."""
+    return [(t, acc) for t, acc in found if t <= budget]
 
 
 def draws(n: int, seed: int) -> Iterator[int]:
@@ -216,16 +211,21 @@ def summarise(curves: Sequence[Curve], budgets: Sequence[float], orders: int) ->
              "", "| budget (s) | rule | time to no-ES best (ratio, median) | ratio <= 0.5 "
              "| never | mean best at budget | no-ES mean best | no-ES trainings |",
              "|---|---|---|---|---|---|---|---|"]
+    # One replay per rule and order, to the longest budget: cut at a shorter one it is
+    # what a replay to that budget finds, since no decision looks ahead.
+    longest, n = max(budgets), len(curves)
+    plain_runs = [replay(curves, draws(n, k), None, longest) for k in range(orders)]
+    rule_runs = [[replay(curves, draws(n, k), EarlyStopping.model_validate(spec), longest)
+                  for k in range(orders)] for spec in RULES]
     for budget in budgets:
-        plain = [replay(curves, draws(len(curves), k), None, budget) for k in range(orders)]
+        plain = [cut(f, budget) for f in plain_runs]
         plain_best = [best_at(f, budget) for f in plain]
         plain_mean = np.mean([b for b in plain_best if b is not None])
         trainings = statistics.median(len(f) for f in plain)
-        for spec in RULES:
-            rule = EarlyStopping.model_validate(spec)
+        for spec, runs in zip(RULES, rule_runs, strict=True):
             ratios, bests = [], []
-            for k, (base, target) in enumerate(zip(plain, plain_best, strict=True)):
-                found = replay(curves, draws(len(curves), k), rule, budget)
+            for found, base, target in zip(runs, plain, plain_best, strict=True):
+                found = cut(found, budget)
                 bests.append(best_at(found, budget) or 0.0)
                 if target is None:
                     continue

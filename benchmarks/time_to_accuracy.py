@@ -106,12 +106,22 @@ class Run:
     stopped: int
 
     def best_at(self, seconds: float) -> float | None:
-        values = [acc for t, acc in self.found if t <= seconds]
-        return max(values) if values else None
+        return best_at(self.found, seconds)
 
     def time_to(self, accuracy: float) -> float | None:
-        times = [t for t, acc in sorted(self.found) if acc >= accuracy]
-        return times[0] if times else None
+        return time_to(self.found, accuracy)
+
+
+def best_at(found: Sequence[tuple[float, float]], seconds: float) -> float | None:
+    """The best accuracy among (time, accuracy) results found by ``seconds``."""
+    values = [acc for t, acc in found if t <= seconds]
+    return max(values) if values else None
+
+
+def time_to(found: Sequence[tuple[float, float]], accuracy: float) -> float | None:
+    """When a (time, accuracy) result first reached ``accuracy``, if it did."""
+    times = [t for t, acc in sorted(found) if acc >= accuracy]
+    return times[0] if times else None
 
 
 # -- the spec --------------------------------------------------------------------------

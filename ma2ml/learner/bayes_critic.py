@@ -108,7 +108,7 @@ class PairwiseBayesCritic:
                     width += sizes[i] * sizes[j]
         self.pairs = tuple(pairs)
         # Per decision, the pairs it is in and its side of each (0: first, 1: second):
-        # what Q(v, a_-j) of every value v needs (``DrawQ.column_values``).
+        # what Q(v, a_-j) of every value v needs (``DrawQ.own_terms``).
         self.pairs_of: tuple[tuple[tuple[int, int], ...], ...] = tuple(
             tuple((p, side) for p, pair in enumerate(pairs) for side in (0, 1)
                   if pair[side] == d) for d in range(layout.n_decisions))
