@@ -131,10 +131,16 @@ def load_curves(paths: Sequence[Path]) -> list[Curve]:
     """The full-fidelity curves of the collected files (failed pipelines left out)."""
     curves = []
     for path in paths:
-        document = json.loads(path.read_text())
-        for record in document["pipelines"]:
-            if len(record.get("accuracy", ())) == document["epochs"]:
-                curves.append(Curve(record["seconds"], record["accuracy"]))
+        try:
+            document = json.loads(path.read_text())
+            for record in document["pipelines"]:
+                if len(record.get("accuracy", ())) == document["epochs"]:
+                    curves.append(Curve(record["seconds"], record["accuracy"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SystemExit(f"{path}: not a learning-curves file of --collect ({exc!r})") \
+                from exc
+    if not curves:
+        raise SystemExit(f"no full-fidelity curves in {', '.join(map(str, paths))}")
     return curves
 
 
@@ -252,6 +258,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0 <= args.collect < 1000:  # the draws of collection k are seeded k*1000 + index
         parser.error("--collect: from 1 to 999 pipelines")
+    if not 1 <= args.orders <= 100_000:
+        parser.error(f"--orders: from 1 to 100000, got {args.orders}")
+    if not all(0 < b <= 86_400 for b in args.budgets):
+        parser.error(f"--budgets: seconds in (0, 86400], got {args.budgets}")
     return args
 
 

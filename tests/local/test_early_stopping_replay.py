@@ -10,6 +10,8 @@ import json
 from itertools import chain, repeat
 from pathlib import Path
 
+import pytest
+
 from ma2ml.spec import EarlyStopping
 
 # Three pipelines of 3 epochs, one second each: middling, bad, good.
@@ -60,3 +62,21 @@ def test_table_from_a_curves_file(load_benchmark, tmp_path: Path) -> None:
     table = (tmp_path / "early_stopping_replay.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| 6 |")]
     assert len(rows) == len(bench.RULES)
+
+
+def test_bad_inputs_name_what_was_expected(load_benchmark, tmp_path: Path, capsys) -> None:
+    bench = load_benchmark("early_stopping_replay")
+    for argv, message in ((["--orders", "0"], "--orders: from 1 to 100000"),
+                          (["--budgets", "-5"], "--budgets: seconds in (0, 86400]"),
+                          (["--collect", "5000"], "--collect: from 1 to 999")):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+        assert message in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"pipelines": "nope"}')
+    with pytest.raises(SystemExit, match="not a learning-curves file"):
+        bench.load_curves([broken])
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"seed": 0, "epochs": 3, "pipelines": []}')
+    with pytest.raises(SystemExit, match="no full-fidelity curves"):
+        bench.load_curves([empty])
