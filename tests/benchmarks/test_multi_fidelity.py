@@ -1,0 +1,155 @@
+"""``benchmarks/multi_fidelity.py``: the simulator's clock and event order on a hand-made
+two-worker example, its stopping decisions against the store's, determinism, and the
+smoke run of every method of this venv on the real LCBench surrogate.
+
+Writes under pytest's ``tmp_path``, never into the repository.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ma2ml.spaces import AgentSpace, Decision, SearchSpace
+from ma2ml.spec import EarlyStopping
+from ma2ml.store import Store, TrialProposal
+
+
+@pytest.fixture(scope="module")
+def mf(load_benchmark):
+    """The benchmark script (which puts its sibling modules on ``sys.path``)."""
+    return load_benchmark("multi_fidelity")
+
+
+def _toy_task(mf_tasks):
+    """Three pipelines of 3 epochs: 1 s an epoch for 0 and 1, 2 s an epoch for 2."""
+    curves = {0: ([0.5, 0.6, 0.7], [1, 2, 3]), 1: ([0.1, 0.2, 0.3], [1, 2, 3]),
+              2: ([0.9, 0.95, 0.99], [2, 4, 6])}
+
+    class Toy(mf_tasks.Task):
+        def _compute(self, rows):
+            return [mf_tasks.Curve(np.array(curves[int(r[0])][0]),
+                                   np.array(curves[int(r[0])][1], dtype=float)) for r in rows]
+
+    space = SearchSpace((AgentSpace("a", (Decision("pick", (0, 1, 2)),)),))
+    return Toy("toy", space, 3, optimum=0.99, mean=0.5, median_seconds=3.0)
+
+
+class Scripted:
+    """Suggests pipelines in a fixed order, stops pipeline 1 at its first epoch, and
+    logs every call."""
+
+    def __init__(self, order):
+        self.order, self.log, self.rows = list(order), [], {}
+
+    def suggest(self, trial_id):
+        from mf_simulator import Suggestion
+
+        self.rows[trial_id] = self.order.pop(0)
+        self.log.append(("suggest", trial_id, self.rows[trial_id]))
+        return Suggestion([self.rows[trial_id]])
+
+    def on_result(self, trial_id, epoch, value):
+        self.log.append(("result", trial_id, epoch, value))
+        return self.rows[trial_id] != 1
+
+    def on_complete(self, trial_id, epoch, value, stopped):
+        self.log.append(("complete", trial_id, epoch, value, stopped))
+
+
+def test_two_workers_event_order_and_clock(mf) -> None:
+    import mf_simulator
+    import mf_tasks
+
+    task, method = _toy_task(mf_tasks), Scripted([0, 1, 2, 0])
+    trace = mf_simulator.simulate(task, method, workers=2, budget_seconds=5.0)
+    # t=1: both first epochs, worker 0 first; trial 1 is stopped and worker 1 starts
+    # trial 2 (2 s an epoch) at t=1; t=3: trial 0 ends, worker 0 starts trial 3; t=3:
+    # trial 2's first epoch; t=4 trial 3's first; t=5 trial 2's second and trial 3's
+    # second (worker 0 first at a tie); t=7 is past the budget.
+    assert method.log == [
+        ("suggest", 0, 0), ("suggest", 1, 1),
+        ("result", 0, 1, 0.5), ("result", 1, 1, 0.1), ("complete", 1, 1, 0.1, True),
+        ("suggest", 2, 2),
+        ("result", 0, 2, 0.6), ("complete", 0, 3, 0.7, False), ("suggest", 3, 0),
+        ("result", 2, 1, 0.9), ("result", 3, 1, 0.5),
+        ("result", 3, 2, 0.6), ("result", 2, 2, 0.95),
+    ]
+    assert trace.full == [(3.0, 0.7)] and (trace.trials, trace.stopped) == (4, 1)
+    assert trace.best_at([2.9, 3.0, 10.0]).tolist() == [-np.inf, 0.7, 0.7]
+    assert trace.training_seconds == 1.0 + 3.0  # the two trials that ended
+
+
+def test_scores_of_a_hand_made_trace(mf) -> None:
+    record = {"unit": 1.0, "optimum": 1.0, "mean": 0.5,
+              "full": [(2.0, 0.4), (4.0, 0.8), (6.0, 0.9)]}
+    # Regret 0.5 (the mean: 0.4 is worse) until t=4, then 0.2, then 0.1.
+    assert mf.regret_at(record, 3.0) == pytest.approx(0.5)
+    assert mf.regret_at(record, 8.0) == pytest.approx(0.1)
+    assert mf.regret_area(record, 8.0) == pytest.approx((4 * 0.5 + 2 * 0.2 + 2 * 0.1) / 8)
+    assert mf.time_to(record, 0.85, 8.0) == 6.0 and mf.time_to(record, 0.95, 8.0) == np.inf
+    twice_as_fast = {**record, "full": [(t / 2, v) for t, v in record["full"]]}
+    assert mf.time_ratio(twice_as_fast, record, 8.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("rule", [
+    EarlyStopping(type="asha", min_epochs=1, reduction_factor=2),
+    EarlyStopping(type="median", min_epochs=1, min_trials=2)])
+def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule) -> None:
+    """The same results, reported in the same order, get the same answers."""
+    import mf_methods
+
+    rng = np.random.default_rng(0)
+    reports = [(int(t), step, float(rng.random())) for step in (1, 2, 3, 4)
+               for t in rng.permutation(6)]
+    search = store.create_search("default/mf-judge", {})
+    store.enqueue_trials(search.id, [TrialProposal({"x": i}, {"a": [i]}, {"a": -1.0}, 0)
+                                     for i in range(6)])
+    claimed = [store.claim(search.id, "w", 60) for _ in range(6)]
+    judge = mf_methods.StepJudge(rule, max_epochs=5)
+    stopped_in_store: set[int] = set()
+    answers = []
+    for trial, step, value in reports:
+        if trial in stopped_in_store:
+            continue  # a stopped trial reports nothing more, in either
+        ours = judge.report(trial, step, value)
+        theirs = store.report_step(claimed[trial].id, claimed[trial].attempt, step, value, {},
+                                   rule, 5)
+        answers.append((ours, theirs))
+        if theirs == "stop":
+            stopped_in_store.add(trial)
+    assert all(a == b for a, b in answers)
+    assert any(b == "stop" for _, b in answers) and any(b == "continue" for _, b in answers)
+
+
+def test_the_real_learner_is_deterministic_per_seed(mf) -> None:
+    import mf_methods
+    import mf_simulator
+    import mf_tasks
+
+    task = _toy_task(mf_tasks)
+    runs = [mf_simulator.simulate(task, mf_methods.make_method("ma2ml+asha", task, seed, 2),
+                                  2, 40.0).full for seed in (3, 3, 4)]
+    assert runs[0] == runs[1] and runs[0]
+
+
+def test_unknown_methods_and_tasks_are_refused_with_the_known_ones(mf) -> None:
+    import mf_methods
+    import mf_tasks
+
+    with pytest.raises(ValueError, match="known: random, ma2ml"):
+        mf_methods.make_method("optuna-tpe+asha", _toy_task(mf_tasks), 0, 2)
+    with pytest.raises(ValueError, match="unknown LCBench task '42'.*3945"):
+        mf_tasks.load_task("lcbench-42")
+
+
+def test_smoke_run_of_every_method_on_the_lcbench_surrogate(mf, tmp_path, capsys) -> None:
+    mf.main(["--smoke", "--jobs", "1", "--out", str(tmp_path)])
+    text = (tmp_path / "multi_fidelity.md").read_text()
+    for method in mf.OWN_METHODS:
+        assert f"| {method} |" in text
+    assert "## lcbench-3945" in text and "ma2ml+asha against each method" in text
+    records = __import__("json").loads((tmp_path / "multi_fidelity.json").read_text())
+    assert {r["method"] for r in records} == set(mf.OWN_METHODS)
+    asha = [r for r in records if r["method"] == "random+asha"]
+    assert all(r["stopped"] > 0 and r["full"] for r in asha)
