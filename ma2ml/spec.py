@@ -25,16 +25,19 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from ma2ml.durations import EXPECTED, format_duration, parse_duration
 from ma2ml.settings import Settings, SettingsError, ranges_text
 from ma2ml.spaces import (
     MAX_AGENTS,
@@ -83,6 +86,10 @@ MAX_K8S_NAME_CHARS = 253
 MAX_IMAGES = 100_000_000
 #: Seeds: numpy accepts at most 2**32 - 1.
 MAX_SEED = 2**32 - 1
+#: A search's wall-clock budget: a year is longer than any search should run.
+MAX_DURATION_SECONDS = 365 * 86_400
+#: Device hours of a search: 1000 GPUs for a year is about 8.8 million.
+MAX_TRAINING_HOURS = 10_000_000
 
 
 PathText = Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS)]
@@ -106,6 +113,24 @@ def _ranged(default: Any, description: str, *, le: float, ge: float | None = Non
 
 def _num(value: float) -> str:
     return f"{int(value)}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def _seconds(value: Any) -> Any:
+    """A duration string (``"1h30m"``) as whole seconds; numbers go on to the int check."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, bool):  # YAML's ``true`` is no number of seconds
+        raise ValueError(f"expected {EXPECTED}, got {value!r}")
+    return value
+
+
+#: Whole seconds in (0, MAX_DURATION_SECONDS], written as a number or as a duration
+#: string, or unset. The CRD takes either (``x-kubernetes-int-or-string``); the model holds
+#: seconds, so the stored spec and the status read alike whichever was written.
+OptionalSeconds = Annotated[
+    Annotated[int, BeforeValidator(_seconds), Field(gt=0, le=MAX_DURATION_SECONDS)] | None,
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]},
+                   mode="validation")]
 
 
 class Model(BaseModel):
@@ -249,6 +274,15 @@ class Budget(Model):
     trial_epochs: int = _ranged(1, "Training epochs per trial.", ge=1, le=10_000)
     lease_seconds: float = _ranged(120.0, "Worker lease; heartbeats renew it.", ge=1,
                                    le=86_400)
+    # Time budgets: the search ends at whichever of maxTrials, maxDuration and
+    # maxTrainingHours comes first (store.lifecycle.budget_verdict).
+    max_duration: OptionalSeconds = Field(
+        None, description="Wall-clock time the search may run, counted from its creation: seconds "
+        'or a duration such as "90m" or "1h30m" (units h, m, s). Range (0, '
+        f"{format_duration(MAX_DURATION_SECONDS)}]; unset: no limit.")
+    max_training_hours: float | None = _ranged(
+        None, "Device hours the trials may train in all (each trial from its start to its "
+        "result, retried attempts included); unset: no limit.", gt=0, le=MAX_TRAINING_HOURS)
 
 
 class EarlyStoppingType(enum.StrEnum):
@@ -486,6 +520,12 @@ class PipelineSearchStatus(Model):
     start_time: str | None = None
     completion_time: str | None = None
     message: str = ""
+    elapsed_seconds: int | None = Field(
+        None, description="Wall-clock seconds since the search was created, until it ended "
+        "(what spec.budget.maxDuration limits).")
+    training_hours: float | None = Field(
+        None, description="Device hours its trials trained (what "
+        "spec.budget.maxTrainingHours limits).")
 
 
 # --------------------------------------------------------------------------- errors

@@ -54,6 +54,13 @@ def test_schema_carries_the_model_constraints() -> None:
     algorithm = spec["properties"]["algorithm"]["properties"]["name"]
     assert "ma2ml-lite" in algorithm["enum"]
     assert "description" in budget["parallelism"]
+    # Seconds or a duration string ("1h30m"), as Kubernetes fields of both kinds are.
+    assert budget["maxDuration"]["x-kubernetes-int-or-string"] is True
+    assert budget["maxTrainingHours"]["type"] == "number"
+    status = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "status"]["properties"]
+    assert status["elapsedSeconds"]["type"] == "integer"
+    assert status["trainingHours"]["type"] == "number"
 
 
 def test_printer_columns_and_names() -> None:

@@ -52,6 +52,59 @@ def test_round_trip_through_document_is_stable() -> None:
     assert parse_spec(document) == search
 
 
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [(600, 600), ("10m", 600), ("90s", 90), ("1h30m", 5400), ("1.5h", 5400),
+     (" 2h ", 7200), ("1h0m30s", 3630), ("8760h", 365 * 86_400)],
+)
+def test_max_duration_takes_seconds_or_a_duration_string(written: Any, seconds: int) -> None:
+    search = parse_spec(minimal(budget={"maxDuration": written, "maxTrainingHours": 2.5}))
+    budget = search.spec.budget
+    assert (budget.max_duration, budget.max_training_hours) == (seconds, 2.5)
+    # Stored (and mirrored to the operator's ConfigMap) as seconds: the same either way.
+    document = spec_to_document(search)
+    assert document["spec"]["budget"]["maxDuration"] == seconds
+    assert parse_spec(document) == search
+
+
+def test_time_limits_are_unset_by_default() -> None:
+    budget = parse_spec(minimal()).spec.budget
+    assert (budget.max_duration, budget.max_training_hours) == (None, None)
+
+
+DURATION_EXPECTED = ('expected seconds, or a duration such as "90s", "10m", "1h30m" or "1.5h" '
+                     "(units h, m, s)")
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [
+        ({"maxDuration": "10 minutes"},
+         f"spec.budget.maxDuration: {DURATION_EXPECTED}, got '10 minutes'"),
+        ({"maxDuration": "2d"}, f"spec.budget.maxDuration: {DURATION_EXPECTED}, got '2d'"),
+        ({"maxDuration": "10ms"}, f"spec.budget.maxDuration: {DURATION_EXPECTED}, got '10ms'"),
+        ({"maxDuration": ""}, f"spec.budget.maxDuration: {DURATION_EXPECTED}, got ''"),
+        ({"maxDuration": True}, f"spec.budget.maxDuration: {DURATION_EXPECTED}, got True"),
+        ({"maxDuration": "0s"}, "spec.budget.maxDuration: must be > 0, got '0s'"),
+        ({"maxDuration": -5}, "spec.budget.maxDuration: must be > 0, got -5"),
+        ({"maxDuration": 1.5}, "spec.budget.maxDuration: expected an integer, got 1.5"),
+        ({"maxDuration": "9000h"}, "spec.budget.maxDuration: must be <= 31536000, got '9000h'"),
+        ({"maxTrainingHours": 0}, "spec.budget.maxTrainingHours: must be > 0, got 0"),
+        ({"maxTrainingHours": "2h"}, "spec.budget.maxTrainingHours: expected a number, got '2h'"),
+        ({"maxTrainingHours": 1e8},
+         "spec.budget.maxTrainingHours: must be <= 10000000, got 100000000.0"),
+    ],
+)
+def test_bad_time_limits_name_the_field_and_what_it_takes(budget: dict[str, Any],
+                                                          expected: str) -> None:
+    assert errors_of(minimal(budget=budget)) == [expected]
+
+
+def test_a_long_duration_string_is_quoted_short() -> None:
+    [line] = errors_of(minimal(budget={"maxDuration": "1h" * 1000}))
+    assert line.startswith("spec.budget.maxDuration: expected seconds") and len(line) < 200
+
+
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_validate(path: Path) -> None:
     assert isinstance(load_spec(path), PipelineSearch)
