@@ -10,17 +10,29 @@ rule says go on) must all tell the same story.
 
 from __future__ import annotations
 
+import copy
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from ma2ml.learner.loop import Learner
 from ma2ml.local.results import summarize
 from ma2ml.local.searches import prepare_search
 from ma2ml.operator.status import decide
-from ma2ml.spec import Phase, parse_spec, spec_to_document
-from ma2ml.store import Counts, SearchState, Store, TrialProposal, budget_verdict
+from ma2ml.spec import Budget, Phase, parse_spec, spec_to_document
+from ma2ml.store import (
+    Counts,
+    SearchState,
+    Store,
+    TrialProposal,
+    Usage,
+    budget_verdict,
+    reopens,
+)
+from ma2ml.store.models import SEARCHES
 
 PHASE_OF = {SearchState.finished: Phase.succeeded, SearchState.failed: Phase.failed,
             None: Phase.running}
@@ -86,7 +98,8 @@ def test_learner_operator_and_local_run_agree(row: tuple[int, ...], expected: Se
         assert counts == Counts(completed=completed, diverged=diverged, failed=failed)
         assert (counts.results, counts.failures) == (completed + diverged, failed)
 
-        verdict = budget_verdict(search.spec.budget, counts)
+        usage = store.usage(record.id)
+        verdict = budget_verdict(search.spec.budget, counts, usage)
         assert verdict.state == expected
 
         outcome = Learner(store, search.key).tick()  # the learner owns finished/failed
@@ -96,8 +109,9 @@ def test_learner_operator_and_local_run_agree(row: tuple[int, ...], expected: Se
         if outcome is not None:
             assert (outcome.results, outcome.failures) == (counts.results, counts.failures)
 
-        assert decide(search.spec, SearchState.running, counts).phase == PHASE_OF[expected]
-        assert decide(search.spec, state, counts).phase == PHASE_OF[expected]
+        assert decide(search.spec, SearchState.running, counts, usage).phase == \
+            PHASE_OF[expected]
+        assert decide(search.spec, state, counts, usage).phase == PHASE_OF[expected]
 
         again = prepare_search(store, search)  # `ma2ml run` again: no reopen past the rule
         assert again.state == state
@@ -116,3 +130,109 @@ def test_a_raised_max_trials_reopens_through_the_same_rule(tmp_path: Path) -> No
         assert prepare_search(store, raised).state == SearchState.running
         assert Learner(store, search.key).tick() is None  # proposes the third trial
         assert store.counts(record.id).pending == 1
+
+
+# -- time limits: the same rule, whichever of maxTrials, maxTrainingHours and maxDuration
+# comes first ---------------------------------------------------------------------------
+
+
+def budget(**fields: Any) -> Budget:
+    return Budget.model_validate({"maxTrials": 10, "maxFailedTrials": 3, **fields})
+
+
+@pytest.mark.parametrize(
+    ("limits", "counts", "usage", "reason"),
+    [
+        ({"maxDuration": "10m"}, Counts(completed=2), Usage(599.9, 0), "TrialsRunning"),
+        ({"maxDuration": "10m"}, Counts(completed=2), Usage(602, 0), "MaxDurationReached"),
+        ({"maxTrainingHours": 0.5}, Counts(completed=2), Usage(5, 1799), "TrialsRunning"),
+        ({"maxTrainingHours": 0.5}, Counts(completed=2), Usage(5, 1800), "MaxTrainingHoursReached"),
+        # Whichever comes first; once ended, results and training time stay still while the
+        # clock goes on, so the reason of a search that ended stays the one that ended it.
+        ({"maxDuration": 60, "maxTrainingHours": 1}, Counts(completed=10), Usage(9e9, 9e9),
+         "MaxTrialsReached"),
+        ({"maxDuration": 60, "maxTrainingHours": 1}, Counts(completed=2), Usage(9e9, 3600),
+         "MaxTrainingHoursReached"),
+        # Failures are checked first, as always.
+        ({"maxDuration": 60}, Counts(failed=3), Usage(600, 0), "TooManyFailedTrials"),
+        ({}, Counts(completed=2), Usage(9e9, 9e9), "TrialsRunning"),  # no time limit
+    ],
+)
+def test_time_limits_in_the_one_rule(limits: dict[str, Any], counts: Counts, usage: Usage,
+                                     reason: str) -> None:
+    verdict = budget_verdict(budget(**limits), counts, usage)
+    assert verdict.reason == reason
+    assert (verdict.state is None) == (reason == "TrialsRunning")
+
+
+def test_time_verdicts_say_what_was_used_against_which_limit() -> None:
+    limits = budget(maxDuration="10m", maxTrainingHours=2)
+    assert budget_verdict(limits, Counts(completed=2), Usage(602, 0)).message == \
+        "search ran 10m 2s (maxDuration 10m)"
+    assert budget_verdict(limits, Counts(completed=2), Usage(60, 7230)).message == \
+        "trials trained 2h 0m 30s (maxTrainingHours 2)"
+    assert budget_verdict(limits, Counts(completed=3), Usage(95, 1800)).message == \
+        "3/10 trials finished, trained 30m of maxTrainingHours 2, ran 1m 35s of maxDuration 10m"
+    assert budget_verdict(budget(), Counts(completed=3), Usage(95, 1800)).message == \
+        "3/10 trials finished"
+
+
+def test_a_raised_time_limit_reopens_only_above_the_time_used() -> None:
+    used, counts = Usage(elapsed_seconds=3600, training_seconds=1800), Counts(completed=2)
+    finished = SearchState.finished
+    assert not reopens(finished, budget(maxDuration="1h"), counts, used)
+    assert reopens(finished, budget(maxDuration="2h"), counts, used)
+    # The clock counts from the search's creation: a limit raised to less than the time
+    # since then does not reopen it, even if it had ended long before.
+    assert not reopens(finished, budget(maxDuration="59m"), counts, used)
+    assert not reopens(finished, budget(maxTrainingHours=0.5), counts, used)
+    assert reopens(finished, budget(maxTrainingHours=0.6), counts, used)
+    assert not reopens(SearchState.failed, budget(maxDuration="2h"), counts, used)
+
+
+def age(store: Store, search_id: int, seconds: float) -> None:
+    """Make the search ``seconds`` old on the database clock (its clock counts from there)."""
+    with store.engine.begin() as connection:
+        connection.execute(update(SEARCHES).where(SEARCHES.c.id == search_id)
+                           .values(created_at=time.time() - seconds))
+
+
+def test_the_clock_ends_a_search_with_trials_out_and_a_raise_reopens_it(tmp_path: Path) -> None:
+    document = search_document("clock", max_trials=50)
+    document["spec"]["budget"].update(maxDuration=3600, parallelism=2)
+    search = parse_spec(document)
+    with Store(f"sqlite:///{tmp_path / 'clock.db'}") as store:
+        record = store.create_search(search.key, spec_to_document(search))
+        learner = Learner(store, search.key)
+        assert learner.tick() is None
+        proposed = store.counts(record.id).pending
+        assert proposed >= 2
+        running = store.claim(record.id, "w", 30)
+        assert running is not None
+
+        age(store, record.id, 3700)  # the hour is spent: no more proposals, it ends
+        outcome = learner.tick()
+        assert outcome is not None and outcome.state == SearchState.finished
+        ended = store.get_search(search.key)
+        assert ended is not None and ended.message is not None
+        assert ended.message.startswith("search ran 1h 1m") and "(maxDuration 1h)" in ended.message
+        counts = store.counts(record.id)  # what was out is left as it was
+        assert (counts.running, counts.pending, counts.total) == (1, proposed - 1, proposed)
+
+        usage = store.usage(record.id)
+        verdict = decide(search.spec, ended.state, counts, usage, ended.message)
+        assert (verdict.phase, verdict.reason, verdict.message) == (
+            Phase.succeeded, "MaxDurationReached", ended.message)
+
+        # Raised, but still below the time since creation: stays finished (same rule).
+        lower = copy.deepcopy(document)
+        lower["spec"]["budget"]["maxDuration"] = "1h1m"
+        assert prepare_search(store, parse_spec(lower)).state == SearchState.finished
+        higher = copy.deepcopy(document)
+        higher["spec"]["budget"]["maxDuration"] = "3h"
+        assert prepare_search(store, parse_spec(higher)).state == SearchState.running
+        store.complete(running.id, running.attempt, 0.5, {})
+        while (trial := store.claim(record.id, "w", 30)) is not None:
+            store.complete(trial.id, trial.attempt, 0.5, {})
+        assert Learner(store, search.key).tick() is None  # proposes again
+        assert store.counts(record.id).pending > 0

@@ -48,9 +48,11 @@ from ma2ml.store import (
     TrialProposal,
     TrialRecord,
     TrialStatus,
+    Usage,
     budget_verdict,
 )
 from ma2ml.store.backoff import backoff_delays
+from ma2ml.store.lifecycle import has_time_limit
 from ma2ml.store.notify import results_channel
 from ma2ml.store.records import ResultRecord
 
@@ -251,13 +253,19 @@ class Learner:
         self.behind = self._take_results()
         if record.state in TERMINAL_SEARCH_STATES:
             return None if self.behind else self.outcome(record.state, counts)
-        verdict = budget_verdict(budget, counts)
+        # Time used is read after the update above (which may take a second): the
+        # verdict, and so the top-up below, see the time as it is when trials are proposed.
+        usage = self.store.usage(self.search_id) if has_time_limit(budget) else Usage()
+        verdict = budget_verdict(budget, counts, usage)
         if verdict.state is not None:
             if self.behind:  # end the search once every counted result is learnt from
                 return None
             # The learner owns the running/suspended -> finished/failed edges; the
             # store returns the state that holds now (someone may have moved it first).
-            record = self.store.move_search(self.search_id, verdict.state, by=Actor.learner)
+            # A time limit ends the search with trials still out: they are left to
+            # finish or to be handed back, as when maxTrials is lowered below them.
+            record = self.store.move_search(self.search_id, verdict.state, by=Actor.learner,
+                                            message=verdict.message)
             log.info("search %s %s: %s", self.name, record.state, verdict.message)
             return self.outcome(record.state, counts)
         if record.state == SearchState.running:

@@ -95,8 +95,10 @@ def prepare_search(store: Store, search: PipelineSearch, *, restart: bool = Fals
         store.update_search_spec(search.key, document)
     record = store.get_search(search.key)
     assert record is not None
-    if reopens(record.state, search.spec.budget, store.counts(record.id)):
-        # `ma2ml run` is the controller on one machine (store.lifecycle): maxTrials was raised.
+    if reopens(record.state, search.spec.budget, store.counts(record.id),
+               store.usage(record.id)):
+        # `ma2ml run` is the controller on one machine (store.lifecycle): maxTrials or a
+        # time limit was raised above what the search used.
         record = store.move_search(record.id, SearchState.running, by=Actor.controller)
     return record
 

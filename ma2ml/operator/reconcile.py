@@ -19,6 +19,7 @@ from ma2ml.operator.config import OperatorConfig
 from ma2ml.operator.kube import Kube
 from ma2ml.spec import PipelineSearch, Retention, SpecError, parse_spec, spec_to_document
 from ma2ml.store import Actor, Counts, SearchRecord, SearchState, Store, reopens
+from ma2ml.store.lifecycle import shown_elapsed
 
 _RESOURCE_KEYS = ("apiVersion", "kind", "metadata", "spec")
 
@@ -67,13 +68,16 @@ def reconcile(body: Mapping[str, Any], store: Store, kube: Kube,
         return _invalid(body, exc.lines, kube, generation)
     record = register(store, search)
     counts = store.counts(record.id)
+    usage = store.usage(record.id)
     top = store.best_trial(record.id)
     best = None if top is None or top.reward is None else status.Best(
         number=top.number, reward=top.reward, metrics=top.metrics or {}, pipeline=top.pipeline)
-    verdict = status.decide(search.spec, record.state, counts, record.message)
+    verdict = status.decide(search.spec, record.state, counts, usage, record.message)
     learner, workers = status.desired_replicas(search.spec, verdict.phase, counts)
     sync_children(kube, search, body["metadata"], learner, workers)
-    new = status.build_status(verdict, counts, best, old, generation, now_iso())
+    used = status.TimeUsed(shown_elapsed(usage, record.created_at, record.finished_at),
+                           usage.training_seconds)
+    new = status.build_status(verdict, counts, best, old, generation, now_iso(), used=used)
     threshold = status.failure_threshold(search.spec, config.failure_warning_fraction)
     events = status.milestones(old, new, threshold)
     return Outcome(verdict.phase, None if status.same_status(old, new) else new, events)
@@ -101,13 +105,14 @@ def register(store: Store, search: PipelineSearch) -> SearchRecord:
     """Create the store's search (or find it) and mirror spec edits and ``suspend`` into it.
 
     The operator is the controller of ``store.lifecycle``: it moves only the
-    edges running <-> suspended and finished -> running (maxTrials raised).
+    edges running <-> suspended and finished -> running (maxTrials or a time limit raised).
     """
     document = spec_to_document(search)
     record = store.create_search(search.key, document)
     if record.spec != document:
         record = store.update_search_spec(search.key, document)
-        if reopens(record.state, search.spec.budget, store.counts(record.id)):
+        if reopens(record.state, search.spec.budget, store.counts(record.id),
+                   store.usage(record.id)):
             record = store.move_search(record.id, SearchState.running, by=Actor.controller)
     # The learner reads 'suspended' and stops proposing; finished/failed stay as they are.
     if search.spec.suspend and record.state == SearchState.running:

@@ -1,10 +1,12 @@
 """Pure status logic: store counts + best trial -> phase, replicas, ``.status`` and Events.
 
 Decided by counting, as Katib does, with the store's one stop rule
-(``store.budget_verdict``): the search succeeds at ``maxTrials`` results (or
-when the learner marks it finished) and fails at ``maxFailedTrials`` failures
-(or when the learner marks it failed). The operator only *shows* that verdict
-at once; moving the stored state to finished/failed is the learner's edge.
+(``store.budget_verdict``): the search succeeds at ``maxTrials`` results, at
+``maxTrainingHours`` trained or at ``maxDuration`` elapsed (or when the learner
+marks it finished) and fails at ``maxFailedTrials`` failures (or when the
+learner marks it failed); the status says which, and shows the time used.
+The operator only *shows* that verdict at once; moving the stored state to
+finished/failed is the learner's edge.
 The status has a fixed shape: counters, the best trial with a compact
 pipeline, and the same five conditions, however many trials ran.
 Milestone Events are derived from the change between the old and new status,
@@ -27,7 +29,7 @@ from ma2ml.spec import (
     PipelineSearchStatus,
     TrialCounts,
 )
-from ma2ml.store import Counts, SearchState, budget_verdict
+from ma2ml.store import TERMINAL_SEARCH_STATES, Counts, SearchState, Usage, budget_verdict
 
 #: Characters of one agent's compact pipeline kept in the status (bounds the CR size).
 MAX_PIPELINE_CHARS = 512
@@ -67,16 +69,22 @@ _BUDGET_PHASES = {SearchState.failed: Phase.failed, SearchState.finished: Phase.
 
 
 def decide(spec: PipelineSearchSpec, store_state: SearchState | None, counts: Counts,
-           store_message: str | None = None) -> Verdict:
-    """The phase of a valid search from the store's state, trial counts and message."""
-    budget = budget_verdict(spec.budget, counts)
+           usage: Usage, store_message: str | None = None) -> Verdict:
+    """The phase of a valid search from the store's state, trial counts, time used and
+    message."""
+    budget = budget_verdict(spec.budget, counts, usage)
     if store_state == SearchState.failed and budget.state != SearchState.failed:
         return Verdict(Phase.failed, "LearnerFailed",
                        store_message or "the learner marked the search failed")
     if budget.state is not None:
-        return Verdict(_BUDGET_PHASES[budget.state], budget.reason, budget.message)
+        # Once the learner ended the search, its words at that moment: the clock in a
+        # maxDuration message goes on, and would rewrite the status at every timer tick.
+        ended = store_state in TERMINAL_SEARCH_STATES and store_message
+        return Verdict(_BUDGET_PHASES[budget.state], budget.reason,
+                       store_message if ended else budget.message)
     if store_state == SearchState.finished:
-        return Verdict(Phase.succeeded, "LearnerFinished", "the learner marked the search finished")
+        return Verdict(Phase.succeeded, "LearnerFinished",
+                       store_message or "the learner marked the search finished")
     if spec.suspend:
         return Verdict(Phase.suspended, "Suspended", "spec.suspend is true: workers scaled to 0")
     return Verdict(Phase.running, budget.reason, budget.message)
@@ -134,19 +142,48 @@ def conditions(verdict: Verdict, old: Mapping[str, Any], now: str,
     return result
 
 
+@dataclass(frozen=True)
+class TimeUsed:
+    """What the status shows of the time used: how long the search ran
+    (``lifecycle.shown_elapsed``: still once it ended) and its trials' training time."""
+
+    elapsed_seconds: float
+    training_seconds: float
+
+
 def build_status(verdict: Verdict, counts: Counts, best: Best | None,
                  old: Mapping[str, Any], generation: int | None, now: str,
-                 invalid: str | None = None) -> dict[str, Any]:
-    """The whole ``.status`` as JSON (unset fields left out)."""
+                 invalid: str | None = None, used: TimeUsed | None = None) -> dict[str, Any]:
+    """The whole ``.status`` as JSON (unset fields left out). Time used is rounded (whole
+    seconds, hundredths of an hour): while a search runs its status changes at most once
+    a second, and the timer's interval bounds how often it is written."""
     terminal = verdict.phase in TERMINAL
     started = old.get("startTime") or (now if verdict.phase == Phase.running else None)
     finished = (old.get("completionTime") or now) if terminal else None
+    elapsed = None if used is None else int(used.elapsed_seconds)
+    hours = None if used is None else round(used.training_seconds / 3600, 2)
+    if used is not None and _shown_ending(verdict, old):
+        # Ended, and shown so already: its words and time used stay as they were then, as
+        # completionTime does, even if the learner was scaled down before it recorded the
+        # end (a maxDuration message would otherwise be rewritten at every timer tick).
+        # (An invalid spec shows no time used, and its message follows the spec's edits.)
+        verdict = Verdict(verdict.phase, verdict.reason, old.get("message") or verdict.message)
+        elapsed, hours = old.get("elapsedSeconds", elapsed), old.get("trainingHours", hours)
     status = PipelineSearchStatus(
         phase=verdict.phase, observed_generation=generation,
         conditions=conditions(verdict, old, now, invalid),
         trials=trial_counts(counts), best=best_trial(best),
-        start_time=started, completion_time=finished, message=verdict.message)
+        start_time=started, completion_time=finished, message=verdict.message,
+        elapsed_seconds=elapsed, training_hours=hours)
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _shown_ending(verdict: Verdict, old: Mapping[str, Any]) -> bool:
+    """Whether the old status already shows this ending: the same terminal phase, for the
+    same reason."""
+    return verdict.phase in TERMINAL and any(
+        isinstance(c, Mapping) and (c.get("type"), c.get("status"), c.get("reason")) == (
+            verdict.phase, "True", verdict.reason) for c in old.get("conditions") or [])
 
 
 def invalid_verdict(lines: list[str]) -> Verdict:

@@ -2,7 +2,7 @@
 
 ``Store(url)`` is the whole API; ``upgrade(url)`` migrates a database to the newest
 schema (``ma2ml db upgrade``). ``lifecycle`` owns the statuses, the counts and the
-budget rule. See DESIGN.md section 2 for the data flow.
+budget rule with the time used. See DESIGN.md section 2 for the data flow.
 """
 
 from ma2ml.store.engine import masked_url, parse_database_url, resolve_database_url
@@ -24,6 +24,7 @@ from ma2ml.store.lifecycle import (
     Counts,
     SearchState,
     TrialStatus,
+    Usage,
     budget_verdict,
     reopens,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "TrialProposal",
     "TrialRecord",
     "TrialStatus",
+    "Usage",
     "budget_verdict",
     "masked_url",
     "parse_database_url",

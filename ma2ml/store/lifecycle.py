@@ -1,4 +1,5 @@
-"""The trial and search lifecycles: statuses, counts, the budget rule and who moves what.
+"""The trial and search lifecycles: statuses, counts, time used, the budget rule and who
+moves what.
 
 Everything that decides "is this search over?" or "how many results are
 there?" imports it from here, so the learner, the operator and ``ma2ml run``
@@ -23,9 +24,9 @@ pending without counting a failed attempt (it never ran).
 Searches (``SEARCH_EDGES`` names the one owner of each edge)::
 
     running <--suspend / resume (controller)--> suspended
-    running | suspended --budget: maxTrials results (learner)--> finished
+    running | suspended --budget: maxTrials, maxTrainingHours or maxDuration (learner)--> finished
     running | suspended --budget: maxFailedTrials failures, or cannot start (learner)--> failed
-    finished --maxTrials raised above the results (controller)--> running
+    finished --budget raised above what was used (controller)--> running
 
 The *controller* is whoever applies the spec: the operator in a cluster,
 ``ma2ml run`` on one machine. ``Store.move_search`` refuses an edge that is
@@ -40,6 +41,8 @@ import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ma2ml.durations import format_duration
 
 if TYPE_CHECKING:
     from ma2ml.spec import Budget
@@ -174,6 +177,39 @@ class Counts(Mapping[str, int]):
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Time a search has used, on the database clock (``Store.usage``).
+
+    ``elapsed_seconds``: since the search was created, whatever ran meanwhile (a
+    search resumed after a pause, or reopened, goes on with the same clock).
+    ``training_seconds``: what its trials trained, each from its start to its
+    result (a running one to its last heartbeat), earlier attempts handed back
+    included; held and pending trials add nothing.
+    """
+
+    elapsed_seconds: float = 0.0
+    training_seconds: float = 0.0
+
+    @property
+    def training_hours(self) -> float:
+        return self.training_seconds / 3600
+
+
+def shown_elapsed(usage: Usage, created_at: float, finished_at: float | None) -> float:
+    """How long a search ran, to show a person: until it ended, else its clock so far. (The
+    budget's clock goes on after the end; a view of a search that ended stays still.)"""
+    if finished_at is not None:
+        return max(0.0, finished_at - created_at)
+    return usage.elapsed_seconds
+
+
+def has_time_limit(budget: Budget) -> bool:
+    """Whether the budget limits time at all; without, the verdict needs no ``Usage`` (the
+    learner then skips the read, which sums every trial of the search)."""
+    return budget.max_duration is not None or budget.max_training_hours is not None
+
+
+@dataclass(frozen=True)
 class BudgetVerdict:
     """What the budget says: the terminal state it calls for (None: go on), and why."""
 
@@ -182,9 +218,15 @@ class BudgetVerdict:
     message: str  # a sentence a person can act on
 
 
-def budget_verdict(budget: Budget, counts: Counts) -> BudgetVerdict:
-    """The stop rule: failed at ``maxFailedTrials`` failures, else finished at ``maxTrials``
-    results, else go on. Failures are checked first: a search that hit both failed."""
+def budget_verdict(budget: Budget, counts: Counts, usage: Usage) -> BudgetVerdict:
+    """The stop rule: failed at ``maxFailedTrials`` failures, else finished at the first of
+    ``maxTrials`` results, ``maxTrainingHours`` trained and ``maxDuration`` elapsed, else go
+    on. Failures are checked first: a search that hit both failed.
+
+    Once a search ended, its results and training time stay as they were while its clock
+    goes on, so the clock is checked last: the reason of a finished search stays the one
+    that ended it.
+    """
     if counts.failures >= budget.max_failed_trials:
         return BudgetVerdict(SearchState.failed, "TooManyFailedTrials",
                              f"{counts.failures} trials failed "
@@ -192,11 +234,33 @@ def budget_verdict(budget: Budget, counts: Counts) -> BudgetVerdict:
     if counts.results >= budget.max_trials:
         return BudgetVerdict(SearchState.finished, "MaxTrialsReached",
                              f"{counts.results} trials finished (maxTrials {budget.max_trials})")
-    return BudgetVerdict(None, "TrialsRunning",
-                         f"{counts.results}/{budget.max_trials} trials finished")
+    hours = budget.max_training_hours
+    if hours is not None and usage.training_hours >= hours:
+        return BudgetVerdict(SearchState.finished, "MaxTrainingHoursReached",
+                             f"trials trained {format_duration(usage.training_seconds)} "
+                             f"(maxTrainingHours {hours:g})")
+    duration = budget.max_duration
+    if duration is not None and usage.elapsed_seconds >= duration:
+        return BudgetVerdict(SearchState.finished, "MaxDurationReached",
+                             f"search ran {format_duration(usage.elapsed_seconds)} "
+                             f"(maxDuration {format_duration(duration)})")
+    return BudgetVerdict(None, "TrialsRunning", _progress(budget, counts, usage))
 
 
-def reopens(state: SearchState, budget: Budget, counts: Counts) -> bool:
+def _progress(budget: Budget, counts: Counts, usage: Usage) -> str:
+    """``3/50 trials finished`` and, for each time limit set, how much of it is used."""
+    parts = [f"{counts.results}/{budget.max_trials} trials finished"]
+    if budget.max_training_hours is not None:
+        parts.append(f"trained {format_duration(usage.training_seconds)} of "
+                     f"maxTrainingHours {budget.max_training_hours:g}")
+    if budget.max_duration is not None:
+        parts.append(f"ran {format_duration(usage.elapsed_seconds)} of "
+                     f"maxDuration {format_duration(budget.max_duration)}")
+    return ", ".join(parts)
+
+
+def reopens(state: SearchState, budget: Budget, counts: Counts, usage: Usage) -> bool:
     """Whether a controller moves a finished search back to running: its budget was raised
-    (``maxTrials`` above the results) and the stop rule no longer holds."""
-    return state == SearchState.finished and budget_verdict(budget, counts).state is None
+    (``maxTrials`` above the results, a time limit above the time used) and the stop rule
+    no longer holds."""
+    return state == SearchState.finished and budget_verdict(budget, counts, usage).state is None

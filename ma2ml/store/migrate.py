@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The newest revision in ``migrations/versions`` (a test keeps the two in step).
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 #: Key of the PostgreSQL advisory lock that serialises migrations ("ma2ml" in ASCII).
 ADVISORY_LOCK_KEY = 0x6D61326D6C
 

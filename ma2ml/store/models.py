@@ -31,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -96,8 +97,13 @@ class TrialModel(Base):
     lease_expires_at: Mapped[float | None] = mapped_column(Double)
     heartbeat_at: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[float] = mapped_column(Double)
+    # When the current attempt started training (NULL: held, or handed back).
     started_at: Mapped[float | None] = mapped_column(Double)
     finished_at: Mapped[float | None] = mapped_column(Double)
+    # Training time of the earlier attempts, added when one is handed back, so that a
+    # time budget counts work lost to a retry or a preempted worker (``Store.usage``).
+    trained_seconds: Mapped[float] = mapped_column(Double, default=0.0,
+                                                   server_default=text("0"))
     # 1, 2, ... per search in commit order, for completed, diverged and failed trials.
     finished_seq: Mapped[int | None] = mapped_column(Integer)
     reward: Mapped[float | None] = mapped_column(Double)

@@ -24,6 +24,11 @@ other) with ``started_at`` NULL until the worker starts training it
 its worker (``lifecycle.is_held``), and a held trial whose lease expires goes back
 to pending without counting as a failed attempt: it never ran.
 
+Training time (``reads.usage``, for ``budget.maxTrainingHours``): an attempt trains
+from ``started_at``; a hand-over adds its time to ``trained_seconds`` and clears
+``started_at`` (a released or failed attempt up to now, an expired one up to its last
+heartbeat), so work lost to a retry or a preempted worker still counts.
+
 Lock order, to stay free of deadlocks on PostgreSQL: a transaction that needs the
 search row (to draw a ``finished_seq`` or a trial number) locks it *before* any
 trial row. ``claim``, ``claim_ahead``, ``start_held``, ``heartbeat`` and ``release`` lock a single
@@ -65,6 +70,14 @@ from ma2ml.store.text import clean_error, clean_metrics
 
 # Columns to clear whenever a trial stops running.
 _LEASE_CLEARED: dict[str, Any] = {"lease_expires_at": None}
+
+
+def _attempt_ended(end: ColumnElement[float]) -> dict[str, Any]:
+    """Values that hand an attempt's training time (from ``started_at`` to ``end``) to
+    ``trained_seconds`` and clear its start: the next attempt counts its own."""
+    ran = case((TRIALS.c.started_at.is_(None), 0.0), else_=end - TRIALS.c.started_at)
+    return {"trained_seconds": TRIALS.c.trained_seconds + ran, "started_at": None}
+
 
 # The hot paths (claim, heartbeat, complete) execute statements built once here with
 # bound parameters: building a statement costs more CPU than running it on a local
@@ -392,6 +405,7 @@ def _hand_over(
         "attempt": TRIALS.c.attempt + 1,
         "failures": TRIALS.c.failures + int(failed),
         "worker": None,
+        **_attempt_ended(db_epoch()),  # the worker hands it back now
         **_LEASE_CLEARED,
     }
     if error is not None:
@@ -463,6 +477,8 @@ def requeue_expired(session: Session, search_id: int, max_retries: int) -> tuple
                 failures=TRIALS.c.failures + 1,
                 worker=None,
                 error="lease expired",
+                # Its worker went silent: the last heartbeat is the last training known.
+                **_attempt_ended(TRIALS.c.heartbeat_at),
                 **_LEASE_CLEARED,
             )
         )

@@ -1,4 +1,5 @@
-"""Every read of the trial table: counts, listings, best trial, new results, replay samples.
+"""Every read of the trial table: counts, time used, listings, best trial, new results,
+replay samples.
 
 Finished trials (completed, diverged, stopped, failed) carry ``finished_seq`` 1, 2, ...
 in commit order with no gaps, which makes two reads cheap at any table size:
@@ -19,10 +20,12 @@ import random
 from collections.abc import Container
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, Text, cast, func, select
+from sqlalchemy import ColumnElement, Row, Select, Text, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from ma2ml.store.lifecycle import Counts, TrialStatus
+from ma2ml.store.engine import db_epoch
+from ma2ml.store.errors import SearchNotFoundError
+from ma2ml.store.lifecycle import TERMINAL_STATUSES, Counts, TrialStatus, Usage
 from ma2ml.store.models import SEARCHES, SNAPSHOTS, STEPS, TRIALS
 from ma2ml.store.records import STATUSES, ResultRecord, StepRecord, TrialRecord
 
@@ -110,6 +113,28 @@ def counts(session: Session, search_id: int) -> Counts:
         .group_by(TRIALS.c.status)
     )
     return Counts.of({status: count for status, count in session.execute(statement)})
+
+
+def usage(session: Session, search_id: int) -> Usage:
+    """Time the search has used (``lifecycle.Usage``), in one statement on the database
+    clock: its age, and the sum of its trials' training time. A trial adds its earlier
+    attempts (``trained_seconds``) and its current one: a finished trial up to its result,
+    a running one up to its last heartbeat (so the sum never goes down when a silent
+    worker's trial is handed over); a held or pending trial has no current attempt."""
+    started = TRIALS.c.started_at
+    current = case(
+        (started.is_(None), 0.0),
+        (TRIALS.c.status == TrialStatus.running, TRIALS.c.heartbeat_at - started),
+        (TRIALS.c.status.in_(TERMINAL_STATUSES), TRIALS.c.finished_at - started),
+        else_=0.0,
+    )
+    trained = (select(func.coalesce(func.sum(TRIALS.c.trained_seconds + current), 0.0))
+               .where(TRIALS.c.search_id == search_id).scalar_subquery())
+    row = session.execute(select(db_epoch() - SEARCHES.c.created_at, trained)
+                          .where(SEARCHES.c.id == search_id)).first()
+    if row is None:
+        raise SearchNotFoundError(f"no search with id {search_id!r}")
+    return Usage(max(0.0, float(row[0])), max(0.0, float(row[1])))
 
 
 def pending_count(session: Session, search_id: int) -> int:

@@ -25,7 +25,7 @@ from ma2ml.store.engine import (
     translate_errors,
 )
 from ma2ml.store.errors import DatabaseUrlError, SearchExistsError, StoreUnavailableError
-from ma2ml.store.lifecycle import Actor, Counts, SearchState, TrialStatus
+from ma2ml.store.lifecycle import Actor, Counts, SearchState, TrialStatus, Usage
 from ma2ml.store.migrate import current_revision, ensure_schema
 from ma2ml.store.records import (
     ClaimedTrial,
@@ -253,6 +253,12 @@ class Store:
         """Trials per status."""
         with self._session() as session:
             return reads.counts(session, search_id)
+
+    def usage(self, search_id: int) -> Usage:
+        """Time the search has used: its age and its trials' training time (``reads.usage``),
+        what ``budget_verdict`` checks ``maxDuration`` and ``maxTrainingHours`` against."""
+        with self._session() as session:
+            return reads.usage(session, search_id)
 
     def pending_count(self, search_id: int) -> int:
         """Number of pending trials."""

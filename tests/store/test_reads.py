@@ -1,15 +1,18 @@
-"""Reads of the replay buffer: counts, best trial, finished_since, replay_sample, listing."""
+"""Reads of the replay buffer: counts, time used, best trial, finished_since, replay_sample,
+listing."""
 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
-from ma2ml.store import STATUSES, Store, TrialProposal
+from ma2ml.store import STATUSES, SearchNotFoundError, Store, TrialProposal
+from ma2ml.store.models import SEARCHES, TRIALS
 
 
 def _proposal(x: int) -> TrialProposal:
@@ -131,3 +134,56 @@ def test_list_trials_filters_and_orders(store: Store, search_id: int) -> None:
     with pytest.raises(ValueError, match="status"):
         store.list_trials(search_id, status="done")
     assert store.get_trial(987_654) is None
+
+
+# -- time used (Store.usage): the search's age and its trials' training time -----------
+
+
+def _set_times(store: Store, trial_id: int, **times: float) -> None:
+    """Put known times on a trial (seconds ago, on the test's clock), as if it had trained."""
+    now = time.time()
+    with store.engine.begin() as connection:
+        connection.execute(update(TRIALS).where(TRIALS.c.id == trial_id)
+                           .values({k: now - ago for k, ago in times.items()}))
+
+
+def test_usage_sums_every_attempt_and_never_goes_down(store: Store, search_id: int) -> None:
+    assert store.usage(search_id).training_seconds == 0.0
+    with store.engine.begin() as connection:  # created 1000 s ago
+        connection.execute(update(SEARCHES).where(SEARCHES.c.id == search_id)
+                           .values(created_at=time.time() - 1000))
+    done, running, expired, released, held, _pending = store.enqueue_trials(
+        search_id, [_proposal(i) for i in range(6)])
+    claimed = [store.claim(search_id, "w", 60) for _ in range(4)]
+    assert [c.id for c in claimed if c is not None] == [done, running, expired, released]
+    store.complete(done, 1, 0.5, {})
+    _set_times(store, done, started_at=100, finished_at=40)  # 60 s to its result
+    _set_times(store, running, started_at=50, heartbeat_at=20)  # 30 s to its last beat
+    _set_times(store, expired, started_at=300, heartbeat_at=285, lease_expires_at=1)
+    _set_times(store, released, started_at=20, heartbeat_at=5)
+    ahead = store.claim_ahead(search_id, "w", 60, parallelism=1)  # leased, never started
+    assert ahead is not None and ahead.id == held
+
+    before = store.usage(search_id)
+    assert before.elapsed_seconds == pytest.approx(1000, abs=5)
+    assert before.training_seconds == pytest.approx(60 + 30 + 15 + 15, abs=0.01)
+    # A released attempt counts up to its release, an expired one up to its last beat:
+    # the work lost to a hand-over still counts, and the sum never goes down.
+    store.release(released, 1)
+    assert store.requeue_expired(search_id, max_retries=3) == (1, 0)
+    after = store.usage(search_id)
+    assert after.training_seconds == pytest.approx(60 + 30 + 15 + 20, abs=2)
+    assert after.training_seconds >= before.training_seconds
+    retried = store.get_trial(expired)
+    assert retried is not None and (retried.status, retried.started_at) == ("pending", None)
+    again = store.claim(search_id, "w2", 60)  # the expired trial, retried: a new attempt
+    assert again is not None and again.id == expired
+    assert store.usage(search_id).training_seconds == pytest.approx(after.training_seconds,
+                                                                    abs=2)
+    assert store.usage(search_id).training_hours == pytest.approx(
+        store.usage(search_id).training_seconds / 3600)
+
+
+def test_usage_of_a_search_that_does_not_exist(store: Store) -> None:
+    with pytest.raises(SearchNotFoundError):
+        store.usage(12345)
