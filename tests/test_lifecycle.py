@@ -223,6 +223,8 @@ def test_the_clock_ends_a_search_with_trials_out_and_a_raise_reopens_it(tmp_path
         verdict = decide(search.spec, ended.state, counts, usage, ended.message)
         assert (verdict.phase, verdict.reason, verdict.message) == (
             Phase.succeeded, "MaxDurationReached", ended.message)
+        summary = summarize(store, ended, baseline=False)
+        assert summary.ended_by() == "MaxDurationReached"
 
         # Raised, but still below the time since creation: stays finished (same rule).
         lower = copy.deepcopy(document)

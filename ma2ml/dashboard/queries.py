@@ -3,7 +3,7 @@
 Every view is a plain dict (the app serialises it with the store's own
 ``dumps_json``, which writes NaN and infinities as null). Summaries come from
 ``ma2ml.local.results`` so the dashboard, ``ma2ml status`` and the report
-agree on counts, progress, the best trial and the time left.
+agree on counts, progress, the best trial, the time used and the time left.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ def _summary_json(summary: Summary, record: SearchRecord) -> dict[str, Any]:
         "counts": dict(summary.counts), "created_at": record.created_at,
         "finished_at": record.finished_at, "elapsed": summary.elapsed,
         "eta": summary.eta_seconds(),
+        # Time used against the budget's limits, as every other view words it.
+        "training_seconds": summary.usage.training_seconds, "time_used": summary.time_used(),
+        "max_duration": summary.max_duration, "max_training_hours": summary.max_training_hours,
+        "ended_by": summary.ended_by(),
         "best": None if best is None else {
             "id": best.id, "number": best.number, "reward": best.reward,
             "accuracy": (best.metrics or {}).get("accuracy")},

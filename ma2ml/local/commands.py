@@ -3,8 +3,9 @@ report, delete.
 
 Commands that only look (status, trials, best, export, report, delete) open an
 existing store (``Store(create=False)``): a missing database file is an error,
-never created. ``run`` reports why a failed search failed (the most common
-error among its failed trials) and how to start over.
+never created. ``run`` reports why a search ended (the budget limit that ended it,
+in the learner's words) and the time it used; for a failed search also the most
+common error among its failed trials and how to start over.
 
 ``trials --curves`` adds each listed trial's learning curve (the store's
 per-epoch results), read for the listed trials only, so it stays bounded by
@@ -98,12 +99,15 @@ def _print_outcome(url: str, key: str, spec: Path | str = "SPEC") -> None:
             return
         summary = summarize(store, record, now=time.time())
         cause = failure_cause(store, record.id) if summary.state == "failed" else None
-    console.print(f"search {inert(key)}: {inert(summary.state)}, "
+    ended_by = summary.ended_by()  # which budget limit ended it, e.g. MaxDurationReached
+    console.print(f"search {inert(key)}: {inert(summary.state)}"
+                  f"{f' ({ended_by})' if ended_by else ''}, "
                   f"{summary.done}/{summary.max_trials} trials, "
                   f"{summary.counts.stopped} stopped early, "
                   f"{summary.counts.failed} failed", highlight=False)
     if record.message:
         console.print(f"reason: {inert(record.message)}", highlight=False)
+    console.print(f"time:   {summary.time_used()}", highlight=False)
     if cause is not None:
         console.print(f"cause:  {inert(cause)}", highlight=False)
     if summary.state == "failed":
@@ -179,7 +183,7 @@ def status(target: str = TARGET, db: str = DB_OPTION) -> None:
         records = [record] if record else store.list_searches()
         table = Table()
         for column in ("search", "state", "trials", "running", "held", "pending", "stopped",
-                       "failed", "best", "elapsed"):
+                       "failed", "best", "time"):
             table.add_column(column)
         for rec in records:
             s = summarize(store, rec, now=time.time(), baseline=False)
@@ -187,8 +191,7 @@ def status(target: str = TARGET, db: str = DB_OPTION) -> None:
                           # held: leased to a worker that has not started it (prefetch)
                           str(s.counts.running - s.held), str(s.held), str(s.counts.pending),
                           str(s.counts.stopped),
-                          str(s.counts.failed), _best_cell(store, rec.id),
-                          f"{s.elapsed:.0f}s")
+                          str(s.counts.failed), _best_cell(store, rec.id), s.time_used())
         console.print(table)
 
 

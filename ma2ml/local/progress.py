@@ -3,7 +3,9 @@
 Both count every status, ``stopped`` (early-stopped) included; the best pipeline
 is ranked among completed trials at full fidelity only. The time left is
 measured, from the first trial on (``ma2ml.local.eta``): from the running
-trials' epochs until one trial has finished, then from trial durations.
+trials' epochs until one trial has finished, then from trial durations, and
+never past ``maxDuration``. Below the counters: how long the search ran and its
+trials trained, against the budget's time limits (``Summary.time_used``).
 """
 
 from __future__ import annotations
@@ -15,26 +17,22 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from ma2ml.durations import format_duration
 from ma2ml.local.inert import inert
 from ma2ml.local.results import Summary, summarize
 from ma2ml.spaces.display import compact_pipeline
-from ma2ml.store import Store
+from ma2ml.store import TERMINAL_SEARCH_STATES, Store
 
 log = logging.getLogger("ma2ml.progress")
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
-
-
 def time_left(summary: Summary) -> str:
-    """``~4m10s (mean of 6 trials)``; before anything was measured, says what it waits for."""
+    """``~4m 10s (pace of the last 6 results)``; before anything was measured, says what it
+    waits for."""
     if summary.eta is None:
-        return "-" if summary.done >= summary.max_trials else "? (known after the first epoch)"
-    return f"~{_duration(summary.eta.seconds)} ({summary.eta.basis})"
+        ended = summary.done >= summary.max_trials or summary.state in TERMINAL_SEARCH_STATES
+        return "-" if ended else "? (known after the first epoch)"
+    return f"~{format_duration(summary.eta.seconds)} ({summary.eta.basis})"
 
 
 def render(summary: Summary) -> Group:
@@ -46,7 +44,7 @@ def render(summary: Summary) -> Group:
         f"trials [bold]{summary.done}[/]/{summary.max_trials}",
         f"running {counts.running}", f"pending {counts.pending}",
         f"failed {counts.failed}", f"diverged {counts.diverged}", f"stopped {counts.stopped}",
-        f"elapsed {_duration(summary.elapsed)}", f"left {time_left(summary)}",
+        f"left {time_left(summary)}",
     )
     best = Table(title="best pipeline (completed trials, full fidelity)", show_header=False,
                  expand=True)
@@ -57,7 +55,8 @@ def render(summary: Summary) -> Group:
         for agent, text in compact_pipeline(summary.best.pipeline, max_decisions=6).items():
             best.add_row(inert(agent), inert(text))  # stored text is not markup
     entropy = "  ".join(f"{a}: {h:.2f}" for a, h in summary.entropy.items()) or "-"
-    return Group(head, best, f"policy entropy (nats)  {entropy}")
+    return Group(head, f"time  {summary.time_used()}", best,
+                 f"policy entropy (nats)  {entropy}")
 
 
 class ProgressView:
@@ -94,4 +93,5 @@ class ProgressView:
                 **{f"trials_{k}": v for k, v in summary.counts.items()},
                 "best_reward": summary.best.reward if summary.best else None,
                 "entropy": summary.entropy, "elapsed_s": round(summary.elapsed, 1),
+                "training_s": round(summary.usage.training_seconds, 1),
                 "left_s": None if summary.eta is None else round(summary.eta.seconds, 1)})

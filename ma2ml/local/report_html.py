@@ -4,6 +4,8 @@ Numbers are rounded for reading (``fmt``); each figure has a caption saying
 what it shows; the trials table is sorted by reward, best first, with each
 completed trial's rank (``ranked``). Random search is compared at the same
 number of trials (``Summary.random_best_of``), with the estimate's basis said.
+The headline names the budget limit that ended the search, if one did, and the
+time used (``Summary.time_used``).
 """
 
 from __future__ import annotations
@@ -101,6 +103,16 @@ def _random_line(summary: Summary) -> str:
     return line + (f". Same number of trials: {learned}" if learned else "")
 
 
+def _ended(summary: Summary) -> str:
+    """`` (MaxDurationReached: search ran 10m 2s (maxDuration 10m))`` when the budget ended
+    the search, else nothing (escaped HTML)."""
+    reason = summary.ended_by()
+    if reason is None or summary.verdict is None:
+        return ""
+    message = summary.message or summary.verdict.message
+    return f" ({html.escape(reason)}: {html.escape(message)})"
+
+
 def _cell(column: str, value: object) -> str:
     if column == "seconds" and isinstance(value, float):
         return f"{value:.1f}"  # wall time: tenths are plenty
@@ -142,9 +154,9 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;f
 tr.stopped{{color:#888}}
 </style></head><body>
 <h1>Search {html.escape(summary.key)}</h1>
-<p>State <b>{html.escape(summary.state)}</b>, {summary.done}/{summary.max_trials} trials,
-{summary.counts.stopped} stopped early, {summary.counts.failed} failed,
-{summary.counts.diverged} diverged. {headline}.</p>
+<p>State <b>{html.escape(summary.state)}</b>{_ended(summary)}, {summary.done}/{summary.max_trials}
+trials, {summary.counts.stopped} stopped early, {summary.counts.failed} failed,
+{summary.counts.diverged} diverged; {html.escape(summary.time_used())}. {headline}.</p>
 <p>{html.escape(_random_line(summary))}.</p>
 <h2>Best pipeline</h2><table>{rows}</table><h3>Metrics</h3><table>{metrics}</table>
 <h2>Plots</h2>{figures}

@@ -16,6 +16,10 @@ is the sentence every command shows). Rewards are noisy, so what the commands
 call best is the pipeline with the best estimated mean
 (``ma2ml.store.recommend``, ``Summary.recommended``), shown with its standard
 error; the single best observation is named beside it when it differs.
+
+Time used (``Summary.time_used``): how long the search ran (still once it
+ended) and how long its trials trained, against ``maxDuration`` and
+``maxTrainingHours`` when set; the time left never goes past ``maxDuration``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ma2ml.durations import format_duration
 from ma2ml.local.baseline import BestOfN, expected_best_of_n, latest_against_random
 from ma2ml.local.eta import RECENT, Eta, Running, estimate
-from ma2ml.spec import parse_spec
+from ma2ml.spec import Budget, parse_spec
 from ma2ml.store import (
     RESULT_STATUSES,
+    TERMINAL_SEARCH_STATES,
+    BudgetVerdict,
     Counts,
     SearchRecord,
     SearchState,
@@ -38,8 +45,10 @@ from ma2ml.store import (
     Store,
     TrialRecord,
     TrialStatus,
+    Usage,
+    budget_verdict,
 )
-from ma2ml.store.lifecycle import is_held, shown_status
+from ma2ml.store.lifecycle import is_held, shown_elapsed, shown_status
 from ma2ml.store.recommend import Estimate, recommend_trials
 
 #: How every command words the best trial's ranking.
@@ -74,6 +83,16 @@ class Summary:
     #: Trials leased to a worker ahead of training them (prefetch), counted in
     #: ``counts.running`` by the store but not started (``lifecycle.is_held``).
     held: int = 0
+    #: Time used (``Store.usage``) and what the budget says of it and the counts: why a
+    #: search ended, or how much of each limit it used so far.
+    usage: Usage = Usage()
+    verdict: BudgetVerdict | None = None
+    #: Why the search is in its state, in the words of whoever moved it there (the
+    #: learner's budget message when a limit ended it, written at that moment).
+    message: str | None = None
+    #: ``spec.budget``'s time limits: seconds of ``maxDuration``, ``maxTrainingHours``.
+    max_duration: int | None = None
+    max_training_hours: float | None = None
 
     @property
     def done(self) -> int:
@@ -94,6 +113,22 @@ class Summary:
 
     def eta_seconds(self) -> float | None:
         return self.eta.seconds if self.eta is not None else None
+
+    def time_used(self) -> str:
+        """``ran 3m 2s of 10m, trained 5m 40s of 2h``: elapsed and training time, each
+        against its limit when the budget sets one (``durations.format_duration``)."""
+        ran = format_duration(self.elapsed)
+        if self.max_duration is not None:
+            ran += f" of {format_duration(self.max_duration)}"
+        trained = format_duration(self.usage.training_seconds)
+        if self.max_training_hours is not None:
+            trained += f" of {format_duration(self.max_training_hours * 3600)}"
+        return f"ran {ran}, trained {trained}"
+
+    def ended_by(self) -> str | None:
+        """The budget's reason when it ended the search (``MaxDurationReached``), else None."""
+        ended = self.state in TERMINAL_SEARCH_STATES and self.verdict is not None
+        return self.verdict.reason if ended and self.verdict.state is not None else None
 
 
 def accuracy_of(trial: TrialRecord) -> float | None:
@@ -122,8 +157,8 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
         learned = learned[max(0, len(learned) - len(initial)):] if initial else []
     snapshot = store.load_snapshot(record.id)
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
-    end = record.finished_at or now
-    elapsed = (end - record.created_at) if end else 0.0
+    budget = Budget.model_validate(record.spec["spec"]["budget"])
+    usage = store.usage(record.id)
     eta, held = None, 0
     if record.finished_at is None:
         # Between a result and the learner's next proposal nothing may be running; the
@@ -132,17 +167,31 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
                    if counts.running else [])
         held = sum(is_held(t.status, t.started_at) for t in running)
         if now is not None:
-            eta = _eta(store, record, counts, now, running)
+            eta = _within(_eta(store, record, counts, now, running), budget, usage)
     return Summary(
         key=record.name, state=record.state,
-        max_trials=int(record.spec["spec"]["budget"]["maxTrials"]),
+        max_trials=budget.max_trials,
         counts=counts, best=store.best_trial(record.id),
         random_accuracies=[a for a in map(accuracy_of, initial) if a is not None],
         random_rewards=tuple(t.reward for t in initial if t.reward is not None),
         learned_rewards=tuple(t.reward for t in learned if t.reward is not None),
-        entropy={k: float(v) for k, v in entropy.items()}, elapsed=max(0.0, elapsed),
-        eta=eta, recommended=recommended, held=held,
+        entropy={k: float(v) for k, v in entropy.items()},
+        elapsed=shown_elapsed(usage, record.created_at, record.finished_at),
+        eta=eta, recommended=recommended, held=held, usage=usage, message=record.message,
+        verdict=budget_verdict(budget, counts, usage), max_duration=budget.max_duration,
+        max_training_hours=budget.max_training_hours,
     )
+
+
+def _within(eta: Eta | None, budget: Budget, usage: Usage) -> Eta | None:
+    """The time left, no later than ``maxDuration`` (the search ends there whatever the
+    trials' pace)."""
+    if budget.max_duration is None:
+        return eta
+    left = max(0.0, budget.max_duration - usage.elapsed_seconds)
+    if eta is None or left < eta.seconds:
+        return Eta(left, "until maxDuration")
+    return eta
 
 
 def recommended_lines(summary: Summary) -> list[str]:

@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from starlette.exceptions import StarletteDeprecationWarning
 
 from ma2ml.dashboard.app import create_app
 from ma2ml.dashboard.source import SourceError, open_read_only
 from ma2ml.spec import parse_spec, spec_to_document
-from ma2ml.store import Store
+from ma2ml.store import Actor, SearchState, Store
+from ma2ml.store.models import SEARCHES
 
 from .conftest import Writer, new_search, tiny_spec
 
@@ -140,6 +143,30 @@ def test_preview_needs_an_augmentation_agent(sqlite_store: Store) -> None:
         response = client.get(f"/api/searches/{record.id}/trials/1/preview.png")
         assert response.status_code == 404 and "augmentation" in response.json()["error"]
         assert client.get("/api/searches").status_code == 200
+
+
+def test_time_used_and_why_a_time_limit_ended_the_search(sqlite_store: Store) -> None:
+    document = tiny_spec("clock")
+    document["spec"]["budget"].update(maxDuration="1m", maxTrainingHours=2)
+    search = parse_spec(document)
+    record = sqlite_store.create_search(search.key, spec_to_document(search))
+    Writer(sqlite_store, record).finish(2)
+    with open_read_only(sqlite_store.url) as store, TestClient(create_app(store)) as client:
+        running = client.get(f"/api/searches/{record.id}").json()
+        assert running["time_used"].startswith("ran ") and " of 1m, trained " in \
+            running["time_used"] and running["time_used"].endswith(" of 2h")
+        assert running["ended_by"] is None and running["training_seconds"] >= 0
+        assert (running["max_duration"], running["max_training_hours"]) == (60, 2)
+    with sqlite_store.engine.begin() as connection:  # an hour old: the minute is spent
+        connection.execute(update(SEARCHES).where(SEARCHES.c.id == record.id)
+                           .values(created_at=time.time() - 3600))
+    sqlite_store.move_search(record.id, SearchState.finished, by=Actor.learner,
+                             message="search ran 1h (maxDuration 1m)")  # as the learner does
+    with open_read_only(sqlite_store.url) as store, TestClient(create_app(store)) as client:
+        ended = client.get("/api/searches").json()["searches"][0]
+        assert (ended["state"], ended["ended_by"], ended["message"]) == (
+            "finished", "MaxDurationReached", "search ran 1h (maxDuration 1m)")
+        assert ended["time_used"].startswith("ran 1h")  # until it ended
 
 
 def test_read_only_never_creates_or_writes(tmp_path: Path, filled: Store) -> None:

@@ -75,7 +75,7 @@ def test_panel_shows_time_left_from_the_first_epoch(tmp_path: Path) -> None:
         summary = summarize(store, record, now=started + 20, baseline=False)
         assert summary.eta is not None
         assert math.isclose(summary.eta.seconds, (6 * 40 - 20) / 2, abs_tol=1.0)
-        assert "left ~1m50s (from the running trials' epochs)" in _panel(summary)
+        assert "left ~1m 50s (from the running trials' epochs)" in _panel(summary)
 
         store.complete(first.id, first.attempt, 0.6, {"accuracy": 0.6})
         store.complete(second.id, second.attempt, 0.7, {"accuracy": 0.7})

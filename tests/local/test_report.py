@@ -54,6 +54,8 @@ def _report(tmp_path: Path) -> str:
 def test_report_rounds_captions_ranks_and_compares_at_the_same_n(tmp_path: Path) -> None:
     page = _report(tmp_path)
     assert "116.17415040700007" not in page and "116.2" in page, "floats are rounded"
+    assert re.search(r"1 failed,\s+0 diverged; ran \d+s, trained \d+s\.", page), \
+        "the headline says the time used"
     assert not re.search(r"\d\.\d{7,}", re.sub(r"base64,[^\"]+", "", page)), \
         "no number with more than 6 decimals"
 

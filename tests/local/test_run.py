@@ -176,3 +176,46 @@ def test_bad_spec_for_an_existing_search_keeps_the_store(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "different spec.agents" in result.stderr
     assert _finished_rows(tmp_path / "keep.db") == before
+
+
+#: A custom trainer that only takes time: each trial "trains" a fifth of a second.
+SLEEPING_TRAINER = "import time, ma2ml; time.sleep(0.2); ma2ml.report(accuracy=0.5)"
+
+
+def test_max_duration_ends_the_run_and_the_summary_says_why(tmp_path: Path) -> None:
+    """The clock ends a search whose maxTrials it would take minutes to reach; the run
+    exits 0 and its summary names the limit. No bound on the wall-clock time is asserted:
+    the search may end after any number of trials below maxTrials, even none."""
+    document = {
+        "apiVersion": "ma2ml.io/v1alpha1", "kind": "PipelineSearch",
+        "metadata": {"name": "clock"},
+        "spec": {
+            "agents": [{"name": "hpo", "decisions": [{"name": "lr", "values": [1, 2, 3]},
+                                                     {"name": "wd", "values": [1, 2, 3]}]}],
+            "algorithm": {"name": "random", "seed": 1},
+            "budget": {"maxTrials": 1000, "maxDuration": "6s", "parallelism": 2,
+                       "leaseSeconds": 30},
+            "trainer": {"type": "command", "command": [sys.executable, "-c", SLEEPING_TRAINER],
+                        "timeoutSeconds": 60},
+        },
+    }
+    spec = write(tmp_path / "clock.yaml", document)
+    result = ma2ml("run", str(spec), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    head = next(line for line in result.stdout.splitlines() if line.startswith("search "))
+    assert head.startswith("search default/clock: finished (MaxDurationReached), "), head
+    done = int(head.split(", ")[1].split("/")[0])
+    assert done < 1000
+    assert "reason: search ran " in result.stdout and "(maxDuration 6s)" in result.stdout
+    assert "time:   ran " in result.stdout and " of 6s, trained " in result.stdout
+
+    with Store(f"sqlite:///{tmp_path / 'clock.db'}") as store:
+        record = store.get_search("default/clock")
+        assert record is not None and record.state == "finished"
+        assert store.counts(record.id).results == done
+        assert store.usage(record.id).elapsed_seconds >= 6
+
+    status = ma2ml("status", str(spec), cwd=tmp_path)
+    assert status.returncode == 0 and " of 6s" in status.stdout
+    again = ma2ml("run", str(spec), cwd=tmp_path)  # resumed: the same clock, still spent
+    assert again.returncode == 0 and "finished (MaxDurationReached)" in again.stdout

@@ -169,5 +169,5 @@ def test_a_failed_run_says_why_and_the_fixed_spec_runs(tmp_path: Path) -> None:
     fixed = ma2ml("run", str(failing), cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr[-3000:]
     assert "note: replaced the stored search default/journey" in fixed.stdout
-    assert "search default/journey: finished, 2/2 trials" in fixed.stdout
+    assert "search default/journey: finished (MaxTrialsReached), 2/2 trials" in fixed.stdout
     assert sys.executable  # the bare `python` above is this interpreter (custom.py)

@@ -219,9 +219,11 @@ function drawSummary(s) {
   setText("failures", `${s.counts.stopped} / ${s.counts.diverged} / ${s.counts.failed}`);
   setText("best", s.best ? `${fmt(s.best.reward)} (#${s.best.number})` : "–");
   setText("times", `${duration(s.elapsed)} / ${s.eta === null ? "–" : duration(s.eta)}`);
+  setText("time-used", s.time_used);  // worded by the server, as ma2ml status words it
   const message = $("search-message");
-  message.hidden = !s.message;
-  if (s.message) setText("search-message", s.message);
+  const why = s.ended_by ? `${s.ended_by}: ${s.message || ""}` : s.message;
+  message.hidden = !why;
+  if (why) setText("search-message", why);
 }
 
 function drawProgress(p, search) {
