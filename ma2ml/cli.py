@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.table import Table
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from ma2ml.specfile import DATABASE_HELP, EXIT_BAD_INPUT, load_or_exit
+
+if TYPE_CHECKING:
+    from ma2ml.spec import Budget
 
 
 class _PlainArgument(TyperArgument):
@@ -122,7 +125,20 @@ def validate(file: Path = typer.Argument(..., metavar="SPEC", help="PipelineSear
         console.print(f"[bold]{agent.name}[/]: {names}", highlight=False)
     console.print(f"joint space: {space.n_decisions} decisions, {space.size:.3g} pipelines; "
                   f"algorithm {search.spec.algorithm.name}, "
-                  f"budget {search.spec.budget.max_trials} trials", highlight=False)
+                  f"budget {_budget_text(search.spec.budget)}", highlight=False)
+
+
+def _budget_text(budget: Budget) -> str:
+    """``50 trials, maxDuration 1h 30m, maxTrainingHours 2``: what ends the search, the
+    duration as it was understood (written "90m" or 5400, it reads the same)."""
+    from ma2ml.durations import format_duration
+
+    text = f"{budget.max_trials} trials"
+    if budget.max_duration is not None:
+        text += f", maxDuration {format_duration(budget.max_duration)}"
+    if budget.max_training_hours is not None:
+        text += f", maxTrainingHours {budget.max_training_hours:g}"
+    return text
 
 
 def _check_data_or_exit(search: Any) -> None:

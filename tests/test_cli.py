@@ -25,6 +25,16 @@ def test_validate_prints_the_space() -> None:
     assert "joint space: 25 decisions" in result.stdout
 
 
+def test_validate_says_how_a_time_limit_was_read(tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "examples/fashion-mnist.yaml").read_text())
+    doc["spec"]["budget"].update(maxDuration="90m", maxTrainingHours=2.5)
+    spec = tmp_path / "timed.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    result = ma2ml("validate", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "trials, maxDuration 1h 30m, maxTrainingHours 2.5" in result.stdout
+
+
 def test_validate_bad_spec_exits_2_with_field_lines(tmp_path: Path) -> None:
     doc = yaml.safe_load((ROOT / "examples/fashion-mnist.yaml").read_text())
     doc["spec"]["budget"]["parallelism"] = 0
