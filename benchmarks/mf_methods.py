@@ -26,13 +26,14 @@ from mf_simulator import Method, Suggestion
 from mf_tasks import Task
 
 from ma2ml.spec import EarlyStopping
-from ma2ml.store.stopping import StepDecision, decide, judged
+from ma2ml.store.stopping import StepDecision, decide, judged, learns
 
 #: The stopping rules a method name may carry after ``+`` (ASHA: the first rung at
 #: epoch 1 and keep a third; median: from epoch 1, 5 peers at least).
 RULES: dict[str, dict[str, Any]] = {
     "asha": {"type": "asha", "minEpochs": 1, "reductionFactor": 3},
     "median": {"type": "median", "minEpochs": 1, "minTrials": 5},
+    "learned": {"type": "learned", "minEpochs": 1, "reductionFactor": 3, "minTrials": 5},
 }
 
 
@@ -42,6 +43,11 @@ class StepJudge:
     def __init__(self, rule: EarlyStopping, max_epochs: int) -> None:
         self.rule, self.max_epochs = rule, max_epochs
         self.recorded: dict[int, dict[int, float | None]] = collections.defaultdict(dict)
+        self.completed: dict[int, float] = {}  # trial -> final reward, full fidelity
+
+    def complete(self, trial_id: int, reward: float) -> None:
+        """A trial ended at full fidelity (the store's ``completed``) with ``reward``."""
+        self.completed[trial_id] = reward
 
     def report(self, trial_id: int, step: int, value: float | None) -> StepDecision:
         """Record ``value`` for (trial, step) and decide, as ``report_step`` does."""
@@ -51,7 +57,9 @@ class StepJudge:
         value = float(value) if value is not None and np.isfinite(value) else None
         decision = StepDecision.proceed
         if judged(self.rule, step, self.max_epochs):
-            decision = decide(self.rule, value, list(at_step.values()))
+            finals = [(at_step[t], y) for t, y in self.completed.items() if t in at_step] \
+                if learns(self.rule) else []
+            decision = decide(self.rule, value, list(at_step.values()), finals)
         at_step[trial_id] = value
         return decision
 
@@ -78,7 +86,9 @@ class RandomMethod:
             self.judge.report(trial_id, epoch, value) == StepDecision.proceed
 
     def on_complete(self, trial_id: int, epoch: int, value: float, stopped: bool) -> None:
-        """Nothing to learn."""
+        """Nothing to learn; a stopping rule may learn from the trial's curve."""
+        if self.judge is not None and not stopped and epoch == self.judge.max_epochs:
+            self.judge.complete(trial_id, value)
 
 
 class Ma2mlMethod(RandomMethod):
@@ -111,6 +121,7 @@ class Ma2mlMethod(RandomMethod):
         return Suggestion(self.layout.from_dict(proposal.action))
 
     def on_complete(self, trial_id: int, epoch: int, value: float, stopped: bool) -> None:
+        super().on_complete(trial_id, epoch, value, stopped)
         proposal = self.running.pop(trial_id)
         self.finished.append(self._result(
             proposal.action, value, "stopped" if stopped else "completed", proposal.logp,

@@ -65,15 +65,16 @@ from mf_simulator import Trace, simulate  # noqa: E402
 from mf_tasks import DEVELOPMENT_TASKS, load_task  # noqa: E402
 
 #: The methods of the main virtual environment (``mf_methods``).
-OWN_METHODS = ("random", "random+asha", "ma2ml", "ma2ml+asha", "ma2ml+median",
-               "optuna-tpe", "optuna-tpe-hyperband")
+OWN_METHODS = ("random", "random+asha", "random+learned", "ma2ml", "ma2ml+asha",
+               "ma2ml+median", "ma2ml+learned", "optuna-tpe", "optuna-tpe-hyperband")
 #: The peers of ``.venv-peers`` (``mf_peers``).
 PEER_METHODS = ("dehb", "st-asha", "st-bohb", "st-asha-cqr")
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 #: What ma2ml with early stopping is held against (the issue's goal).
 RIVALS = ("optuna-tpe-hyperband", *PEER_METHODS)
 #: Early-stopping methods and the no-stopping method they are timed against.
-NO_ES = {"random+asha": "random", "ma2ml+asha": "ma2ml", "ma2ml+median": "ma2ml"}
+NO_ES = {"random+asha": "random", "random+learned": "random", "ma2ml+asha": "ma2ml",
+         "ma2ml+median": "ma2ml", "ma2ml+learned": "ma2ml"}
 
 
 def make(name: str, task: Any, seed: int, workers: int) -> Any:
@@ -90,6 +91,10 @@ def make(name: str, task: Any, seed: int, workers: int) -> Any:
 def run_one(job: tuple[str, str, int, int, float]) -> dict[str, Any]:
     """One method on one task with one seed, to ``budget`` median trainings."""
     task_name, method, seed, workers, budget = job
+    if method not in PEER_METHODS:  # the peers' venv has no torch
+        import torch
+
+        torch.set_num_threads(1)  # one process per core; more threads only contend
     task = load_task(task_name)
     started = time.perf_counter()
     trace = simulate(task, make(method, task, seed, workers), workers,
@@ -253,7 +258,7 @@ def report(records: Sequence[dict[str, Any]], budgets: Sequence[float], command:
            "median full trainings of the task. Cells: median (mean) over seeds of the "
            "regret at the budget and of the regret area (mean regret over [0, budget]).",
            f"Real seconds per run: median {np.median(cost):.1f}, max {max(cost):.1f}.", ""]
-    for method in ("ma2ml+asha", "ma2ml+median"):
+    for method in ("ma2ml+learned", "ma2ml+asha"):
         if any(r["method"] == method for r in records):
             out += verdicts(records, method, budgets) + [""]
     out += speedups(records, budgets) + [""]
@@ -301,11 +306,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--smoke", action="store_true",
                         help="one task, 2 seeds, budgets 3x and 6x, this venv's methods")
+    parser.add_argument("--from-json", type=Path, nargs="+",
+                        help="tabulate the runs of earlier multi_fidelity.json files instead")
     parser.add_argument("--run-jobs", type=Path, help=argparse.SUPPRESS)  # the peers' venv
     args = parser.parse_args(argv)
     if args.run_jobs:
         jobs = [tuple(j) for j in json.loads(args.run_jobs.read_text())]
         args.out.write_text(json.dumps(run_jobs(jobs, args.jobs)))  # type: ignore[arg-type]
+        return
+    if args.from_json:
+        records = [r for path in args.from_json for r in json.loads(path.read_text())]
+        _write(records, args, argv)
         return
     if args.smoke:
         args.tasks, args.seeds, args.budgets = ["lcbench-3945"], 2, [3.0, 6.0]
@@ -323,6 +334,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     peer_jobs = [j for j in jobs if j[1] in PEER_METHODS]
     if peer_jobs:
         records += _run_peers(peer_jobs, args.jobs)
+    _write(records, args, argv)
+
+
+def _write(records: list[dict[str, Any]], args: argparse.Namespace,
+           argv: Sequence[str] | None) -> None:
+    """The report and the records into ``--out`` (or a new temporary directory)."""
     command = "PYTHONPATH=. .venv/bin/python benchmarks/multi_fidelity.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     text = report(records, sorted(args.budgets), command.strip())

@@ -289,6 +289,7 @@ class EarlyStoppingType(enum.StrEnum):
     none = "none"
     asha = "asha"
     median = "median"
+    learned = "learned"
 
 
 class EarlyStopping(Model):
@@ -300,15 +301,22 @@ class EarlyStopping(Model):
     recorded there. ``median``: from ``minEpochs`` on, a trial stops when its
     result is below the median of the other trials' results at the same epoch,
     once ``minTrials`` of them exist (Optuna's MedianPruner, Katib's median stop).
+    ``learned``: at ASHA's rungs, a trial stops when its result is below what every
+    trial that ended among the best ``1/reductionFactor`` of the completed ones had
+    at that epoch, once ``minTrials`` trials completed: the search learns from its
+    own curves how slowly its eventual best pipelines may start.
     """
 
-    type: EarlyStoppingType = Field(EarlyStoppingType.none, description="none, asha or median.")
-    min_epochs: int = _ranged(1, "asha: the first rung; median: epochs before any stop.",
-                              ge=1, le=10_000)
-    reduction_factor: int = _ranged(3, "asha: keep the best 1/reductionFactor at each rung.",
-                                    ge=2, le=100)
+    type: EarlyStoppingType = Field(EarlyStoppingType.none,
+                                    description="none, asha, median or learned.")
+    min_epochs: int = _ranged(1, "asha, learned: the first rung; median: epochs before any "
+                              "stop.", ge=1, le=10_000)
+    reduction_factor: int = _ranged(3, "asha: keep the best 1/reductionFactor at each rung; "
+                                    "learned: the top 1/reductionFactor of completed trials "
+                                    "set the bar.", ge=2, le=100)
     min_trials: int = _ranged(5, "median: other trials' results needed at an epoch before "
-                              "it stops anything.", ge=1, le=10_000)
+                              "it stops anything; learned: completed trials needed.",
+                              ge=1, le=10_000)
 
 
 class TrainerType(enum.StrEnum):

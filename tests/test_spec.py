@@ -165,7 +165,8 @@ def test_examples_validate(path: Path) -> None:
         ({"suspend": "maybe"}, "spec.suspend: expected true or false, got 'maybe'"),
         ({"retention": "forever"}, "spec.retention: expected 'keep' or 'delete', got 'forever'"),
         ({"earlyStopping": {"type": "hyperband"}},
-         "spec.earlyStopping.type: expected 'none', 'asha' or 'median', got 'hyperband'"),
+         "spec.earlyStopping.type: expected 'none', 'asha', 'median' or 'learned', "
+         "got 'hyperband'"),
         ({"earlyStopping": {"type": "asha", "reductionFactor": 1}},
          "spec.earlyStopping.reductionFactor: must be >= 2, got 1"),
         ({"earlyStopping": {"type": "median", "minEpochs": 0}},

@@ -65,7 +65,7 @@ from ma2ml.store.lifecycle import SearchState, TrialStatus
 from ma2ml.store.models import SEARCHES, STEPS, TRIALS
 from ma2ml.store.notify import queued_channel, results_channel, send
 from ma2ml.store.records import ClaimedTrial, TrialProposal
-from ma2ml.store.stopping import StepDecision, decide, judged
+from ma2ml.store.stopping import StepDecision, decide, judged, learns
 from ma2ml.store.text import clean_error, clean_metrics
 
 # Columns to clear whenever a trial stops running.
@@ -548,7 +548,8 @@ def report_step(
     if judged(rule, step, max_epochs):
         others = session.execute(select(STEPS.c.value).where(
             STEPS.c.search_id == search_id, STEPS.c.step == step, STEPS.c.trial_id != trial_id))
-        decision = decide(rule, value, list(others.scalars()))
+        decision = decide(rule, value, list(others.scalars()),
+                          _completed_at(session, search_id, step) if learns(rule) else ())
     cleaned = clean_metrics(metrics)
     session.execute(insert(STEPS).values(
         trial_id=trial_id, step=step, search_id=search_id, attempt=attempt, value=value,
@@ -557,6 +558,17 @@ def report_step(
     if decision == StepDecision.stop:
         _stop(session, trial_id, attempt, value, {**cleaned, "stopped_at_epoch": step})
     return decision
+
+
+def _completed_at(session: Session, search_id: int, step: int
+                  ) -> list[tuple[float | None, float | None]]:
+    """(result at ``step``, final reward) of the search's completed trials: what the
+    learned rule learns from. One range of the (search, step) index."""
+    rows = session.execute(select(STEPS.c.value, TRIALS.c.reward)
+                           .join(TRIALS, TRIALS.c.id == STEPS.c.trial_id)
+                           .where(STEPS.c.search_id == search_id, STEPS.c.step == step,
+                                  TRIALS.c.status == TrialStatus.completed))
+    return [(value, reward) for value, reward in rows]
 
 
 def _stop(session: Session, trial_id: int, attempt: int, reward: float | None,

@@ -1,4 +1,4 @@
-"""Early-stopping rules (ASHA, median): pure decisions from the results recorded at a step.
+"""Early-stopping rules (ASHA, median, learned): pure decisions from the recorded results.
 
 ``store.queue.report_step`` records a trial's result at an epoch and asks
 ``decide`` whether it continues, holding the search row's lock, so every
@@ -9,6 +9,15 @@ promotion. A paused trial would hold a checkpoint and need a worker to come
 back for it, while a stopped one frees its worker for the next proposal at
 once, which is what the learner wants: the stopped result still teaches the
 critic. This is the variant Ray Tune's ASHA scheduler runs.
+
+The learned rule judges at ASHA's rungs but against the search's own completed
+curves rather than a fixed share: a trial stops at a rung when its result is
+below the lowest result any of the best ``ceil(n / reductionFactor)`` completed
+trials had at that epoch (n completed trials, ``minTrials`` at least). Where the
+eventual best pipelines start slowly (curves cross), that bar is low and few
+trials stop; where early results rank final ones well, it sits near the top and
+it stops more than ASHA. It never stops the first ``minTrials`` trials to
+complete, which are what it learns from; they are the price of knowing.
 """
 
 from __future__ import annotations
@@ -39,17 +48,26 @@ def rungs(rule: EarlyStopping, max_epochs: int) -> list[int]:
 
 def judged(rule: EarlyStopping, step: int, max_epochs: int) -> bool:
     """Whether a result at ``step`` is judged at all (else the trial simply continues)."""
-    if rule.type == EarlyStoppingType.asha:
+    if rule.type in (EarlyStoppingType.asha, EarlyStoppingType.learned):
         return step in rungs(rule, max_epochs)
     if rule.type == EarlyStoppingType.median:
         return rule.min_epochs <= step < max_epochs
     return False
 
 
-def decide(rule: EarlyStopping, value: float | None, others: Sequence[float | None]
-           ) -> StepDecision:
+def learns(rule: EarlyStopping) -> bool:
+    """Whether ``decide`` reads the completed trials' curves (only the learned rule)."""
+    return rule.type == EarlyStoppingType.learned
+
+
+def decide(rule: EarlyStopping, value: float | None, others: Sequence[float | None],
+           completed: Sequence[tuple[float | None, float | None]] = ()) -> StepDecision:
     """Continue or stop, given this trial's ``value`` and the other trials' results at the
-    same step (higher is better; a missing value, e.g. a diverged epoch, ranks last)."""
+    same step (higher is better; a missing value, e.g. a diverged epoch, ranks last).
+    ``completed``: (result at this step, final reward) of the completed trials, which
+    only the learned rule reads."""
+    if learns(rule):
+        return _learned(rule, value, completed)
     peers = [v for v in others if v is not None and math.isfinite(v)]
     if value is None or not math.isfinite(value):
         return StepDecision.stop if peers else StepDecision.proceed
@@ -65,3 +83,18 @@ def decide(rule: EarlyStopping, value: float | None, others: Sequence[float | No
             return StepDecision.proceed
         return StepDecision.stop if value < statistics.median(peers) else StepDecision.proceed
     return StepDecision.proceed
+
+
+def _learned(rule: EarlyStopping, value: float | None,
+             completed: Sequence[tuple[float | None, float | None]]) -> StepDecision:
+    """The learned rule (module docstring): below every top completed trial's result here."""
+    pairs = [(x, y) for x, y in completed if y is not None and math.isfinite(y)]
+    if len(pairs) < rule.min_trials:
+        return StepDecision.proceed
+    pairs.sort(key=lambda pair: pair[1], reverse=True)
+    top = pairs[:math.ceil(len(pairs) / rule.reduction_factor)]
+    # A top trial with no result here (it diverged at this epoch) sets no bar above it.
+    bar = min((x if x is not None and math.isfinite(x) else -math.inf) for x, _ in top)
+    if value is None or not math.isfinite(value):
+        return StepDecision.stop if bar > -math.inf else StepDecision.proceed
+    return StepDecision.stop if value < bar else StepDecision.proceed

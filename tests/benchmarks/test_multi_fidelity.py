@@ -94,30 +94,42 @@ def test_scores_of_a_hand_made_trace(mf) -> None:
 
 @pytest.mark.parametrize("rule", [
     EarlyStopping(type="asha", min_epochs=1, reduction_factor=2),
-    EarlyStopping(type="median", min_epochs=1, min_trials=2)])
+    EarlyStopping(type="median", min_epochs=1, min_trials=2),
+    EarlyStopping(type="learned", min_epochs=1, reduction_factor=2, min_trials=2)])
 def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule) -> None:
-    """The same results, reported in the same order, get the same answers."""
+    """The same results, reported in the same order, get the same answers: three trials
+    report every epoch and complete first, then three more report interleaved."""
     import mf_methods
 
     rng = np.random.default_rng(0)
-    reports = [(int(t), step, float(rng.random())) for step in (1, 2, 3, 4)
-               for t in rng.permutation(6)]
     search = store.create_search("default/mf-judge", {})
     store.enqueue_trials(search.id, [TrialProposal({"x": i}, {"a": [i]}, {"a": -1.0}, 0)
                                      for i in range(6)])
     claimed = [store.claim(search.id, "w", 60) for _ in range(6)]
     judge = mf_methods.StepJudge(rule, max_epochs=5)
-    stopped_in_store: set[int] = set()
+    stopped: set[int] = set()
     answers = []
-    for trial, step, value in reports:
-        if trial in stopped_in_store:
-            continue  # a stopped trial reports nothing more, in either
+
+    def report(trial: int, step: int, value: float) -> None:
+        if trial in stopped:
+            return  # a stopped trial reports nothing more, in either
         ours = judge.report(trial, step, value)
         theirs = store.report_step(claimed[trial].id, claimed[trial].attempt, step, value, {},
                                    rule, 5)
         answers.append((ours, theirs))
         if theirs == "stop":
-            stopped_in_store.add(trial)
+            stopped.add(trial)
+
+    for trial in range(3):
+        for step in (1, 2, 3, 4):
+            report(trial, step, float(rng.random()))
+        if trial not in stopped:
+            final = float(rng.random())
+            store.complete(claimed[trial].id, claimed[trial].attempt, final, {})
+            judge.complete(trial, final)
+    for step in (1, 2, 3, 4):
+        for trial in 3 + rng.permutation(3):
+            report(int(trial), step, float(rng.random()))
     assert all(a == b for a, b in answers)
     assert any(b == "stop" for _, b in answers) and any(b == "continue" for _, b in answers)
 

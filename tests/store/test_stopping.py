@@ -105,3 +105,47 @@ def test_decisions_are_exactly_once_under_concurrency(store: Store, database_url
         at_rung = [s for steps in curves.values() for s in steps if s.step == step]
         assert max(at_rung, key=lambda s: s.value or 0).decision == "continue"
     assert 0 < len(stopped) < TRIALS
+
+
+LEARNED = EarlyStopping(type="learned", min_epochs=1, reduction_factor=2, min_trials=4)
+
+
+def test_learned_rule_by_hand() -> None:
+    """The bar at a rung is the lowest result the top half of the completed trials had
+    there; nothing stops before ``minTrials`` completed."""
+    assert [judged(LEARNED, s, 9) for s in (1, 2, 3, 4, 8, 9)] == [
+        True, True, False, True, True, False]
+    # (result at this epoch, final reward) of completed trials: the best two finals
+    # (0.9, 0.8) had 0.3 and 0.6 here, so the bar is 0.3 (a late bloomer sets it low).
+    completed = [(0.6, 0.8), (0.3, 0.9), (0.7, 0.5), (0.5, 0.4)]
+    assert decide(LEARNED, 0.29, [0.9, 0.9], completed) == STOP
+    assert decide(LEARNED, 0.3, [], completed) == GO  # ties continue
+    assert decide(LEARNED, 0.0, [0.5], completed[:3]) == GO  # 3 < minTrials completed
+    # Where early results ranked the finals well, the bar sits near the top.
+    consistent = [(0.7, 0.9), (0.6, 0.8), (0.5, 0.5), (0.3, 0.4)]
+    assert decide(LEARNED, 0.55, [], consistent) == STOP
+    # A missing result stops once there is a bar; a top trial without one sets none.
+    assert decide(LEARNED, None, [], completed) == STOP
+    assert decide(LEARNED, 0.0, [], [(None, 0.9), *completed[:3]]) == GO
+    # Diverged finals (None) are not completed results and do not count.
+    assert decide(LEARNED, 0.0, [], [(0.9, None)] * 3 + completed[:3]) == GO
+
+
+def test_learned_rule_reads_the_completed_trials_in_the_store(store: Store) -> None:
+    search = store.create_search("default/learned", {})
+    store.enqueue_trials(search.id, _proposals(7))
+    trials = [store.claim(search.id, "w", 30) for _ in range(7)]
+    assert all(trials)
+    # Four trials complete with known curves (epoch 2 is a rung: 1, 2, 4, 8 below 9).
+    for trial, (at_2, final) in zip(trials[:4], [(0.6, 0.8), (0.3, 0.9), (0.7, 0.5),
+                                                 (0.5, 0.4)], strict=True):
+        for step, value in ((1, at_2 / 2), (2, at_2)):
+            assert store.report_step(trial.id, trial.attempt, step, value, {}, LEARNED, 9) == GO
+        store.complete(trial.id, trial.attempt, final, {"accuracy": final})
+    # Two trials still running: they do not count as completed.
+    early, running, late = trials[4:]
+    store.report_step(early.id, early.attempt, 2, 0.95, {}, LEARNED, 9)
+    store.report_step(running.id, running.attempt, 2, 0.99, {}, LEARNED, 9)
+    assert store.report_step(late.id, late.attempt, 2, 0.29, {}, LEARNED, 9) == STOP
+    assert store.get_trial(late.id).status == "stopped"
+    assert store.report_step(early.id, early.attempt, 4, 0.31, {}, LEARNED, 9) == GO  # no bar at 4
