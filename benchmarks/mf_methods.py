@@ -29,11 +29,14 @@ from ma2ml.spec import EarlyStopping
 from ma2ml.store.stopping import StepDecision, decide, judged, learns
 
 #: The stopping rules a method name may carry after ``+`` (ASHA: the first rung at
-#: epoch 1 and keep a third; median: from epoch 1, 5 peers at least).
+#: epoch 1 and keep a third; hyperband: the same with a bracket per rung and one never
+#: stopped; median: from epoch 1, 5 peers at least; learned: bracketed likewise).
 RULES: dict[str, dict[str, Any]] = {
     "asha": {"type": "asha", "minEpochs": 1, "reductionFactor": 3},
+    "hyperband": {"type": "asha", "minEpochs": 1, "reductionFactor": 3, "brackets": 100},
     "median": {"type": "median", "minEpochs": 1, "minTrials": 5},
-    "learned": {"type": "learned", "minEpochs": 1, "reductionFactor": 3, "minTrials": 5},
+    "learned": {"type": "learned", "minEpochs": 1, "reductionFactor": 3, "minTrials": 5,
+                "brackets": 100},
 }
 
 
@@ -56,7 +59,7 @@ class StepJudge:
             raise ValueError(f"trial {trial_id} reported epoch {step} twice")
         value = float(value) if value is not None and np.isfinite(value) else None
         decision = StepDecision.proceed
-        if judged(self.rule, step, self.max_epochs):
+        if judged(self.rule, step, self.max_epochs, number=trial_id + 1):
             finals = [(at_step[t], y) for t, y in self.completed.items() if t in at_step] \
                 if learns(self.rule) else []
             decision = decide(self.rule, value, list(at_step.values()), finals)

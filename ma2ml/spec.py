@@ -305,6 +305,9 @@ class EarlyStopping(Model):
     trial that ended among the best ``1/reductionFactor`` of the completed ones had
     at that epoch, once ``minTrials`` trials completed: the search learns from its
     own curves how slowly its eventual best pipelines may start.
+    ``brackets`` hedges both against early results that rank final ones badly, as
+    Hyperband does: trial n is judged from rung ``(n - 1) mod brackets`` on, so
+    some trials are judged late or, in the last bracket, never.
     """
 
     type: EarlyStoppingType = Field(EarlyStoppingType.none,
@@ -317,6 +320,10 @@ class EarlyStopping(Model):
     min_trials: int = _ranged(5, "median: other trials' results needed at an epoch before "
                               "it stops anything; learned: completed trials needed.",
                               ge=1, le=10_000)
+    brackets: int = _ranged(1, "asha, learned: trials take turns (by trial number) in this "
+                            "many brackets; bracket s is judged from the s-th rung on, and "
+                            "one bracket past the rungs is never stopped (asynchronous "
+                            "Hyperband). 1: every trial from the first rung.", ge=1, le=100)
 
 
 class TrainerType(enum.StrEnum):

@@ -533,9 +533,11 @@ def report_step(
     On ``stop`` the trial ends ``stopped`` here, with this result as its reward; it is
     never a candidate for the best trial (that is ranked at full fidelity only).
     """
-    search_id = session.execute(select(TRIALS.c.search_id).where(TRIALS.c.id == trial_id)).scalar()
-    if search_id is None:
+    found = session.execute(select(TRIALS.c.search_id, TRIALS.c.number)
+                            .where(TRIALS.c.id == trial_id)).first()
+    if found is None:
         raise _stale(trial_id, attempt)
+    search_id, number = found
     session.execute(select(SEARCHES.c.id).where(SEARCHES.c.id == search_id).with_for_update())
     if session.execute(select(TRIALS.c.id).where(*_holder(trial_id, attempt))).first() is None:
         raise _stale(trial_id, attempt)
@@ -545,7 +547,7 @@ def report_step(
         return StepDecision(recorded)
     value = float(value) if value is not None and math.isfinite(value) else None
     decision = StepDecision.proceed
-    if judged(rule, step, max_epochs):
+    if judged(rule, step, max_epochs, number):
         others = session.execute(select(STEPS.c.value).where(
             STEPS.c.search_id == search_id, STEPS.c.step == step, STEPS.c.trial_id != trial_id))
         decision = decide(rule, value, list(others.scalars()),

@@ -18,6 +18,14 @@ eventual best pipelines start slowly (curves cross), that bar is low and few
 trials stop; where early results rank final ones well, it sits near the top and
 it stops more than ASHA. It never stops the first ``minTrials`` trials to
 complete, which are what it learns from; they are the price of knowing.
+
+Brackets (``EarlyStopping.brackets``) hedge a rule against early results that rank
+final ones badly, as Hyperband does (Li et al., JMLR 2018; asynchronously, Li et
+al., MLSys 2020): trials take turns by number, and bracket s is judged from the
+s-th rung on, against every result recorded at that epoch; a bracket past the
+last rung trains its trials to the end. Those are also the unbiased curves the
+learned rule needs: without them it learns only from trials that the rule itself
+let through, which start fast by construction.
 """
 
 from __future__ import annotations
@@ -46,10 +54,17 @@ def rungs(rule: EarlyStopping, max_epochs: int) -> list[int]:
     return found
 
 
-def judged(rule: EarlyStopping, step: int, max_epochs: int) -> bool:
-    """Whether a result at ``step`` is judged at all (else the trial simply continues)."""
+def bracket(rule: EarlyStopping, number: int, max_epochs: int) -> int:
+    """The bracket of trial ``number`` (1, 2, ...): the index of the first rung it is
+    judged at; ``len(rungs)`` (past the last rung) for one that is never stopped."""
+    return (number - 1) % min(rule.brackets, len(rungs(rule, max_epochs)) + 1)
+
+
+def judged(rule: EarlyStopping, step: int, max_epochs: int, number: int = 1) -> bool:
+    """Whether trial ``number``'s result at ``step`` is judged at all (else the trial
+    simply continues)."""
     if rule.type in (EarlyStoppingType.asha, EarlyStoppingType.learned):
-        return step in rungs(rule, max_epochs)
+        return step in rungs(rule, max_epochs)[bracket(rule, number, max_epochs):]
     if rule.type == EarlyStoppingType.median:
         return rule.min_epochs <= step < max_epochs
     return False

@@ -95,7 +95,8 @@ def test_scores_of_a_hand_made_trace(mf) -> None:
 @pytest.mark.parametrize("rule", [
     EarlyStopping(type="asha", min_epochs=1, reduction_factor=2),
     EarlyStopping(type="median", min_epochs=1, min_trials=2),
-    EarlyStopping(type="learned", min_epochs=1, reduction_factor=2, min_trials=2)])
+    EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=3),
+    EarlyStopping(type="learned", min_epochs=1, reduction_factor=2, min_trials=2, brackets=2)])
 def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule) -> None:
     """The same results, reported in the same order, get the same answers: three trials
     report every epoch and complete first, then three more report interleaved."""

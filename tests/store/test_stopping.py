@@ -149,3 +149,30 @@ def test_learned_rule_reads_the_completed_trials_in_the_store(store: Store) -> N
     assert store.report_step(late.id, late.attempt, 2, 0.29, {}, LEARNED, 9) == STOP
     assert store.get_trial(late.id).status == "stopped"
     assert store.report_step(early.id, early.attempt, 4, 0.31, {}, LEARNED, 9) == GO  # no bar at 4
+
+
+def test_brackets_judge_later_trials_from_later_rungs() -> None:
+    """Trial n is judged from rung (n - 1) mod brackets on; a bracket past the last
+    rung is never judged, and more brackets than that wrap around earlier."""
+    hyperband = EarlyStopping(type="asha", min_epochs=1, reduction_factor=3, brackets=100)
+    assert rungs(hyperband, 27) == [1, 3, 9]  # 4 brackets: from 1, 3, 9, never
+    judged_at = {n: [s for s in range(1, 28) if judged(hyperband, s, 27, n)] for n in range(1, 7)}
+    assert judged_at == {1: [1, 3, 9], 2: [3, 9], 3: [9], 4: [], 5: [1, 3, 9], 6: [3, 9]}
+    two = EarlyStopping(type="learned", min_epochs=1, reduction_factor=3, brackets=2)
+    assert [judged(two, 1, 27, n) for n in (1, 2, 3)] == [True, False, True]
+    assert judged(ASHA, 1, 27, 2)  # one bracket (the default): every trial from rung 1
+
+
+def test_the_store_judges_a_trial_in_its_bracket(store: Store) -> None:
+    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=2)
+    search = store.create_search("default/brackets", {})
+    store.enqueue_trials(search.id, _proposals(3))
+    first, second, third = (store.claim(search.id, "w", 30) for _ in range(3))
+    assert (first.number, second.number, third.number) == (1, 2, 3)
+    assert store.report_step(first.id, first.attempt, 1, 0.9, {}, rule, 9) == GO
+    # Trial 2 is in the second bracket: not judged at rung 1, however bad...
+    assert store.report_step(second.id, second.attempt, 1, 0.1, {}, rule, 9) == GO
+    # ...but judged at rung 2, where trial 1 leads; trial 3 is judged from rung 1.
+    store.report_step(first.id, first.attempt, 2, 0.9, {}, rule, 9)
+    assert store.report_step(second.id, second.attempt, 2, 0.2, {}, rule, 9) == STOP
+    assert store.report_step(third.id, third.attempt, 1, 0.05, {}, rule, 9) == STOP
