@@ -65,16 +65,17 @@ from mf_simulator import Trace, simulate  # noqa: E402
 from mf_tasks import DEVELOPMENT_TASKS, load_task  # noqa: E402
 
 #: The methods of the main virtual environment (``mf_methods``).
-OWN_METHODS = ("random", "random+asha", "random+learned", "ma2ml", "ma2ml+asha",
-               "ma2ml+median", "ma2ml+learned", "optuna-tpe", "optuna-tpe-hyperband")
+OWN_METHODS = ("random", "random+asha", "random+hyperband", "ma2ml", "ma2ml+asha",
+               "ma2ml+hyperband", "ma2ml+learned", "ma2ml+median", "optuna-tpe",
+               "optuna-tpe-hyperband")
 #: The peers of ``.venv-peers`` (``mf_peers``).
 PEER_METHODS = ("dehb", "st-asha", "st-bohb", "st-asha-cqr")
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 #: What ma2ml with early stopping is held against (the issue's goal).
 RIVALS = ("optuna-tpe-hyperband", *PEER_METHODS)
 #: Early-stopping methods and the no-stopping method they are timed against.
-NO_ES = {"random+asha": "random", "random+learned": "random", "ma2ml+asha": "ma2ml",
-         "ma2ml+median": "ma2ml", "ma2ml+learned": "ma2ml"}
+NO_ES = {"random+asha": "random", "random+hyperband": "random", "ma2ml+asha": "ma2ml",
+         "ma2ml+hyperband": "ma2ml", "ma2ml+learned": "ma2ml", "ma2ml+median": "ma2ml"}
 
 
 def make(name: str, task: Any, seed: int, workers: int) -> Any:
@@ -258,7 +259,7 @@ def report(records: Sequence[dict[str, Any]], budgets: Sequence[float], command:
            "median full trainings of the task. Cells: median (mean) over seeds of the "
            "regret at the budget and of the regret area (mean regret over [0, budget]).",
            f"Real seconds per run: median {np.median(cost):.1f}, max {max(cost):.1f}.", ""]
-    for method in ("ma2ml+learned", "ma2ml+asha"):
+    for method in ("ma2ml+hyperband", "ma2ml+learned"):
         if any(r["method"] == method for r in records):
             out += verdicts(records, method, budgets) + [""]
     out += speedups(records, budgets) + [""]
