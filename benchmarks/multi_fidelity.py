@@ -248,6 +248,36 @@ def speedups(records: Sequence[dict[str, Any]], budgets: Sequence[float]) -> lis
     return lines
 
 
+def ranks(records: Sequence[dict[str, Any]], budgets: Sequence[float]) -> list[str]:
+    """Every method's average rank over tasks (1 = best; by the mean over seeds, ties
+    share their mid-rank), the usual summary of HPO benchmarks across tasks, and its
+    mean regret over tasks."""
+    runs = _by(records)
+    tasks = sorted({t for t, _ in runs})
+    methods = list(dict.fromkeys(m for _, m in runs))
+    cols = [(f"{k} @{b:g}x", score, b) for b in budgets
+            for k, score in (("regret", regret_at), ("area", regret_area))]
+    rank_sum = {(m, c): 0.0 for m in methods for c, _, _ in cols}
+    mean_sum = {(m, c): 0.0 for m in methods for c, _, _ in cols}
+    for task in tasks:
+        for col, score, b in cols:
+            means = {m: float(np.mean([score(r, b) for r in runs[task, m].values()]))
+                     for m in methods if (task, m) in runs}
+            values = np.array(list(means.values()))
+            for m, v in means.items():
+                rank_sum[m, col] += (values < v).sum() + ((values == v).sum() + 1) / 2
+                mean_sum[m, col] += v
+    head = ["method"] + [c for c, _, _ in cols]
+    lines = [f"Average rank over {len(tasks)} tasks (mean regret over tasks in brackets):",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = sorted(methods, key=lambda m: rank_sum[m, cols[-1][0]])
+    for m in order:
+        lines.append("| " + " | ".join([m] + [
+            f"{rank_sum[m, c] / len(tasks):.2f} ({mean_sum[m, c] / len(tasks):.4f})"
+            for c, _, _ in cols]) + " |")
+    return lines
+
+
 def report(records: Sequence[dict[str, Any]], budgets: Sequence[float], command: str) -> str:
     """The whole Markdown report."""
     seeds = sorted({r["seed"] for r in records})
@@ -259,6 +289,7 @@ def report(records: Sequence[dict[str, Any]], budgets: Sequence[float], command:
            "median full trainings of the task. Cells: median (mean) over seeds of the "
            "regret at the budget and of the regret area (mean regret over [0, budget]).",
            f"Real seconds per run: median {np.median(cost):.1f}, max {max(cost):.1f}.", ""]
+    out += ranks(records, budgets) + [""]
     for method in ("ma2ml+hyperband", "ma2ml+learned"):
         if any(r["method"] == method for r in records):
             out += verdicts(records, method, budgets) + [""]
