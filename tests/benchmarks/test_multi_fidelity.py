@@ -161,7 +161,8 @@ def test_smoke_run_of_every_method_on_the_lcbench_surrogate(mf, tmp_path, capsys
     text = (tmp_path / "multi_fidelity.md").read_text()
     for method in mf.OWN_METHODS:
         assert f"| {method} |" in text
-    assert "## lcbench-3945" in text and "ma2ml+asha against each method" in text
+    assert "## lcbench-3945" in text and "ma2ml+hyperband against each method" in text
+    assert "Average rank over 1 tasks" in text
     records = __import__("json").loads((tmp_path / "multi_fidelity.json").read_text())
     assert {r["method"] for r in records} == set(mf.OWN_METHODS)
     asha = [r for r in records if r["method"] == "random+asha"]
