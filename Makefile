@@ -60,6 +60,17 @@ bench: $(VENV)/.installed
 	PYTHONPATH=. $(PY) benchmarks/time_to_accuracy.py
 	PYTHONPATH=. $(PY) benchmarks/early_stopping_replay.py --out benchmarks/results
 
+# The peer multi-fidelity optimisers (DEHB, Syne Tune) that benchmarks/mf_peers.py adapts
+# live in .venv-peers: they need numpy < 2 and must not touch the main venv. No torch
+# there: the project goes in without its dependencies (ma2ml.spaces/spec need pydantic
+# and pyyaml only). 1-2 minutes. Then: .venv-peers/bin/python benchmarks/mf_peers.py --smoke
+bench-peers:
+	python3 -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q --upgrade pip
+	.venv-peers/bin/python -m pip install -q -r benchmarks/peers-requirements.txt
+	.venv-peers/bin/python -m pip install -q --no-deps -e .
+	.venv-peers/bin/python -c "import dehb, syne_tune, ma2ml.spaces, ma2ml.spec, ma2ml.store.stopping"
+
 # Regenerate the CRD from the spec model (tests fail when either copy drifts).
 crd: $(VENV)/.installed
 	$(VENV)/bin/ma2ml crd > crds/pipelinesearch.yaml
