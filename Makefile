@@ -45,10 +45,12 @@ run: setup
 
 # Re-run the benchmark README reports into benchmarks/results/: the 100-seed table,
 # the coupled-modules family and the noisy tables, the one-result-per-update
-# table (40 seeds), time to accuracy on real training, and the early-stopping
-# replay of the committed learning curves. Hours on 2 cores, so `make test`
-# never runs it (tests/learner/test_benchmark_smoke.py runs a smoke version).
-bench: $(VENV)/.installed
+# table (40 seeds), time to accuracy on real training, the early-stopping
+# replay of the committed learning curves, and multi-fidelity search on a simulated
+# clock (30 seeds, every method, the peers in .venv-peers). Hours on 2 cores, so
+# `make test` never runs it (tests/learner/test_benchmark_smoke.py and
+# tests/benchmarks/test_multi_fidelity.py run smoke versions).
+bench: $(VENV)/.installed bench-peers
 	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py
 	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py --tables coupled
 	PYTHONPATH=. $(PY) benchmarks/search_efficiency.py --tables noisy
@@ -59,6 +61,7 @@ bench: $(VENV)/.installed
 	rm -rf $$tmp
 	PYTHONPATH=. $(PY) benchmarks/time_to_accuracy.py
 	PYTHONPATH=. $(PY) benchmarks/early_stopping_replay.py --out benchmarks/results
+	PYTHONPATH=. $(PY) benchmarks/multi_fidelity.py --seeds 30 --out benchmarks/results
 
 # The peer multi-fidelity optimisers (DEHB, Syne Tune) that benchmarks/mf_peers.py adapts
 # live in .venv-peers: they need numpy < 2 and must not touch the main venv. No torch
