@@ -143,11 +143,20 @@ _HOLDERS = (
     .scalar_subquery()
 )
 # A claim ahead passes over the oldest pending trials, as many as there are idle
-# workers (``p_parallelism`` minus the holders), counted in the same statement.
+# workers (``p_parallelism`` minus the holders), counted in the same statement. It
+# reads them without locking: an OFFSET under FOR UPDATE would lock every row it steps
+# past (PostgreSQL locks a row before OFFSET discards it), so an idle worker claiming
+# at that moment would skip the very trial left for it and find nothing.
 _IDLE_WORKERS = bindparam("p_parallelism") - _HOLDERS
+_LEFT_TO_IDLE = (
+    select(TRIALS.c.id)
+    .where(TRIALS.c.search_id == bindparam("p_search_id"), TRIALS.c.status == TrialStatus.pending)
+    .order_by(TRIALS.c.id)
+    .limit(case((_IDLE_WORKERS > 0, _IDLE_WORKERS), else_=0))
+)
 _CLAIM_AHEAD = _claim_statement(
-    _OLDEST_PENDING.element.offset(case((_IDLE_WORKERS > 0, _IDLE_WORKERS), else_=0))
-    .scalar_subquery(), held=True)
+    _OLDEST_PENDING.element.where(TRIALS.c.id.not_in(_LEFT_TO_IDLE)).scalar_subquery(),
+    held=True)
 _HEARTBEAT = (
     update(TRIALS).where(*_HOLDER).values(heartbeat_at=db_epoch(), lease_expires_at=_LEASE_END)
 )

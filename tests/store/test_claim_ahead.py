@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
-from ma2ml.store import Actor, SearchState, Store, TrialProposal
+from ma2ml.store import Actor, SearchState, Store, TrialProposal, queue
+from ma2ml.store.engine import write_engine
 from ma2ml.store.lifecycle import is_held, shown_status
 from ma2ml.store.models import TRIALS
 
@@ -90,3 +92,19 @@ def test_a_dead_workers_held_trial_goes_back_without_costing_an_attempt(
         "pending", 0, 2, None, None)
     again = store.claim(search_id, "w2", 30)
     assert again.id == held.id and again.attempt == 2
+
+
+@pytest.mark.postgres
+def test_a_claim_ahead_does_not_lock_the_trials_it_leaves_to_idle_workers(
+        postgres_url: str) -> None:
+    """A claim ahead passes over the oldest pending trials without locking them: an idle
+    worker claiming while the claim ahead's statement runs gets the trial left for it.
+    (PostgreSQL: SQLite runs one writer at a time.)"""
+    with Store(postgres_url) as store:
+        record = store.create_search("default/ahead", {})
+        store.enqueue_trials(record.id, [TrialProposal({"x": 1}, {"a": [1]}, {}, 0)])
+        # The claim ahead's transaction stays open while the idle worker claims.
+        with Session(write_engine(store.engine)) as session, session.begin():
+            assert queue.claim_ahead(session, record.id, "w1", 30, parallelism=1) is None
+            idle = store.claim(record.id, "w2", 30)
+        assert idle is not None and idle.number == 1

@@ -18,17 +18,22 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from ma2ml.spec import PipelineSearch, spec_to_document
 from ma2ml.store import (
     Actor,
+    ClaimedTrial,
     SearchRecord,
     SearchState,
     Store,
     StoreUnavailableError,
     TrialProposal,
+    TrialRecord,
+    queue,
 )
 from ma2ml.store.backoff import open_store
+from ma2ml.store.engine import write_engine
 from ma2ml.store.models import TRIALS
 from ma2ml.worker.loop import Heartbeat, deliver, run_claimed, run_worker
 from ma2ml.worker.outcome import TrialOutcome
@@ -69,11 +74,14 @@ def _create(store: Store, search: PipelineSearch, pipelines: list[dict[str, Any]
 class _Worker:
     """``run_worker`` in a thread, as the local runner or a pod would run it."""
 
+    started: list[_Worker] = []  # stopped after each test (``_stop_workers``)
+
     def __init__(self, store: Store, name: str, spool_dir: Path, **kwargs: Any) -> None:
         self.stop = threading.Event()
         self.done: int | None = None
         self.thread = threading.Thread(target=self._run, args=(store, name, spool_dir, kwargs))
         self.thread.start()
+        _Worker.started.append(self)
 
     def _run(self, store: Store, name: str, spool_dir: Path, kwargs: dict[str, Any]) -> None:
         self.done = run_worker(store, name, "w-test", stop=self.stop, spool_dir=spool_dir,
@@ -83,6 +91,28 @@ class _Worker:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "worker did not finish"
         return self.done
+
+
+@pytest.fixture(autouse=True)
+def _stop_workers() -> Iterator[None]:
+    """A test that fails before its worker ends must not leave it serving: the worker
+    would wait for work forever, and pytest for its thread."""
+    yield
+    while _Worker.started:
+        worker = _Worker.started.pop()
+        worker.stop.set()
+        worker.thread.join(30)
+
+
+def _take_over(store: Store, trial: TrialRecord, worker: str) -> ClaimedTrial | None:
+    """``worker`` takes ``trial`` over: its hand-back and the new claim in one transaction.
+
+    Two calls would leave it pending in between, and who claims it then is a matter of
+    timing: the worker losing it claims again as soon as a heartbeat saw the loss.
+    """
+    with Session(write_engine(store.engine)) as session, session.begin():
+        queue.release(session, trial.id, trial.attempt)
+        return queue.claim(session, trial.search_id, worker, 60.0)
 
 
 def _alive(pid: int) -> bool:
@@ -202,9 +232,8 @@ def test_lost_lease_stops_training(store: Store, make_search: Make, tmp_path: Pa
     worker = _Worker(store, search.key, tmp_path)
     _wait_for((gate / "started").exists)
     running = store.list_trials(record.id)[0]
-    store.release(running.id, running.attempt)  # hand-over behind the worker's back
-    thief = store.claim(record.id, "other-worker", 60.0)
-    assert thief is not None and thief.attempt == running.attempt + 1
+    thief = _take_over(store, running, "other-worker")  # behind the worker's back
+    assert thief is not None and (thief.id, thief.attempt) == (running.id, running.attempt + 1)
     trainer = int((gate / "pid").read_text())
     _wait_for(lambda: not _alive(trainer))  # the next heartbeat saw the loss: trainer stopped
     worker.stop.set()
