@@ -133,7 +133,10 @@ def run_local(
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM (``kill``, a batch scheduler's stop) ends the run as Ctrl-C does, running
-    trials handed back, rather than killing the parent and orphaning its workers."""
+    trials handed back, rather than killing the parent and orphaning its workers. SIGINT
+    too, explicitly: a process started with SIGINT ignored (a background job of a
+    non-interactive shell, as test harnesses and CI start them) inherits the ignore,
+    and Python then installs no Ctrl-C handler of its own."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread; an embedding caller keeps its own
         return
@@ -141,11 +144,12 @@ def _sigterm_interrupts() -> Iterator[None]:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _parallelism(store: Store, record: SearchRecord) -> int:

@@ -57,13 +57,20 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _start_with_two_running(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
+def _ignore_sigint() -> None:
+    """As a non-interactive shell starts a background job: SIGINT ignored, across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_with_two_running(tmp_path: Path, *, sigint_ignored: bool = False
+                            ) -> tuple[subprocess.Popen[str], set[int]]:
     """A run whose two workers each train a trial; returns it and its worker pids."""
     # Output goes to a file: a pipe nobody reads while the run works could fill and block it.
     with open(tmp_path / "run.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "ma2ml", "run", str(_spec(tmp_path))],
                                    cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                   text=True, start_new_session=True)
+                                   text=True, start_new_session=True,
+                                   preexec_fn=_ignore_sigint if sigint_ignored else None)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         assert process.poll() is None, _log_tail(tmp_path)
@@ -103,6 +110,21 @@ def test_sigterm_stops_the_run_like_ctrl_c(tmp_path: Path) -> None:
     assert len(workers) >= 2, workers
     try:
         process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, _log_tail(tmp_path)
+    assert not _wait_gone(workers, 5), "workers outlived the run"
+    assert _running_trials(tmp_path) == 0, "running trials were handed back"
+
+
+def test_sigint_stops_a_run_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A background job of a non-interactive shell (CI, a test harness) starts with SIGINT
+    ignored; ``ma2ml run`` still stops on it, like Ctrl-C."""
+    process, workers = _start_with_two_running(tmp_path, sigint_ignored=True)
+    try:
+        process.send_signal(signal.SIGINT)
         process.wait(timeout=120)
     finally:
         if process.poll() is None:
