@@ -63,6 +63,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling modules, also in spa
 import numpy as np  # noqa: E402
 from mf_simulator import Trace, simulate  # noqa: E402
 from mf_tasks import DEVELOPMENT_TASKS, load_task  # noqa: E402
+from time_to_accuracy import best_at  # noqa: E402
+from time_to_accuracy import time_to as reached  # noqa: E402
 
 #: The methods of the main virtual environment (``mf_methods``).
 OWN_METHODS = ("random", "random+asha", "random+hyperband", "ma2ml", "ma2ml+asha",
@@ -138,23 +140,15 @@ def regret_area(record: dict[str, Any], budget: float) -> float:
 
 def time_to(record: dict[str, Any], target: float, budget: float) -> float:
     """The first time the incumbent reached ``target`` within the budget (inf: never)."""
-    end = budget * record["unit"]
-    best = -math.inf
-    for t, v in record["full"]:
-        if t > end:
-            break
-        best = max(best, v)
-        if best >= target:
-            return float(t)
-    return math.inf
+    found = reached(record["full"], target)
+    return math.inf if found is None or found > budget * record["unit"] else float(found)
 
 
 def time_ratio(record: dict[str, Any], reference: dict[str, Any], budget: float) -> float:
     """Time ``record`` needed to reach ``reference``'s best at ``budget``, as a share of
     the time ``reference`` needed to reach it."""
-    trace = _trace(reference)
-    best = float(trace.best_at([budget * reference["unit"]])[0])
-    if not math.isfinite(best):
+    best = best_at(reference["full"], budget * reference["unit"])
+    if best is None:
         return math.nan
     took = time_to(reference, best, budget)
     return time_to(record, best, budget) / took if took > 0 else math.inf
@@ -357,6 +351,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.smoke:
         args.tasks, args.seeds, args.budgets = ["lcbench-3945"], 2, [3.0, 6.0]
         args.methods = [m for m in args.methods if m in OWN_METHODS]
+    for name, value, low, high in (("--seeds", args.seeds, 1, 1000),
+                                   ("--workers", args.workers, 1, 1024),
+                                   ("--jobs", args.jobs, 1, 256)):
+        if not low <= value <= high:
+            parser.error(f"{name} must be in [{low}, {high}], got {value}")
+    if not all(0 < b <= 10_000 for b in args.budgets):
+        parser.error(f"--budgets must be in (0, 10000] median trainings, got {args.budgets}")
     unknown = [m for m in args.methods if m not in OWN_METHODS + PEER_METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown} (known: {', '.join(OWN_METHODS + PEER_METHODS)})")

@@ -557,10 +557,7 @@ def report_step(
     value = float(value) if value is not None and math.isfinite(value) else None
     decision = StepDecision.proceed
     if judged(rule, step, max_epochs, number):
-        others = session.execute(select(STEPS.c.value).where(
-            STEPS.c.search_id == search_id, STEPS.c.step == step, STEPS.c.trial_id != trial_id))
-        decision = decide(rule, value, list(others.scalars()),
-                          _completed_at(session, search_id, step) if learns(rule) else ())
+        decision = _decide(session, rule, value, search_id, trial_id, step)
     cleaned = clean_metrics(metrics)
     session.execute(insert(STEPS).values(
         trial_id=trial_id, step=step, search_id=search_id, attempt=attempt, value=value,
@@ -569,6 +566,17 @@ def report_step(
     if decision == StepDecision.stop:
         _stop(session, trial_id, attempt, value, {**cleaned, "stopped_at_epoch": step})
     return decision
+
+
+def _decide(session: Session, rule: EarlyStopping, value: float | None, search_id: int,
+            trial_id: int, step: int) -> StepDecision:
+    """``stopping.decide`` on what the rule reads (one index range of the step): the
+    completed trials' results for the learned rule, the other trials' for the rest."""
+    if learns(rule):
+        return decide(rule, value, (), _completed_at(session, search_id, step))
+    others = session.execute(select(STEPS.c.value).where(
+        STEPS.c.search_id == search_id, STEPS.c.step == step, STEPS.c.trial_id != trial_id))
+    return decide(rule, value, list(others.scalars()))
 
 
 def _completed_at(session: Session, search_id: int, step: int

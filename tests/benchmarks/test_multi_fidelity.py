@@ -167,3 +167,13 @@ def test_smoke_run_of_every_method_on_the_lcbench_surrogate(mf, tmp_path, capsys
     assert {r["method"] for r in records} == set(mf.OWN_METHODS)
     asha = [r for r in records if r["method"] == "random+asha"]
     assert all(r["stopped"] > 0 and r["full"] for r in asha)
+
+
+@pytest.mark.parametrize("args", [["--seeds", "0"], ["--workers", "2000"], ["--budgets", "-1"],
+                                  ["--methods", "hyperopt"]])
+def test_bad_command_lines_are_refused_naming_the_option(mf, args, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        mf.main(args)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert args[0] in err or "unknown methods ['hyperopt']" in err
