@@ -29,8 +29,12 @@ worker's own interpreter (``sys.executable``): started as ``.venv/bin/ma2ml``
 without an activated venv, ``python`` on PATH is the system one, which
 cannot ``import ma2ml``. A path (``/usr/bin/python3``) runs as written.
 
-The command runs in its own process group in a folder
-``$TMPDIR/ma2ml-trial-<worker pid>-*``. On Linux it gets a parent-death
+The command runs in the worker's working directory (``ma2ml run``: the spec
+file's folder; a worker pod: its container's working directory), so relative
+paths in it (``[python, train.py]``) mean what they mean there.
+
+The command runs in its own process group, with its files in a folder
+``$TMPDIR/ma2ml-trial-<worker pid>-*`` (``$MA2ML_TRIAL_DIR``). On Linux it gets a parent-death
 signal, so a worker killed with -9 takes its trainer along; on a stop, a
 timeout or when the command exits, the whole group is killed, so nothing it
 started keeps training. ``remove_stale_trial_dirs`` (called when a worker
@@ -266,7 +270,7 @@ def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: 
             # Own session, so its process group (the command and everything it
             # starts) can be killed as one.
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                       cwd=trial_dir, start_new_session=True,
+                                       cwd=None, start_new_session=True,
                                        preexec_fn=die_with_parent(os.getpid()))
         except OSError as exc:
             raise TrialError(f"trainer.command: cannot start {command[0]!r} ({exc})") from None
