@@ -562,7 +562,11 @@ def report_step(
     session.execute(insert(STEPS).values(
         trial_id=trial_id, step=step, search_id=search_id, attempt=attempt, value=value,
         metrics=cleaned, decision=decision, created_at=db_epoch()))
-    session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(last_step=step))
+    # The furthest epoch reported, not the latest report: steps reported backwards
+    # (3, 2, 1) trained the trial to epoch 3, its fidelity.
+    furthest = case((or_(TRIALS.c.last_step.is_(None), TRIALS.c.last_step < step), step),
+                    else_=TRIALS.c.last_step)
+    session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(last_step=furthest))
     if decision == StepDecision.stop:
         _stop(session, trial_id, attempt, value, {**cleaned, "stopped_at_epoch": step})
     return decision
