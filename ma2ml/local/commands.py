@@ -57,10 +57,12 @@ def run(
                                  "name (all its trials) and start it over."),
 ) -> None:
     """Run a search on this machine (resumes when run again; see --restart)."""
+    from ma2ml.local.dbfile import DatabaseFileError
     from ma2ml.local.progress import ProgressView
     from ma2ml.local.runner import run_local
     from ma2ml.local.searches import SearchConflictError
     from ma2ml.logs import setup_logging
+    from ma2ml.store import StoreUnavailableError
     from ma2ml.worker.errors import DataError
 
     search = load_or_exit(spec)
@@ -73,7 +75,13 @@ def run(
     except (SearchConflictError, DataError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _print_outcome(result.url, result.key, spec)
+    except DatabaseFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        _print_outcome(result.url, result.key, spec)
+    except StoreUnavailableError as exc:  # stopped during an outage: nothing to read yet
+        console.print(f"outcome not shown: {inert(str(exc))}", highlight=False)
     if result.learner_error is not None:
         typer.echo(f"error: the learner crashed: {result.learner_error}", err=True)
         raise typer.Exit(1)
@@ -93,7 +101,9 @@ def _print_outcome(url: str, key: str, spec: Path | str = "SPEC") -> None:
     from ma2ml.local.results import recommended_lines, summarize
     from ma2ml.store import Store
 
-    with Store(url) as store:
+    # create=False: the summary of a run never creates a store (a database deleted
+    # meanwhile is an error, not a fresh empty search).
+    with Store(url, create=False) as store:
         record = store.get_search(key)
         if record is None:
             return

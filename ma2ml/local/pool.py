@@ -6,23 +6,33 @@ the order of shutdown. The pool is what a Deployment is in a cluster: it
 follows ``budget.parallelism`` as the stored spec says now (so an edit
 takes effect while the search runs), and replaces a worker that died, after
 a back-off so that a worker that cannot start does not spin.
+
+Unlike a cluster, one machine has only so many cores: ``local_worker_count``
+caps the workers at this process's CPUs (its affinity mask and cgroup quota),
+since more processes than cores only share them, each with its own memory
+(about 100 MB apiece). ``ma2ml run --workers N`` is the explicit override.
+
+A worker runs in ``workdir`` (``ma2ml run``: the spec file's folder), so that a
+custom trainer's relative paths (``command: [python, train.py]``) mean what
+they mean beside the spec; the database URL and spool folder it is given are
+absolute.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from ma2ml.store import Store
-from ma2ml.store.backoff import backoff_delays
+from ma2ml.store.backoff import backoff_delays, open_store
 from ma2ml.worker.parent_death import signal_on_parent_death
 from ma2ml.worker.prefetch import prefetch_setting
 
@@ -30,12 +40,38 @@ log = logging.getLogger(__name__)
 
 #: Seconds a worker gets to checkpoint and release its lease after SIGTERM.
 WORKER_STOP_GRACE = 30.0
+#: cgroup v2 CPU quota of this process's container (``max`` or ``QUOTA PERIOD``).
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def machine_cpus() -> int:
+    """The CPUs this process may use: its affinity mask (``taskset``, a container's
+    cpuset), lowered to a cgroup CPU quota when one is set (``docker --cpus 2``)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to honour
+    return max(1, cpus)
+
+
+def local_worker_count(parallelism: int, cpus: int | None = None) -> int:
+    """Workers ``ma2ml run`` starts for ``parallelism``: at most one per CPU."""
+    return max(1, min(parallelism, cpus if cpus is not None else machine_cpus()))
 
 
 def _worker_process(url: str, key: str, worker_id: str, threads: int,
-                    metrics_port: int | None, spool_dir: Path, parent: int) -> None:
+                    metrics_port: int | None, spool_dir: Path, parent: int,
+                    workdir: Path | None = None) -> None:
     """Entry point of one worker child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent orchestrates shutdown
+    if workdir is not None:
+        os.chdir(workdir)  # a custom trainer's relative paths start here
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # A parent killed without its cleanup (SIGKILL, a crash) would leave this worker
@@ -49,7 +85,12 @@ def _worker_process(url: str, key: str, worker_id: str, threads: int,
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
-    with Store(url) as store:
+    # The run created the store: a worker never creates one (a deleted SQLite file must
+    # not come back empty under a worker), and it waits out a database that is down.
+    store = open_store(url, stop, create=False)
+    if store is None:
+        return
+    with store:
         # ``threads``: this process's own torch setting (it is the whole worker), applied
         # only if the search uses the built-in trainer: a custom command's worker never
         # imports torch.
@@ -64,6 +105,7 @@ class WorkerPool:
     key: str
     spool_dir: Path
     metrics_port: int | None = None
+    workdir: Path | None = None
     processes: dict[int, BaseProcess] = field(default_factory=dict)
     _restart_at: dict[int, float] = field(default_factory=dict)
     _delays: dict[int, Iterator[float]] = field(default_factory=dict)
@@ -94,11 +136,11 @@ class WorkerPool:
         # Call from a thread that lives as long as the pool: the worker's parent-death
         # signal follows the thread that started it.
         ctx = mp.get_context("spawn")
-        threads = max(1, (os.cpu_count() or 1) // max(count, 1))
+        threads = max(1, machine_cpus() // max(count, 1))
         port = self.metrics_port + 1 + slot if self.metrics_port else None
         process = ctx.Process(target=_worker_process, name=f"ma2ml-worker-{slot}",
                               args=(self.url, self.key, f"local-{os.getpid()}-{slot}", threads,
-                                    port, self.spool_dir, os.getpid()))
+                                    port, self.spool_dir, os.getpid(), self.workdir))
         process.start()
         return process
 
@@ -129,3 +171,29 @@ class WorkerPool:
                             extra={"pid": process.pid})
                 process.kill()
                 process.join()
+
+
+class WorkerCount:
+    """How many workers ``ma2ml run`` keeps: ``--workers`` as given, else the live
+    ``budget.parallelism`` capped at the machine's CPUs, saying so (``on_note``) once
+    for each parallelism that is capped."""
+
+    def __init__(self, workers: int | None, on_note: Callable[[str], None] | None = None,
+                 cpus: int | None = None) -> None:
+        self.workers, self.on_note = workers, on_note
+        self.cpus = cpus if cpus is not None else machine_cpus()
+        self._noted: int | None = None
+
+    def __call__(self, parallelism: int) -> int:
+        if self.workers:
+            return self.workers
+        count = local_worker_count(parallelism, self.cpus)
+        if count < parallelism and parallelism != self._noted:
+            self._noted = parallelism
+            text = (f"budget.parallelism is {parallelism} but this machine has {self.cpus} "
+                    f"CPU{'s' if self.cpus > 1 else ''}: running {count} worker "
+                    f"process{'es' if count > 1 else ''} (--workers N runs N)")
+            log.info(text)
+            if self.on_note is not None:
+                self.on_note(text)
+        return count

@@ -6,6 +6,9 @@ measured, from the first trial on (``ma2ml.local.eta``): from the running
 trials' epochs until one trial has finished, then from trial durations, and
 never past ``maxDuration``. Below the counters: how long the search ran and its
 trials trained, against the budget's time limits (``Summary.time_used``).
+
+While the database is unavailable the view says so (once in the log, and on
+the panel with how long it has lasted) instead of raising: the run waits.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ma2ml.durations import format_duration
 from ma2ml.local.inert import inert
 from ma2ml.local.results import Summary, summarize
 from ma2ml.spaces.display import compact_pipeline
-from ma2ml.store import TERMINAL_SEARCH_STATES, Store
+from ma2ml.store import TERMINAL_SEARCH_STATES, Store, StoreUnavailableError
 
 log = logging.getLogger("ma2ml.progress")
 
@@ -66,6 +69,21 @@ class ProgressView:
         self.console = console or Console()
         self.live: Live | None = None
         self._last: tuple[int, ...] | None = None
+        self._outage_since: float | None = None
+
+    def _unavailable(self, reason: str) -> None:
+        """The database is unavailable: say so once, and on the panel while it lasts;
+        the run waits it out (``ma2ml.local.runner``)."""
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            log.warning("store unavailable (%s); waiting for it: trials keep training and "
+                        "their results wait in the spool", reason)
+            self._last = None  # the next progress line is logged whatever it says
+        if self.live is not None:
+            self.live.update(f"[bold]waiting for the database[/] "
+                             f"({format_duration(now - self._outage_since)} so far): "
+                             f"{inert(reason)}")
 
     def __enter__(self) -> ProgressView:
         if self.console.is_terminal:
@@ -78,10 +96,18 @@ class ProgressView:
             self.live.__exit__(None, None, None)
 
     def __call__(self, store: Store, search_id: int) -> None:
-        record = store.get_search_by_id(search_id)
-        if record is None:
+        try:
+            record = store.get_search_by_id(search_id)
+            if record is None:
+                return
+            summary = summarize(store, record, now=time.time(), baseline=False)
+        except StoreUnavailableError as exc:
+            self._unavailable(str(exc))
             return
-        summary = summarize(store, record, now=time.time(), baseline=False)
+        if self._outage_since is not None:
+            log.warning("store available again after %s; going on",
+                        format_duration(time.monotonic() - self._outage_since))
+            self._outage_since = None
         if self.live is not None:
             self.live.update(render(summary))
             return

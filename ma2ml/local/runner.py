@@ -11,6 +11,16 @@ Before any of that, the built-in trainer's dataset is checked (``check_data``):
 a wrong path fails the command at once, not every trial. When a stored
 search is replaced (``prepare_search``), its spool folder goes too: its
 checkpoints and unsent reports belong to trials that no longer exist.
+
+What the run holds on to while it drives the search:
+
+* the search's learner lock (``store.learner_lock``), taken before the stored
+  search is touched: a second ``ma2ml run`` of it refuses with one line;
+* the SQLite file's identity (``dbfile``): a file deleted or replaced under the
+  run stops it with an error, never a quiet success into an unlinked file;
+* the database going away: the progress view, the parallelism follower and
+  the learner wait it out (its workers spool their results meanwhile) and go
+  on once it answers, as the separate learner and worker processes do.
 """
 
 from __future__ import annotations
@@ -24,10 +34,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ma2ml.local.pool import WORKER_STOP_GRACE, WorkerPool
+from ma2ml.local.dbfile import DatabaseFileWatch
+from ma2ml.local.pool import WORKER_STOP_GRACE, WorkerCount, WorkerPool
 from ma2ml.local.searches import prepare_search, resolve_run_url
 from ma2ml.spec import PipelineSearch, TrainerType, parse_spec
-from ma2ml.store import TERMINAL_SEARCH_STATES, SearchRecord, Store
+from ma2ml.store import TERMINAL_SEARCH_STATES, SearchRecord, Store, StoreUnavailableError
+from ma2ml.store.backoff import open_store
+from ma2ml.store.learner_lock import LearnerLock
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +76,11 @@ class LearnerThread(threading.Thread):
             from ma2ml.learner.loop import run_learner
 
             torch.set_num_threads(1)
-            with Store(self.url) as store:
+            # The run created the store; waits if the database is down at this moment.
+            store = open_store(self.url, self.stop, create=False)
+            if store is None:
+                return
+            with store:
                 run_learner(store, self.key, stop=self.stop)
         except Exception as exc:  # reported by run_local; the thread must not swallow it
             log.exception("learner crashed", extra={"search": self.key})
@@ -83,21 +100,26 @@ def run_local(
     on_note: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run (or resume) ``search`` to the end or until Ctrl-C; ``restart`` deletes a stored
-    search of that name first. Raises ``DataError`` when the data cannot be read."""
+    search of that name first. Raises ``DataError`` when the data cannot be read,
+    ``LearnerBusyError`` when another process drives the search, and
+    ``DatabaseFileError`` when the SQLite file is deleted or replaced meanwhile."""
     if search.spec.trainer.type == TrainerType.builtin:
         from ma2ml.worker.data import check_data
 
         check_data(search.spec.dataset)  # a custom trainer reads its own data
     url = resolve_run_url(spec_path, search, db)
-    # Unsent reports and epoch checkpoints live beside the spec, not in the cwd.
-    spool_dir = spec_path.resolve().parent / f".{spec_path.stem}-spool"
+    # Unsent reports and epoch checkpoints live beside the spec, not in the cwd; the
+    # workers run there too, so that a trainer's relative paths start beside the spec.
+    folder = spec_path.resolve().parent
+    spool_dir = folder / f".{spec_path.stem}-spool"
 
     def replaced(note: str) -> None:
         shutil.rmtree(spool_dir, ignore_errors=True)
         if on_note is not None:
             on_note(note)
 
-    with Store(url) as store:
+    with Store(url) as store, LearnerLock(store, search.key) as lock:
+        watch = DatabaseFileWatch(url)
         record = prepare_search(store, search, restart=restart, on_note=replaced)
         if record.state in TERMINAL_SEARCH_STATES:
             return RunResult(url, search.key, record.state, interrupted=False)
@@ -105,17 +127,22 @@ def run_local(
             _serve_metrics(store, search.key, metrics_port)
         stop = threading.Event()
         learner = LearnerThread(url, search.key, stop)
-        pool = WorkerPool(url, search.key, spool_dir, metrics_port)
-        pool.resize(workers or search.spec.budget.parallelism)
+        count = WorkerCount(workers, on_note)
+        pool = WorkerPool(url, search.key, spool_dir, metrics_port, workdir=folder)
+        parallelism = search.spec.budget.parallelism
+        pool.resize(count(parallelism))
         learner.start()
         interrupted = False
         try:
             with _sigterm_interrupts():
                 while learner.is_alive():
+                    watch.check()
+                    lock.keep()
                     if on_tick is not None:
-                        on_tick(store, record.id)
+                        _outage_safe(on_tick, store, record.id)
                     learner.join(tick_seconds)
-                    pool.resize(workers or _parallelism(store, record))
+                    parallelism = _parallelism(store, record, parallelism)
+                    pool.resize(count(parallelism))
         except KeyboardInterrupt:
             interrupted = True
             log.info("interrupted: stopping the learner and handing back running trials")
@@ -123,11 +150,23 @@ def run_local(
             stop.set()
             pool.stop()
             learner.join(WORKER_STOP_GRACE)
-        final = store.get_search_by_id(record.id)
+        watch.check()  # the learner may have finished into a file that is gone
+        try:
+            final = store.get_search_by_id(record.id)
+            state = final.state if final else "unknown"
+        except StoreUnavailableError:  # stopped during an outage: the store says later
+            state = "unknown"
         if on_tick is not None:
-            on_tick(store, record.id)
-        return RunResult(url, search.key, final.state if final else "unknown", interrupted,
-                         learner.error)
+            _outage_safe(on_tick, store, record.id)
+        return RunResult(url, search.key, state, interrupted, learner.error)
+
+
+def _outage_safe(on_tick: Callable[[Store, int], None], store: Store, search_id: int) -> None:
+    """``on_tick``, which reads the store, skipped while the database is unavailable."""
+    try:
+        on_tick(store, search_id)
+    except StoreUnavailableError as exc:
+        log.warning("store unavailable (%s); waiting for it", exc)
 
 
 @contextlib.contextmanager
@@ -152,9 +191,13 @@ def _sigterm_interrupts() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _parallelism(store: Store, record: SearchRecord) -> int:
-    """``budget.parallelism`` as the store holds it now (edits apply while running)."""
-    current = store.get_search_by_id(record.id)
+def _parallelism(store: Store, record: SearchRecord, last: int) -> int:
+    """``budget.parallelism`` as the store holds it now (edits apply while running);
+    ``last`` while the database is unavailable (the workers wait it out as they are)."""
+    try:
+        current = store.get_search_by_id(record.id)
+    except StoreUnavailableError:
+        return last
     return parse_spec((current or record).spec).spec.budget.parallelism
 
 

@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from ma2ml.spec import PipelineSearch, load_spec, parse_spec, spec_to_document
 from ma2ml.store import (
     Actor,
@@ -29,6 +32,7 @@ from ma2ml.store import (
     reopens,
     resolve_database_url,
 )
+from ma2ml.store.engine import sqlite_file
 
 
 class SearchConflictError(ValueError):
@@ -45,9 +49,24 @@ def default_db_url(spec_path: Path) -> str:
 
 
 def resolve_run_url(spec_path: Path, search: PipelineSearch, db: str | None) -> str:
-    """``--db``, else ``spec.database.url``, else ``MA2ML_DATABASE_URL``, else beside the spec."""
-    return (db or search.spec.database.url or os.environ.get("MA2ML_DATABASE_URL")
-            or default_db_url(spec_path))
+    """``--db``, else ``spec.database.url``, else ``MA2ML_DATABASE_URL``, else beside the spec;
+    a relative SQLite file is made absolute (from the current directory)."""
+    return absolute_sqlite(db or search.spec.database.url
+                           or os.environ.get("MA2ML_DATABASE_URL") or default_db_url(spec_path))
+
+
+def absolute_sqlite(url: str) -> str:
+    """``url`` with a relative SQLite file made absolute: ``ma2ml run``'s workers run in the
+    spec's folder (``pool.py``) and must open the file the run means. Other URLs, and text
+    that is no URL (``Store`` reports it), are returned as they are."""
+    try:
+        path = sqlite_file(url)
+    except (ArgumentError, ValueError):
+        return url
+    if path is None or path.is_absolute():
+        return url
+    return make_url(url).set(database=str(path.resolve())).render_as_string(
+        hide_password=False)
 
 
 @dataclass(frozen=True)

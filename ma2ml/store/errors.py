@@ -22,6 +22,10 @@ class DatabaseUrlError(StoreError):
     """
 
 
+class LearnerBusyError(StoreError):
+    """Another process is the search's learner (``learner_lock``): one learner per search."""
+
+
 class StaleAttemptError(StoreError):
     """A report for a trial attempt that no longer holds the lease (fencing).
 

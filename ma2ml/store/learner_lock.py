@@ -1,0 +1,156 @@
+"""One learner per search: a lock held for as long as a learner drives it.
+
+Two learners of one search both propose trial number N (the second crashes on
+the unique constraint) and both hand out trials, so some are trained twice.
+``LearnerLock`` makes the second one find out before it touches the search:
+
+* PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) on a
+  connection held for the whole run. The server drops it when that session
+  ends, so a learner killed -9 leaves no stale lock behind. An outage ends the
+  session too: ``keep`` takes the lock again once the database answers, and
+  raises ``LearnerBusyError`` if another learner took it meanwhile.
+* SQLite: ``flock`` on a small file beside the database (hidden,
+  ``.<db>-learner-<hash>.lock``), released by the kernel when the process
+  dies. The file is never deleted: removing a lock file while others may have
+  it open lets two processes hold "the" lock on two different files.
+* An in-memory SQLite database is private to its process: nothing to lock.
+
+The lock is keyed by the search's *name*, not its id, so it is taken before
+the search is created, replaced or reopened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy import Connection, exc, text
+
+from ma2ml.store.engine import masked_url, sqlite_file, translate_errors
+from ma2ml.store.errors import LearnerBusyError, StoreUnavailableError
+from ma2ml.store.store import Store
+
+
+def lock_key(search: str) -> int:
+    """A signed 64-bit advisory lock key for ``search`` (PostgreSQL's bigint)."""
+    digest = hashlib.sha256(f"ma2ml-learner:{search}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_file(database: Path, search: str) -> Path:
+    """The SQLite lock file of ``search`` beside ``database``."""
+    digest = hashlib.sha256(search.encode()).hexdigest()[:16]
+    return database.parent / f".{database.name}-learner-{digest}.lock"
+
+
+class LearnerLock:
+    """``with LearnerLock(store, "ns/name"):`` this process is the search's only learner.
+
+    Entering raises ``LearnerBusyError`` (one line: who to stop) when another
+    process holds it; ``StoreUnavailableError`` when the database cannot be reached.
+    """
+
+    def __init__(self, store: Store, search: str) -> None:
+        self.store, self.search = store, search
+        self.key = lock_key(search)
+        self._connection: Connection | None = None
+        self._fd: int | None = None
+        self._lost = False
+
+    def __enter__(self) -> LearnerLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.release()
+
+    def _busy(self) -> LearnerBusyError:
+        return LearnerBusyError(
+            f"search {self.search} in {masked_url(self.store.engine.url)} already has a "
+            f"learner (another `ma2ml run` of it, or its learner pod); wait for it to end "
+            f"or stop it, then run again")
+
+    def acquire(self) -> None:
+        """Take the lock now or raise ``LearnerBusyError``."""
+        if self.store.engine.dialect.name == "postgresql":
+            self._acquire_postgres()
+            return
+        path = sqlite_file(self.store.engine.url)
+        if path is None:
+            return
+        target = lock_file(path, self.search)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise self._busy() from None
+        self._fd = fd
+
+    def _acquire_postgres(self) -> None:
+        with translate_errors():
+            connection = self.store.engine.connect()
+        try:
+            with translate_errors():
+                held = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                          {"key": self.key}).scalar()
+                connection.commit()  # a session lock outlives the transaction
+        except BaseException:
+            _discard(connection)
+            raise
+        if not held:
+            _discard(connection)
+            raise self._busy()
+        self._connection = connection
+
+    def keep(self) -> None:
+        """Check the lock is still ours (call it now and then while learning).
+
+        PostgreSQL only has something to check: a lost session is retaken once the
+        database answers; ``LearnerBusyError`` when another learner has it by then.
+        During an outage nothing is raised (nobody can act on the search meanwhile).
+        """
+        if self.store.engine.dialect.name != "postgresql":
+            return
+        if self._connection is not None and not self._lost:
+            try:
+                with translate_errors():
+                    self._connection.execute(text("SELECT 1")).scalar()
+                    self._connection.commit()
+                return
+            except StoreUnavailableError:
+                self._lost = True
+                _discard(self._connection)
+                self._connection = None
+        try:
+            self._acquire_postgres()
+        except StoreUnavailableError:
+            return  # still down: try again on the next call
+        except LearnerBusyError:
+            raise LearnerBusyError(
+                f"search {self.search}: another learner took it over while the database "
+                f"was unavailable; this run stops") from None
+        self._lost = False
+
+    def release(self) -> None:
+        """Give the lock up (also when the database is gone: the session just ends)."""
+        if self._connection is not None:
+            _discard(self._connection)
+            self._connection = None
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
+def _discard(connection: Connection) -> None:
+    """Close the connection's database session for good (not back into the pool, where
+    the session, and with it an advisory lock, would live on)."""
+    with contextlib.suppress(exc.SQLAlchemyError):
+        connection.invalidate()
+    with contextlib.suppress(exc.SQLAlchemyError):
+        connection.close()
