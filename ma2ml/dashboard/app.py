@@ -8,10 +8,14 @@ Routes (``{sid}``: a search's id, ``{tid}``: a trial's id):
   ``.../trials/{tid}/preview.png``, ``.../progress``, ``.../policy``, ``.../decisions``.
 * ``/healthz`` (the process is up) and ``/readyz`` (the store answers).
 
-Endpoints are plain functions (Starlette runs them in its thread pool, so a
-slow database never blocks the event loop). Errors are JSON ``{"error": ...}``:
-400 for a bad parameter (named), 404 for a missing search or trial, 503 while
-the store is unreachable or unusable; the server itself keeps running.
+Endpoints that read the store are plain functions run by ``deadline.Deadline``
+in worker threads with a deadline: a slow or hung database never blocks the
+event loop, so ``/healthz`` and the page answer whatever the database does,
+and a request that waited ``db_timeout`` seconds answers 503. Requests whose
+``Host`` header is not an allowed name get 400 (``hosts``). Errors are JSON
+``{"error": ...}``: 400 for a bad parameter (named) or Host, 404 for a missing
+search or trial, 503 while the store is unreachable, slow or unusable; the
+server itself keeps running.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -33,6 +38,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ma2ml.dashboard import learning, params, queries
+from ma2ml.dashboard.deadline import DatabaseTimeout, Deadline
+from ma2ml.dashboard.hosts import AllowedHosts
+from ma2ml.dashboard.options import DashboardOptions
 from ma2ml.dashboard.preview import PreviewError, Previews
 from ma2ml.dashboard.source import SourceError, check_schema
 from ma2ml.store import SearchRecord, Store, StoreError, StoreUnavailableError, TrialRecord
@@ -89,10 +97,12 @@ class Headers:
 class Api:
     """The JSON endpoints over one read-only store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, options: DashboardOptions) -> None:
         self.store = store
         self.results = learning.ResultsCache()
-        self.previews = Previews()
+        self.previews = Previews(options)
+        self.options = options
+        self.deadline = Deadline(options.db_timeout, options.max_stalled)
         self._schema_checked = False
         self._lock = threading.Lock()
 
@@ -125,7 +135,9 @@ class Api:
         return json_response(queries.searches_view(self.store, limit))
 
     def search(self, request: Request) -> Response:
-        return json_response(queries.search_view(self.store, self._search(request)))
+        view = queries.search_view(self.store, self._search(request))
+        view["preview"] = view["preview"] and self.options.previews
+        return json_response(view)
 
     def trials(self, request: Request) -> Response:
         record = self._search(request)
@@ -144,10 +156,22 @@ class Api:
         return json_response(queries.trial_view(self.store, record,
                                                 self._trial(request, record)))
 
-    def preview(self, request: Request) -> Response:
-        record = self._search(request)
-        data = self.previews.png(record, self._trial(request, record))
+    async def preview(self, request: Request) -> Response:
+        def find() -> tuple[SearchRecord, TrialRecord]:
+            record = self._search(request)
+            return record, self._trial(request, record)
+
+        record, trial = await self.deadline.run(find)
+        # Drawing takes seconds in a child process (preview.py), not the database's deadline.
+        data = await anyio.to_thread.run_sync(self.previews.png, record, trial)
         return Response(data, media_type="image/png", headers={"cache-control": "max-age=3600"})
+
+    def guarded(self, endpoint: Callable[[Request], Response]
+                ) -> Callable[[Request], Awaitable[Response]]:
+        """``endpoint`` run by the deadline (an async endpoint: Starlette awaits it)."""
+        async def run(request: Request) -> Response:
+            return await self.deadline.run(lambda: endpoint(request))
+        return run
 
     def progress(self, request: Request) -> Response:
         record = self._search(request)
@@ -189,35 +213,50 @@ def _unexpected(request: Request, error: Exception) -> Response:
                                    f"dashboard's log"}, 500)
 
 
-def create_app(store: Store) -> Starlette:
+async def healthz(request: Request) -> Response:
+    # On the event loop: it answers while every database call is stuck.
+    return PlainTextResponse("ok\n")
+
+
+async def page(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html")
+
+
+def create_app(store: Store, options: DashboardOptions | None = None) -> Starlette:
     """The dashboard over ``store`` (opened read-only by ``source.open_read_only``)."""
-    api = Api(store)
+    options = options or DashboardOptions()
+    api = Api(store, options)
     plotly = plotly_js()
+
+    async def plotly_file(request: Request) -> Response:
+        return FileResponse(plotly, headers={"cache-control": "max-age=86400"})
+
     routes = [
-        Route("/", lambda request: FileResponse(STATIC / "index.html")),
-        Route("/healthz", lambda request: PlainTextResponse("ok\n")),
-        Route("/readyz", api.ready),
-        Route("/static/plotly.min.js", lambda request: FileResponse(
-            plotly, headers={"cache-control": "max-age=86400"})),
+        Route("/", page),
+        Route("/healthz", healthz),
+        Route("/readyz", api.guarded(api.ready)),
+        Route("/static/plotly.min.js", plotly_file),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        Route("/api/searches", api.searches),
-        Route("/api/searches/{sid}", api.search),
-        Route("/api/searches/{sid}/trials", api.trials),
-        Route("/api/searches/{sid}/trials/{tid}", api.trial),
+        Route("/api/searches", api.guarded(api.searches)),
+        Route("/api/searches/{sid}", api.guarded(api.search)),
+        Route("/api/searches/{sid}/trials", api.guarded(api.trials)),
+        Route("/api/searches/{sid}/trials/{tid}", api.guarded(api.trial)),
         Route("/api/searches/{sid}/trials/{tid}/preview.png", api.preview),
-        Route("/api/searches/{sid}/progress", api.progress),
-        Route("/api/searches/{sid}/policy", api.policy),
-        Route("/api/searches/{sid}/decisions", api.decisions),
+        Route("/api/searches/{sid}/progress", api.guarded(api.progress)),
+        Route("/api/searches/{sid}/policy", api.guarded(api.policy)),
+        Route("/api/searches/{sid}/decisions", api.guarded(api.decisions)),
     ]
     handlers: dict[Any, Any] = {
         params.BadParameter: _error(400),
         NotFound: _error(404),
         PreviewError: _error(404),
+        DatabaseTimeout: _error(503),
         StoreUnavailableError: _error(503),
         SourceError: _error(503),
         StoreError: _error(503),
         Exception: _unexpected,
     }
     return Starlette(routes=routes, exception_handlers=handlers,
-                     middleware=[Middleware(Headers), Middleware(GZipMiddleware,
-                                                                 minimum_size=4096)])
+                     middleware=[Middleware(Headers),
+                                 Middleware(AllowedHosts, allowed=options.allowed_hosts),
+                                 Middleware(GZipMiddleware, minimum_size=4096)])

@@ -5,7 +5,10 @@
   ``-wal``/``-shm`` files beside it, as every reader does).
 * PostgreSQL: sessions run with ``default_transaction_read_only=on``, so the
   server refuses writes even when the role could write. In a cluster, give
-  the dashboard a role with ``SELECT`` only (README, Dashboard).
+  the dashboard a role with ``SELECT`` only (README, Dashboard). A statement
+  runs at most ``timeout`` seconds (``statement_timeout``) and a connection
+  waits as long for the pool, so a query stuck behind a lock frees its
+  connection (``deadline`` answers the request itself).
 * The schema must be at the revision this ma2ml knows: the dashboard does
   not migrate, and says which command does.
 
@@ -19,6 +22,7 @@ from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import URL, make_url
 
+from ma2ml.dashboard.options import DB_TIMEOUT_SECONDS
 from ma2ml.store import Store, StoreError, StoreUnavailableError, resolve_database_url
 from ma2ml.store.engine import sqlite_file
 from ma2ml.store.migrate import HEAD_REVISION, current_revision
@@ -66,18 +70,21 @@ def read_only_url(url: str) -> str:
         hide_password=False)
 
 
-def open_read_only(url: str | None) -> Store:
-    """A ``Store`` on ``url`` (resolved as everywhere) that cannot write.
+def open_read_only(url: str | None, timeout: float = DB_TIMEOUT_SECONDS) -> Store:
+    """A ``Store`` on ``url`` (resolved as everywhere) that cannot write, whose PostgreSQL
+    statements and waits for a pooled connection last at most ``timeout`` seconds.
 
     ``SourceError`` for a URL that can never work or a schema at another revision;
     an unreachable PostgreSQL gives a store whose reads raise ``StoreUnavailableError``.
     """
     resolved = resolve_database_url(url)
     target = read_only_url(resolved)
-    options: dict[str, object] = {}
+    options: dict[str, object] = {"pool_timeout": timeout}
     if make_url(target).get_backend_name() == "postgresql":
-        options["connect_args"] = {"connect_timeout": 5, "application_name": "ma2ml-dashboard",
-                                   "options": "-c default_transaction_read_only=on"}
+        milliseconds = max(1, round(timeout * 1000))
+        options["connect_args"] = {
+            "connect_timeout": max(2, round(timeout)), "application_name": "ma2ml-dashboard",
+            "options": f"-c default_transaction_read_only=on -c statement_timeout={milliseconds}"}
     store = Store(target, migrate=False, pool_pre_ping=True, **options)
     try:
         check_schema(store)

@@ -13,6 +13,7 @@ from sqlalchemy import update
 from starlette.exceptions import StarletteDeprecationWarning
 
 from ma2ml.dashboard.app import create_app
+from ma2ml.dashboard.options import DashboardOptions
 from ma2ml.dashboard.source import SourceError, open_read_only
 from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import Actor, SearchState, Store
@@ -25,6 +26,11 @@ from .conftest import Writer, new_search, tiny_spec
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
+
+
+def local_client(store: Store, options: DashboardOptions | None = None) -> TestClient:
+    """A client that calls the app as a browser on this machine does (Host: 127.0.0.1)."""
+    return TestClient(create_app(store, options), base_url="http://127.0.0.1:8080")
 
 
 @pytest.fixture
@@ -41,7 +47,7 @@ def filled(sqlite_store: Store) -> Store:
 
 @pytest.fixture
 def client(filled: Store):
-    with open_read_only(filled.url) as store, TestClient(create_app(store)) as test_client:
+    with open_read_only(filled.url) as store, local_client(store) as test_client:
         yield test_client
 
 
@@ -139,7 +145,7 @@ def test_preview_needs_an_augmentation_agent(sqlite_store: Store) -> None:
     search = parse_spec(document)
     record = sqlite_store.create_search(search.key, spec_to_document(search))
     Writer(sqlite_store, record).finish(1)
-    with open_read_only(sqlite_store.url) as store, TestClient(create_app(store)) as client:
+    with open_read_only(sqlite_store.url) as store, local_client(store) as client:
         response = client.get(f"/api/searches/{record.id}/trials/1/preview.png")
         assert response.status_code == 404 and "augmentation" in response.json()["error"]
         assert client.get("/api/searches").status_code == 200
@@ -151,7 +157,7 @@ def test_time_used_and_why_a_time_limit_ended_the_search(sqlite_store: Store) ->
     search = parse_spec(document)
     record = sqlite_store.create_search(search.key, spec_to_document(search))
     Writer(sqlite_store, record).finish(2)
-    with open_read_only(sqlite_store.url) as store, TestClient(create_app(store)) as client:
+    with open_read_only(sqlite_store.url) as store, local_client(store) as client:
         running = client.get(f"/api/searches/{record.id}").json()
         assert running["time_used"].startswith("ran ") and " of 1m, trained " in \
             running["time_used"] and running["time_used"].endswith(" of 2h")
@@ -162,7 +168,7 @@ def test_time_used_and_why_a_time_limit_ended_the_search(sqlite_store: Store) ->
                            .values(created_at=time.time() - 3600))
     sqlite_store.move_search(record.id, SearchState.finished, by=Actor.learner,
                              message="search ran 1h (maxDuration 1m)")  # as the learner does
-    with open_read_only(sqlite_store.url) as store, TestClient(create_app(store)) as client:
+    with open_read_only(sqlite_store.url) as store, local_client(store) as client:
         ended = client.get("/api/searches").json()["searches"][0]
         assert (ended["state"], ended["ended_by"], ended["message"]) == (
             "finished", "MaxDurationReached", "search ran 1h (maxDuration 1m)")
@@ -193,7 +199,7 @@ def test_read_only_never_creates_or_writes(tmp_path: Path, filled: Store) -> Non
 
 def test_unreachable_database_is_503_and_the_server_goes_on() -> None:
     store = open_read_only("postgresql+psycopg2://nobody:secret@127.0.0.1:1/x")
-    with store, TestClient(create_app(store)) as client:
+    with store, local_client(store) as client:
         for _ in range(2):
             response = client.get("/api/searches")
             assert response.status_code == 503
@@ -208,7 +214,7 @@ def test_postgresql_store_read_only(postgres_url: str) -> None:
     with Store(postgres_url) as writable:
         writer = new_search(writable, "pg", max_trials=10)
         writer.finish(3)
-        with open_read_only(postgres_url) as store, TestClient(create_app(store)) as client:
+        with open_read_only(postgres_url) as store, local_client(store) as client:
             listed = client.get("/api/searches").json()["searches"]
             assert [(s["name"], s["done"]) for s in listed] == [("default/pg", 3)]
             search_id = listed[0]["id"]
@@ -239,7 +245,7 @@ def test_postgresql_select_only_role(postgres_url: str) -> None:
             cursor.execute(f"CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA public TO {role}; "
                            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
         reader = url.set(username=role).render_as_string(hide_password=False)
-        with open_read_only(reader) as store, TestClient(create_app(store)) as client:
+        with open_read_only(reader) as store, local_client(store) as client:
             listed = client.get("/api/searches").json()["searches"]
             assert [(s["name"], s["done"]) for s in listed] == [("default/role", 2)]
             search_id = listed[0]["id"]
