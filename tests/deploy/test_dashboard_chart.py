@@ -4,10 +4,22 @@ role's Secret. (Every rendered object is validated in test_chart.py, "dashboard"
 
 from __future__ import annotations
 
-import helm_python
-import pytest
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from .helpers import NAMESPACE, RELEASE, Obj, of_kind, one, render, values_file
+import helm_python
+import httpx
+import pytest
+import yaml
+
+from ma2ml.spec import parse_spec, spec_to_document
+from ma2ml.store import Store
+
+from .helpers import NAMESPACE, RELEASE, ROOT, Obj, of_kind, one, render, values_file
 
 
 def ui(objects: list[Obj]) -> tuple[Obj, Obj]:
@@ -70,3 +82,53 @@ def test_schema_names_the_bad_value(chart: helm_python.Chart, values: dict, expe
     with pytest.raises(helm_python.HelmError) as caught:
         render(chart, values)
     assert expected in str(caught.value)
+
+
+def test_the_pod_answers_its_service_names_only(chart: helm_python.Chart,
+                                                tmp_path: Path) -> None:
+    """Issue 25 item 17: the chart's environment, given to the real ``ma2ml dashboard``:
+    the Service's DNS names and localhost (port-forward) are answered, a rebinding name
+    is not, the probes answer any Host, and previews are off (the pod has no dataset)."""
+    deployment, _ = ui(render(chart, {"dashboard": {"enabled": True,
+                                                    "allowedHosts": ["ml.example.com"]}}))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    chart_env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    search = parse_spec(yaml.safe_load((ROOT / "examples" / "fashion-mnist.yaml").read_text()))
+    with Store(url) as store:
+        store.create_search(search.key, spec_to_document(search))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MA2ML_")},
+           **chart_env, "HOME": str(tmp_path)}
+    # The chart's args but on 127.0.0.1: only the Host header is under test.
+    server = subprocess.Popen([sys.executable, "-m", "ma2ml", "dashboard", "--db", url,
+                               "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "ma2ml dashboard exited"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "ma2ml dashboard did not start"
+            time.sleep(0.1)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for host in ("ma2ml-ui", f"ma2ml-ui.{NAMESPACE}.svc",
+                         f"ma2ml-ui.{NAMESPACE}.svc.cluster.local:8080", "localhost:8080",
+                         "ml.example.com"):
+                assert client.get("/api/searches", headers={"Host": host}).status_code == 200
+            assert client.get("/api/searches", headers={"Host": "evil.example:8080"}
+                              ).status_code == 400
+            assert client.get("/readyz", headers={"Host": "10.0.0.7:8080"}).status_code == 200
+            view = client.get("/api/searches/1").json()
+            assert view["preview"] is False
+    finally:
+        server.terminate()
+        server.wait(30)
