@@ -83,6 +83,10 @@ class LearnerThread(threading.Thread):
             with store:
                 run_learner(store, self.key, stop=self.stop)
         except Exception as exc:  # reported by run_local; the thread must not swallow it
+            if self.stop.is_set() and isinstance(exc, StoreUnavailableError):
+                # Stopped (Ctrl-C) during an outage: its last read failed, nothing was lost.
+                log.info("learner stopped while the store was unavailable (%s)", exc)
+                return
             log.exception("learner crashed", extra={"search": self.key})
             self.error = f"{type(exc).__name__}: {exc}"
 
