@@ -9,9 +9,10 @@ Names are deterministic: finding a child is a GET, and re-running a handler
 cannot duplicate it.
 
 ``resolve`` applies the operator's ``WorkloadPolicy`` to a search before anything
-is built (``reconcile.validate`` calls it): it fills in the pods' database Secret
-and ServiceAccount, and refuses hostPath volumes, ServiceAccounts and images the
-policy does not allow, and database URLs that carry a password. No builder ever
+is built (``reconcile.validate`` calls it): it fills in the pods' image, database
+Secret and ServiceAccount, and refuses whatever ``policy.problems`` finds (images,
+Secrets, volumes, ServiceAccounts and namespaces outside the allow-lists, API
+tokens, credentials in plain env, database URLs with a password). No builder ever
 writes a password into a pod spec or a ConfigMap: pods get the URL from a
 Secret by reference, and the ConfigMap's copy of the spec is masked.
 """
@@ -27,7 +28,9 @@ import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from ma2ml.operator import policy as workload_policy
 from ma2ml.operator.config import WorkloadPolicy
+from ma2ml.operator.policy import OPERATOR_ENV, PASSWORD_PARAMS, url_has_password
 from ma2ml.spec import API_GROUP, API_VERSION, KIND, PipelineSearch, spec_to_document
 
 LEARNER = "learner"
@@ -39,8 +42,7 @@ RUN_AS_USER = 10001
 LEARNER_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
 TEMPLATE_HASH = f"{API_GROUP}/template-hash"
 SEARCH_LABEL = f"{API_GROUP}/search"
-#: Query parameters that carry a password in libpq and driver URLs.
-_PASSWORD_PARAMS = frozenset({"password", "passwd", "sslpassword"})
+_DATABASE_ENV, _SEARCH_ENV, _WORKER_NAME_ENV = OPERATOR_ENV
 
 
 class BuildError(ValueError):
@@ -82,22 +84,17 @@ def owner_reference(owner_meta: Mapping[str, Any]) -> dict[str, Any]:
 def resolve(search: PipelineSearch, policy: WorkloadPolicy) -> PipelineSearch:
     """The search with the policy's defaults filled in; ``BuildError`` lists every violation.
 
-    A search naming no ServiceAccount gets ``policy.default_service_account``;
-    one naming no database gets ``policy.database_secret``. The result is what
-    the operator builds, stores and shows in the ``NAME-spec`` ConfigMap.
+    A search naming no image gets ``policy.default_image`` (the chart's own), one
+    naming no ServiceAccount ``policy.default_service_account``, one naming no
+    database ``policy.database_secret``. The result is what the operator builds,
+    stores and shows in the ``NAME-spec`` ConfigMap.
     """
     worker, database = search.spec.worker, search.spec.database
-    problems = [*_volume_problems(worker.volumes, policy), *_database_problems(database.url)]
-    account = worker.service_account_name
-    if account is not None and account not in policy.service_accounts:
-        allowed = ", ".join(sorted(policy.service_accounts)) or "none"
-        problems.append(f"spec.worker.serviceAccountName: {account!r} is not allowed by the "
-                        f"operator's policy (allowed: {allowed}; "
-                        "chart value policy.serviceAccounts)")
-    if not policy.image_allowed(worker.image):
-        problems.append(f"spec.worker.image: {worker.image!r} is not under an allowed image "
-                        f"prefix ({', '.join(policy.image_prefixes)}; chart value "
-                        "policy.imagePrefixes)")
+    if "image" not in worker.model_fields_set:
+        worker = worker.model_copy(update={"image": policy.default_image})
+        search = search.model_copy(update={"spec": search.spec.model_copy(
+            update={"worker": worker})})
+    problems = workload_policy.problems(search, policy)
     secret = None
     if not database.secret_name and not database.url:
         if policy.database_secret is None:
@@ -109,45 +106,12 @@ def resolve(search: PipelineSearch, policy: WorkloadPolicy) -> PipelineSearch:
     if problems:
         raise BuildError(problems)
     worker = worker.model_copy(update={
-        "service_account_name": account or policy.default_service_account})
+        "service_account_name": worker.service_account_name or policy.default_service_account})
     if secret is not None:
         database = database.model_copy(update={"secret_name": secret.name,
                                                "secret_key": secret.key})
     spec = search.spec.model_copy(update={"worker": worker, "database": database})
     return search.model_copy(update={"spec": spec})
-
-
-def _volume_problems(volumes: list[dict[str, Any]], policy: WorkloadPolicy) -> list[str]:
-    if policy.allow_host_path:
-        return []
-    # A hostPath volume reads or writes the node's own files: a way out of the pod.
-    return [f"spec.worker.volumes[{i}].hostPath: hostPath volumes are not allowed by the "
-            "operator's policy (chart value policy.allowHostPath); use a "
-            "persistentVolumeClaim" for i, volume in enumerate(volumes) if "hostPath" in volume]
-
-
-def _database_problems(url: str | None) -> list[str]:
-    if url is None:
-        return []
-    try:
-        has_password = url_has_password(url)
-    except ArgumentError:
-        return ["spec.database.url: not a database URL (dialect+driver://user@host:port/db)"]
-    if has_password:
-        # The spec is readable by anyone who can list PipelineSearches, and its URL
-        # would reach the pod spec and the NAME-spec ConfigMap in clear text.
-        return ["spec.database.url: carries a password; put the URL in a Secret and name "
-                "it in spec.database.secretName (and secretKey) instead"]
-    return []
-
-
-def url_has_password(url: str) -> bool:
-    """True when a SQLAlchemy URL holds a password (``user:PASSWORD@`` or ``?password=``).
-
-    Raises sqlalchemy's ``ArgumentError`` when ``url`` is not a URL at all.
-    """
-    parsed = make_url(url)
-    return bool(parsed.password) or any(k.lower() in _PASSWORD_PARAMS for k in parsed.query)
 
 
 def masked_url(url: str) -> str:
@@ -158,7 +122,7 @@ def masked_url(url: str) -> str:
         return "***"
     if not url_has_password(url):
         return url
-    secret_params = [k for k in parsed.query if k.lower() in _PASSWORD_PARAMS]
+    secret_params = [k for k in parsed.query if k.lower() in PASSWORD_PARAMS]
     return parsed.difference_update_query(secret_params).render_as_string(hide_password=True)
 
 
@@ -172,14 +136,14 @@ def database_env(search: PipelineSearch) -> dict[str, Any]:
     database = search.spec.database
     if database.secret_name:
         ref = {"name": database.secret_name, "key": database.secret_key}
-        return {"name": "MA2ML_DATABASE_URL", "valueFrom": {"secretKeyRef": ref}}
+        return {"name": _DATABASE_ENV, "valueFrom": {"secretKeyRef": ref}}
     if not database.url:
         raise BuildError(["spec.database.secretName: required (the operator fills it in "
                           "from its policy: resolve the search first)"])
-    problems = _database_problems(database.url)
+    problems = workload_policy.database_url_problems(database.url)
     if problems:
         raise BuildError(problems)
-    return {"name": "MA2ML_DATABASE_URL", "value": database.url}
+    return {"name": _DATABASE_ENV, "value": database.url}
 
 
 def _security_context() -> dict[str, Any]:
@@ -216,7 +180,7 @@ def _quantities(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
 
 
 def _base_env(search: PipelineSearch) -> list[dict[str, Any]]:
-    return [database_env(search), {"name": "MA2ML_SEARCH", "value": search.key}]
+    return [database_env(search), {"name": _SEARCH_ENV, "value": search.key}]
 
 
 def _pod_template(search: PipelineSearch, component: str, pod_spec: dict[str, Any]
@@ -281,7 +245,7 @@ def build_worker_deployment(search: PipelineSearch, replicas: int, *,
     worker = search.spec.worker
     env = [
         *_base_env(search),
-        {"name": "MA2ML_WORKER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": _WORKER_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         *worker.env,
     ]
     mounts = [*worker.volume_mounts, {"name": "tmp", "mountPath": "/tmp"}]

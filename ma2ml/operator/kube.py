@@ -42,13 +42,19 @@ class Grant:
 #: Every call of ``Kube``, in each namespace the operator serves. Nothing lists,
 #: watches, updates or deletes: children are found by name and deleted by the
 #: garbage collector through their owner reference.
-API_GRANTS = (
+#: The children: a cluster-wide operator gets these only in the namespaces where
+#: searches run (RBAC cannot restrict create to objects with the operator's labels).
+CHILD_GRANTS = (
     Grant("apps", "deployments", ("get", "create", "patch"),
           "learner and worker Deployments: look, create, roll the template, scale"),
     Grant("", "configmaps", ("get", "create", "patch"), "the NAME-spec ConfigMap"),
+)
+#: The searches themselves, wherever they are.
+SEARCH_GRANTS = (
     Grant(API_GROUP, PLURAL, ("get",), "re-read a search before writing its status"),
     Grant(API_GROUP, f"{PLURAL}/status", ("patch",), "write the status (JSON patch with a test)"),
 )
+API_GRANTS = (*CHILD_GRANTS, *SEARCH_GRANTS)
 #: Not a call, but what the API server asks of the calls above: creating a child
 #: whose owner reference sets blockOwnerDeletion needs update on the owner's
 #: finalizers where the OwnerReferencesPermissionEnforcement admission plugin is on.

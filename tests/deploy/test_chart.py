@@ -230,17 +230,40 @@ def test_policy_values_reach_the_operator_config(chart: helm_python.Chart) -> No
     """Values -> the operator's MA2ML_* environment -> OperatorConfig (issue 12 item 12)."""
     url = {"MA2ML_DATABASE_URL": "postgresql://ma2ml@db/ma2ml"}
     default = OperatorConfig.from_env({**operator_env(render(chart)), **url}).workloads
+    # Least privilege by default (issue 25 item 15): the chart's own image only, no
+    # Secret but the database's, the datasets claim, the safe volume types, and searches
+    # in the release namespace only.
     assert default == WorkloadPolicy(database_secret=SecretRef("ma2ml-database", "url"),
-                                     default_service_account="ma2ml-workload")
+                                     default_service_account="ma2ml-workload",
+                                     default_image=DEFAULT_IMAGE,
+                                     volume_claims=frozenset({"datasets"}),
+                                     namespaces=frozenset({NAMESPACE}))
+    assert default.image_repositories == ("ghcr.io/ma2ml/ma2ml",)
     values = {"policy": {"allowHostPath": True, "serviceAccounts": ["trainer", "loader"],
-                         "imagePrefixes": ["registry.example/ml", "ghcr.io/ma2ml/"]},
-              "workloads": {"serviceAccount": {"name": "ml-pods"}},
+                         "imagePrefixes": ["registry.example/ml", "ghcr.io/ma2ml/"],
+                         "secrets": ["hf-token"], "persistentVolumeClaims": ["imagenet"],
+                         "volumeTypes": ["persistentVolumeClaim", "nfs"]},
+              "image": {"repository": "registry.example/ml/ma2ml", "tag": "0.2"},
+              "workloads": {"serviceAccount": {"name": "ml-pods"}, "namespaces": ["ml"]},
               "database": {"secretName": "team-db", "secretKey": "dsn"}}
     policy = OperatorConfig.from_env({**operator_env(render(chart, values)), **url}).workloads
     assert policy == WorkloadPolicy(
         database_secret=SecretRef("team-db", "dsn"), default_service_account="ml-pods",
         allowed_service_accounts=frozenset({"trainer", "loader"}),
-        image_prefixes=("registry.example/ml", "ghcr.io/ma2ml/"), allow_host_path=True)
+        image_prefixes=("registry.example/ml", "ghcr.io/ma2ml/"), allow_host_path=True,
+        default_image="registry.example/ml/ma2ml:0.2", allowed_secrets=frozenset({"hf-token"}),
+        volume_claims=frozenset({"imagenet"}),
+        volume_types=frozenset({"persistentVolumeClaim", "nfs"}),
+        namespaces=frozenset({NAMESPACE, "ml"}))
+
+
+def test_the_database_volume_can_never_be_allowed(chart: helm_python.Chart) -> None:
+    with pytest.raises(helm_python.HelmError, match="policy.persistentVolumeClaims: "
+                       "data-ma2ml-postgresql-0 is the database's own volume"):
+        render(chart, {"policy": {"persistentVolumeClaims": ["datasets",
+                                                            "data-ma2ml-postgresql-0"]}})
+    with pytest.raises(helm_python.HelmError, match="at '/policy/volumeTypes/0'"):
+        render(chart, {"policy": {"volumeTypes": ["hostPath"]}})
 
 
 def test_external_database_secret(chart: helm_python.Chart) -> None:

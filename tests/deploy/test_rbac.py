@@ -24,7 +24,7 @@ import kubernetes
 import pytest
 
 from ma2ml.operator import handlers
-from ma2ml.operator.kube import ADMISSION_GRANTS, API_GRANTS, Grant, Kube
+from ma2ml.operator.kube import ADMISSION_GRANTS, API_GRANTS, CHILD_GRANTS, Grant, Kube
 
 from .helpers import NAMESPACE, Obj, of_kind, one, render, values_file
 
@@ -188,9 +188,15 @@ def bound_roles(objects: list[Obj]) -> dict[tuple[str, str | None], Grants]:
 
 @pytest.mark.parametrize("ha", [False, True])
 def test_cluster_wide_operator(chart: helm_python.Chart, ha: bool) -> None:
-    bound = bound_roles(render(chart, {"operator": {"ha": {"enabled": ha}}}))
+    """Searches are watched everywhere, but Deployments and ConfigMaps are created and
+    patched only in the namespaces where searches run (issue 25 item 15)."""
+    values = {"operator": {"ha": {"enabled": ha}}, "workloads": {"namespaces": ["ml"]}}
+    bound = bound_roles(render(chart, values))
     peering = handlers.KOPF_CLUSTER_PEERING_GRANTS if ha else ()
-    assert bound == {("ClusterRole", None): expand((*SERVED, *peering))}
+    children = expand(CHILD_GRANTS)
+    assert bound == {("ClusterRole", None): expand((*SERVED, *peering)) - children,
+                     ("Role", NAMESPACE): children, ("Role", "ml"): children}
+    assert not children & bound[("ClusterRole", None)]
 
 
 @pytest.mark.parametrize("ha", [False, True])

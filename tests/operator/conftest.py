@@ -51,6 +51,8 @@ OPERATOR_POLICY_ENV = {
     "MA2ML_ALLOWED_SERVICE_ACCOUNTS": "trainer",
     "MA2ML_ALLOWED_IMAGE_PREFIXES": "registry.example,ghcr.io/ma2ml",
     "MA2ML_ALLOW_HOST_PATH": "false",
+    "MA2ML_ALLOWED_SECRETS": "ma2ml-db",
+    "MA2ML_ALLOWED_VOLUME_CLAIMS": "datasets",
 }
 
 

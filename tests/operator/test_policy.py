@@ -41,6 +41,8 @@ POLICY = WorkloadPolicy(
     default_service_account="ma2ml-workload",
     allowed_service_accounts=frozenset({"trainer"}),
     image_prefixes=("registry.example/team", "ghcr.io/ma2ml/ma2ml:"),
+    allowed_secrets=frozenset({"team-db", "hf-token"}),
+    volume_claims=frozenset({"datasets"}),
 )
 HOST_PATH = {"name": "node", "hostPath": {"path": "/var/run"}}
 CLAIM = {"name": "data", "persistentVolumeClaim": {"claimName": "datasets"}}
@@ -183,7 +185,9 @@ def test_image_prefixes_match_whole_name_parts(image: str, allowed: bool) -> Non
     if not allowed:
         [line] = problems(worker={"image": image})
         assert line.startswith(f"spec.worker.image: {image!r} is not under an allowed")
-    assert WorkloadPolicy().image_allowed(image)  # no prefixes: any image
+    # No prefixes: the default image's repository only (the chart's own); "*": any image.
+    assert WorkloadPolicy().image_allowed(image) is image.startswith("ghcr.io/ma2ml/ma2ml:")
+    assert WorkloadPolicy(image_prefixes=("*",)).image_allowed(image)
 
 
 def test_a_password_in_the_spec_url_is_refused() -> None:
@@ -202,7 +206,7 @@ def test_a_password_in_the_spec_url_is_refused() -> None:
 
 
 def test_without_a_pod_secret_a_search_must_name_its_database() -> None:
-    [line] = problems(WorkloadPolicy(), worker={"image": "x:1"})
+    [line] = problems(WorkloadPolicy(), worker={"image": "ghcr.io/ma2ml/ma2ml:1"})
     assert line.startswith("spec.database.secretName: required")
 
 
@@ -258,6 +262,20 @@ REFUSED = [
     ("image", {"worker": {"image": "docker.io/evil/miner:1"}}, "spec.worker.image"),
     ("password", {"database": {"url": "postgresql://ma2ml:s3cret@db/ma2ml"}},
      "spec.database.url"),
+    # Issue 25 item 15: a password in plain env, another Secret, an API token, the
+    # database's own volume.
+    ("env-password", {"worker": {"image": "registry.example/ma2ml:test", "env": [
+        {"name": "MA2ML_DATABASE_URL", "value": "postgresql://ma2ml:s3cret@db/ma2ml"}]}},
+     "spec.worker.env[0].name"),
+    ("secret-volume", {"worker": {"image": "registry.example/ma2ml:test", "volumes": [
+        {"name": "s", "secret": {"secretName": "ma2ml-postgresql"}}]}},
+     "spec.worker.volumes[0].secret.secretName"),
+    ("token", {"worker": {"image": "registry.example/ma2ml:test", "volumes": [
+        {"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]}},
+     "spec.worker.volumes[0].projected.sources[0].serviceAccountToken"),
+    ("database-volume", {"worker": {"image": "registry.example/ma2ml:test", "volumes": [
+        {"name": "pg", "persistentVolumeClaim": {"claimName": "data-ma2ml-postgresql-0"}}]}},
+     "spec.worker.volumes[0].persistentVolumeClaim.claimName"),
 ]
 
 

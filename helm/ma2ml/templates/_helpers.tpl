@@ -82,6 +82,13 @@ that `helm install` stops with a message naming the values to change.
 {{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.ha.enabled) -}}
 {{- fail "operator.replicas > 1 needs operator.ha.enabled=true (kopf peering keeps one operator active)" -}}
 {{- end -}}
+{{- $dataClaim := printf "data-%s-0" (include "ma2ml.postgresqlName" .) -}}
+{{- if and $db.postgresql.enabled (has $dataClaim .Values.policy.persistentVolumeClaims) -}}
+{{- fail (printf "policy.persistentVolumeClaims: %s is the database's own volume; a search must never mount it" $dataClaim) -}}
+{{- end -}}
+{{- if not .Values.policy.volumeTypes -}}
+{{- fail "policy.volumeTypes: list at least one volume type (e.g. emptyDir)" -}}
+{{- end -}}
 {{- $mon := .Values.monitoring -}}
 {{- if and $mon.prometheusRule.enabled (not $mon.serviceMonitor.enabled) -}}
 {{- fail "monitoring.prometheusRule.enabled needs monitoring.serviceMonitor.enabled=true (the alerts read the scraped ma2ml metrics)" -}}

@@ -8,6 +8,15 @@ children through their ownerReferences), and no Secret is ever read: pods
 reference the database Secret by name.
 */}}
 {{- define "ma2ml.operatorRules" -}}
+{{ include "ma2ml.searchRules" . }}
+{{ include "ma2ml.childRules" . }}
+{{- end -}}
+
+{{/*
+What the operator does to PipelineSearches and Events, wherever a search is:
+kube.py SEARCH_GRANTS, ADMISSION_GRANTS and handlers.KOPF_GRANTS.
+*/}}
+{{- define "ma2ml.searchRules" -}}
 # kopf watches searches and patches their finalizer and progress annotations;
 # the operator re-reads a search just before writing its status.
 - apiGroups: [ma2ml.io]
@@ -22,6 +31,17 @@ reference the database Secret by name.
 - apiGroups: [ma2ml.io]
   resources: [pipelinesearches/finalizers]
   verbs: [update]
+# kopf posts core/v1 Events (milestones, handler errors).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{/*
+The children: kube.py CHILD_GRANTS. Only in the namespaces where searches run
+(RBAC cannot narrow create to objects with the operator's labels).
+*/}}
+{{- define "ma2ml.childRules" -}}
 # Learner and worker Deployments: found by name, created, rolled and scaled.
 - apiGroups: [apps]
   resources: [deployments]
@@ -30,8 +50,4 @@ reference the database Secret by name.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
-# kopf posts core/v1 Events (milestones, handler errors).
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create]
 {{- end -}}
