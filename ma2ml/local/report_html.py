@@ -1,6 +1,8 @@
 """The report's ``index.html``: one self-contained page (PNGs embedded as data URIs).
 
-Numbers are rounded for reading (``fmt``); each figure has a caption saying
+Numbers are rounded for reading (``fmt``); stored and trainer text is escaped
+and shows its control and bidirectional characters as escapes (``_shown``);
+each figure has a caption saying
 what it shows; the trials table is sorted by reward, best first, with each
 completed trial's rank (``ranked``). Random search is compared at the same
 number of trials (``Summary.random_best_of``), with the estimate's basis said.
@@ -15,10 +17,10 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 from ma2ml.local.results import BEST_RANKING, Summary, recommended_lines, trial_row
 from ma2ml.store import TrialRecord
+from ma2ml.visible import rounded, visible
 
 #: Caption of each figure, by file stem.
 CAPTIONS = {
@@ -57,15 +59,11 @@ def fmt(value: object) -> str:
     return str(value)
 
 
-def rounded(value: Any) -> Any:
-    """``value`` with every float cut to 6 significant digits (``0.30000000000000004``)."""
-    if isinstance(value, float):
-        return float(f"{value:.6g}")
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [rounded(v) for v in value]
-    return value
+def _shown(value: object) -> str:
+    """Stored or trainer text as HTML: escaped, and its control and bidirectional
+    characters written as escapes (``ma2ml.visible``): a U+202E in an error tail
+    must not turn the rest of its table row around."""
+    return html.escape(visible(str(value), keep_newlines=True))
 
 
 def ranked(trials: list[TrialRecord]) -> list[tuple[int | None, TrialRecord]]:
@@ -110,7 +108,7 @@ def _ended(summary: Summary) -> str:
     if reason is None or summary.verdict is None:
         return ""
     message = summary.message or summary.verdict.message
-    return f" ({html.escape(reason)}: {html.escape(message)})"
+    return f" ({html.escape(reason)}: {_shown(message)})"
 
 
 def _cell(column: str, value: object) -> str:
@@ -125,7 +123,7 @@ def _trials_table(trials: list[TrialRecord]) -> str:
     header = "<th>rank</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in trial_row(trials[0]))
     body = "".join(
         f'<tr class="{html.escape(t.status)}"><td>{rank or ""}</td>'
-        + "".join(f"<td>{html.escape(_cell(k, v))}</td>" for k, v in trial_row(t).items())
+        + "".join(f"<td>{_shown(_cell(k, v))}</td>" for k, v in trial_row(t).items())
         + "</tr>" for rank, t in ranked(trials))
     return f"<p>{TABLE_NOTE}</p><table><tr>{header}</tr>{body}</table>"
 
@@ -135,17 +133,17 @@ def render_html(summary: Summary, trials: list[TrialRecord], images: list[Path])
     # The best estimated mean (ma2ml.store.recommend), not the luckiest draw.
     best = summary.recommended[1] if summary.recommended else summary.best
     rows = "".join(
-        f"<tr><th>{html.escape(agent)}</th><td><code>"
+        f"<tr><th>{_shown(agent)}</th><td><code>"
         f"{html.escape(json.dumps(rounded(values)))}</code></td></tr>"
         for agent, values in (best.pipeline.items() if best else []))
-    metrics = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(fmt(v))}</td></tr>"
+    metrics = "".join(f"<tr><th>{_shown(k)}</th><td>{_shown(fmt(v))}</td></tr>"
                       for k, v in sorted(((best.metrics or {}) if best else {}).items()))
     headline = (f"Best: {html.escape('; '.join(recommended_lines(summary)))} "
                 f"({html.escape(BEST_RANKING)})" if summary.recommended
                 else "No completed trial yet")
     figures = "".join(_figure(p) for p in images)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ma2ml report: {html.escape(summary.key)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>ma2ml report: {_shown(summary.key)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 figure{{display:inline-block;margin:.5em;vertical-align:top;max-width:520px}}
 img{{max-width:520px}} figcaption{{font-size:85%;color:#444}}
@@ -153,7 +151,7 @@ img[alt="augment preview"]{{width:520px;image-rendering:pixelated}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}
 tr.stopped{{color:#888}}
 </style></head><body>
-<h1>Search {html.escape(summary.key)}</h1>
+<h1>Search {_shown(summary.key)}</h1>
 <p>State <b>{html.escape(summary.state)}</b>{_ended(summary)}, {summary.done}/{summary.max_trials}
 trials, {summary.counts.stopped} stopped early, {summary.counts.failed} failed,
 {summary.counts.diverged} diverged; {html.escape(summary.time_used())}. {headline}.</p>
