@@ -4,6 +4,8 @@ The baseline is random search: the trials proposed while every policy was still
 uniform are pipelines drawn at random, and ``Summary.random_best_of(n)``
 estimates from them what random search would have found with n trials
 (``ma2ml.local.baseline``), the fair comparison for the best of n trials.
+Where every uniform draw's reward is its accuracy (no FLOPs shaping), the
+baseline's interval stays within ``ACCURACY_RANGE`` (``Summary.reward_bounds``).
 
 Shared by the live view, the end-of-run summary, the report and the
 ``status``, ``trials`` and ``best`` commands, so they always agree.
@@ -50,10 +52,13 @@ from ma2ml.store import (
 )
 from ma2ml.store.lifecycle import is_held, shown_elapsed, shown_status
 from ma2ml.store.recommend import Estimate, recommend_trials
+from ma2ml.visible import decimals
 
 #: How every command words the best trial's ranking.
 BEST_RANKING = ("ranked among completed trials at full fidelity only; "
                 "trials stopped early never compete")
+#: What an accuracy can be: the bounds of a reward that is the accuracy.
+ACCURACY_RANGE = (0.0, 1.0)
 #: Characters of a sparkline, lowest to highest.
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -93,6 +98,9 @@ class Summary:
     #: ``spec.budget``'s time limits: seconds of ``maxDuration``, ``maxTrainingHours``.
     max_duration: int | None = None
     max_training_hours: float | None = None
+    #: The least and most a reward can be, where known (``ACCURACY_RANGE`` when every
+    #: uniform draw's reward is its accuracy): the baseline's intervals stay inside.
+    reward_bounds: tuple[float, float] | None = None
 
     @property
     def done(self) -> int:
@@ -105,11 +113,12 @@ class Summary:
 
     def random_best_of(self, *ns: int) -> list[BestOfN]:
         """Random search's expected best reward in each ``n`` trials (empty: no uniform draws)."""
-        return expected_best_of_n(self.random_rewards, ns)
+        return expected_best_of_n(self.random_rewards, ns, bounds=self.reward_bounds)
 
     def learned_against_random(self) -> str | None:
         """The latest learned proposals against as many random pipelines (None: none yet)."""
-        return latest_against_random(self.learned_rewards, self.random_rewards)
+        return latest_against_random(self.learned_rewards, self.random_rewards,
+                                     bounds=self.reward_bounds)
 
     def eta_seconds(self) -> float | None:
         return self.eta.seconds if self.eta is not None else None
@@ -132,8 +141,28 @@ class Summary:
 
 
 def accuracy_of(trial: TrialRecord) -> float | None:
+    """The trial's ``accuracy`` metric when it is a finite number (a custom trainer's
+    metrics may hold anything under that name), else None."""
     value = (trial.metrics or {}).get("accuracy")
-    return float(value) if value is not None else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def reward_bounds(trials: list[TrialRecord]) -> tuple[float, float] | None:
+    """``ACCURACY_RANGE`` when every one of ``trials`` with a reward reports that reward
+    as its accuracy (the built-in reward without FLOPs shaping, or a trainer that reports
+    only an accuracy), else None: a reward may be any finite number."""
+    rewarded = [t for t in trials if t.reward is not None]
+    if rewarded and all(_is_accuracy(t.reward, accuracy_of(t)) for t in rewarded):
+        return ACCURACY_RANGE
+    return None
+
+
+def _is_accuracy(reward: float | None, accuracy: float | None) -> bool:
+    low, high = ACCURACY_RANGE
+    return (reward is not None and accuracy is not None and low <= accuracy <= high
+            and math.isclose(reward, accuracy, rel_tol=1e-9, abs_tol=1e-12))
 
 
 def summarize(store: Store, record: SearchRecord, now: float | None = None,
@@ -179,7 +208,7 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
         elapsed=shown_elapsed(usage, record.created_at, record.finished_at),
         eta=eta, recommended=recommended, held=held, usage=usage, message=record.message,
         verdict=budget_verdict(budget, counts, usage), max_duration=budget.max_duration,
-        max_training_hours=budget.max_training_hours,
+        max_training_hours=budget.max_training_hours, reward_bounds=reward_bounds(initial),
     )
 
 
@@ -203,7 +232,7 @@ def recommended_lines(summary: Summary) -> list[str]:
     lines = [f"trial {trial.number}, {estimate.describe()}"]
     if summary.best is not None and summary.best.id != trial.id:
         lines.append(f"best single observation: trial {summary.best.number}, reward "
-                     f"{summary.best.reward:.4f} (a lucky draw, by the estimate)")
+                     f"{decimals(summary.best.reward or 0.0)} (a lucky draw, by the estimate)")
     return lines
 
 

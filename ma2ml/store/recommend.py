@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from ma2ml.visible import decimals
+
 #: Grid of the kernel's decay with the share of differing decisions.
 GAMMAS = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: Grid of noise variance / signal variance.
@@ -87,20 +89,32 @@ class Estimate:
     def denoised(self) -> bool:
         return self.stderr is not None
 
+    @property
+    def basis(self) -> str:
+        """What ``mean`` is: a de-noised estimate, one observation, or a mean of several."""
+        if self.denoised:
+            return "estimated mean (de-noised)"
+        return f"{self._observed()} (not de-noised)"
+
+    def _observed(self) -> str:
+        if self.evaluations == 1:
+            return "best observation"
+        return f"best observed mean of {self.evaluations} evaluations"
+
     def as_dict(self) -> dict[str, Any]:
         return {"estimate": self.mean, "stderr": self.stderr, "observed": self.observed,
-                "evaluations": self.evaluations, "noise": self.noise,
-                "basis": "estimated mean (de-noised)" if self.denoised
-                else "best observation (not de-noised)"}
+                "evaluations": self.evaluations, "noise": self.noise, "basis": self.basis}
 
     def describe(self) -> str:
         """One line for people: the estimate with its uncertainty, or why there is none."""
         if not self.denoised:
-            return f"reward {self.observed:.4f} (best observation, not de-noised)"
+            noun = "reward" if self.evaluations == 1 else "mean reward"
+            return f"{noun} {decimals(self.observed)} ({self._observed()}, not de-noised)"
+        assert self.stderr is not None and self.noise is not None
         times = "once" if self.evaluations == 1 else f"{self.evaluations} times"
-        return (f"estimated reward {self.mean:.4f} ± {self.stderr:.4f} (observed "
-                f"{self.observed:.4f}, evaluated {times}; noise sd of one evaluation "
-                f"≈ {self.noise:.4f})")
+        return (f"estimated reward {decimals(self.mean)} ± {decimals(self.stderr)} (observed "
+                f"{decimals(self.observed)}, evaluated {times}; noise sd of one evaluation "
+                f"≈ {decimals(self.noise)})")
 
 
 def gp_noise(x: np.ndarray, y: np.ndarray) -> float:
@@ -122,25 +136,37 @@ def gp_noise(x: np.ndarray, y: np.ndarray) -> float:
     return best[1]
 
 
+def unit(values: np.ndarray) -> float:
+    """A power of two near the largest ``|value|``: rewards divided by it lie in [-2, 2], so
+    no sum, difference or square overflows (rewards of +-1e308 are finite, and accepted),
+    and dividing and multiplying back are exact, so ordinary rewards give the same bits."""
+    largest = float(np.abs(values).max()) if values.size else 0.0
+    return math.ldexp(1.0, math.frexp(largest)[1] - 1)
+
+
 def estimate(rows: Sequence[Sequence[int]], rewards: Sequence[float]) -> list[Estimate]:
     """Estimates of every evaluated pipeline, best estimated mean first.
 
     ``rows``: the joint action of every evaluation (a pipeline may repeat), all of
     one length; ``rewards``: what each evaluation observed (finite, maximised).
+    Every number returned is finite; each mean lies within the observed rewards and
+    each standard deviation within half their range, whatever their magnitude.
     """
     if not rows:
         return []
     x = np.asarray(rows, dtype=np.int64)
-    y = np.asarray(rewards, dtype=np.float64)
-    if x.ndim != 2 or len(x) != len(y) or not np.isfinite(y).all():
+    raw = np.asarray(rewards, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(raw) or not np.isfinite(raw).all():
         raise ValueError("rows and rewards: one finite reward per row, rows of one length")
+    scale = unit(raw)
+    y = raw / scale  # in [-2, 2]: everything below is computed in these units
     keys, inverse, counts = np.unique(x, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     observed = np.bincount(inverse, weights=y) / counts
     if len(keys) < MIN_PIPELINES or np.ptp(y) == 0:  # too little to learn a noise level
         order = np.argsort(-observed, kind="stable")
-        return [Estimate(tuple(map(int, keys[i])), float(observed[i]), None,
-                         float(observed[i]), int(counts[i]), None) for i in order]
+        return [Estimate(tuple(map(int, keys[i])), float(observed[i] * scale), None,
+                         float(observed[i] * scale), int(counts[i]), None) for i in order]
     dof = int((counts - 1).sum())
     if dof >= MIN_REPEAT_DOF:
         noise = float(((y - observed[inverse]) ** 2).sum()) / dof
@@ -151,10 +177,16 @@ def estimate(rows: Sequence[Sequence[int]], rewards: Sequence[float]) -> list[Es
     spread = float(observed.var())
     tau2 = max(spread - noise * float(np.mean(1.0 / counts)), MIN_PRIOR_SHARE * spread)
     weight = counts * tau2 / (counts * tau2 + noise)
-    mean = weight * observed + (1 - weight) * float(observed.mean())
-    stderr = np.sqrt(weight * noise / counts)
-    return [Estimate(tuple(map(int, keys[i])), float(mean[i]), float(stderr[i]),
-                     float(observed[i]), int(counts[i]), math.sqrt(noise))
+    # A weighted mean of observed means stays within them; rounding must not leave them.
+    mean = np.clip(weight * observed + (1 - weight) * float(observed.mean()), y.min(), y.max())
+    # No standard deviation of values within a range exceeds half of it (a sample's
+    # estimate can, by its degrees of freedom); capped, it is finite in reward units too.
+    half_range = float(y.max() - y.min()) / 2
+    stderr = np.minimum(np.sqrt(weight * noise / counts), half_range)
+    sd = min(math.sqrt(noise), half_range)
+    return [Estimate(tuple(map(int, keys[i])), float(mean[i] * scale),
+                     float(stderr[i] * scale), float(observed[i] * scale), int(counts[i]),
+                     sd * scale)
             for i in np.argsort(-mean, kind="stable")]
 
 
