@@ -9,16 +9,24 @@ string never turns a finished result into a crash.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
+# The metric limits are the worker's too (it checks a trainer's report by them): owned
+# by ``ma2ml.limits``, re-exported here for the store's readers.
+from ma2ml.limits import (
+    MAX_METRIC_NAME_CHARS,
+    MAX_METRIC_TEXT_CHARS,
+    MAX_METRICS_BYTES,
+    metrics_bytes,
+)
+
+__all__ = ["MAX_ERROR_CHARS", "MAX_METRICS_BYTES", "MAX_METRICS_DEPTH", "MAX_METRIC_NAME_CHARS",
+           "MAX_METRIC_TEXT_CHARS", "MetricsTooLargeError", "clean_error", "clean_metrics",
+           "clean_text", "metrics_bytes"]
+
 #: Characters of an error message kept (its tail: the end of a log says what went wrong).
 MAX_ERROR_CHARS = 4000
-#: Characters of one metric name or string value kept.
-MAX_METRIC_TEXT = 1000
-#: Size of a trial's metrics as JSON, in bytes; more is refused (``MetricsTooLargeError``).
-MAX_METRICS_BYTES = 65536
 #: Nesting depth of metrics kept; deeper values are replaced by a marker.
 MAX_METRICS_DEPTH = 8
 
@@ -50,7 +58,7 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics as stored: string keys and values cleaned and capped, non-finite numbers
     as None, nesting capped; ``MetricsTooLargeError`` when still over the size bound."""
     cleaned = _clean(metrics, 0)
-    size = len(json.dumps(cleaned, separators=(",", ":"), default=str))
+    size = metrics_bytes(cleaned)
     if size > MAX_METRICS_BYTES:
         raise MetricsTooLargeError(
             f"metrics are {size} bytes as JSON; at most {MAX_METRICS_BYTES} are stored")
@@ -59,7 +67,7 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _clean(value: Any, depth: int) -> Any:
     if isinstance(value, str):
-        return clean_text(value, MAX_METRIC_TEXT, keep="head")
+        return clean_text(value, MAX_METRIC_TEXT_CHARS, keep="head")
     if isinstance(value, bool) or value is None or isinstance(value, int):
         return value
     if isinstance(value, float):
@@ -67,10 +75,10 @@ def _clean(value: Any, depth: int) -> Any:
     if depth >= MAX_METRICS_DEPTH:
         return "<nested too deep>"
     if isinstance(value, dict):
-        return {clean_text(str(k), MAX_METRIC_TEXT, keep="head"): _clean(v, depth + 1)
+        return {clean_text(str(k), MAX_METRIC_NAME_CHARS, keep="head"): _clean(v, depth + 1)
                 for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v, depth + 1) for v in value]
     if hasattr(value, "tolist"):  # NumPy / torch scalars and arrays
         return _clean(value.tolist(), depth)
-    return clean_text(str(value), MAX_METRIC_TEXT, keep="head")
+    return clean_text(str(value), MAX_METRIC_TEXT_CHARS, keep="head")

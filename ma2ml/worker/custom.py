@@ -24,6 +24,10 @@ the callback says stop, the command's process group is killed at once
 (SIGKILL, no grace: the trial is over and its checkpoint is not wanted) and
 the result is the stopped step's, marked ``stopped``.
 
+Every file the worker reads from the trial folder (result, steps, output
+tail, owner) is opened through ``untrusted``: a trainer that turns one into a
+FIFO or a directory fails its trial at once instead of wedging the worker.
+
 A bare ``python`` or ``python3`` as the command's first word means the
 worker's own interpreter (``sys.executable``): started as ``.venv/bin/ma2ml``
 without an activated venv, ``python`` on PATH is the system one, which
@@ -35,7 +39,9 @@ paths in it (``[python, train.py]``) mean what they mean there.
 
 The command runs in its own process group, with its files in a folder
 ``$TMPDIR/ma2ml-trial-<worker pid>-*`` (``$MA2ML_TRIAL_DIR``). On Linux it gets a parent-death
-signal, so a worker killed with -9 takes its trainer along; on a stop, a
+signal, so a worker killed with -9 takes its trainer along, and a
+``GroupGuard`` then kills the rest of its group (what the trainer started)
+and removes the folder; on a stop, a
 timeout or when the command exits, the whole group is killed, so nothing it
 started keeps training. ``remove_stale_trial_dirs`` (called when a worker
 starts) removes the folders of dead workers and kills what their trainers
@@ -62,11 +68,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ma2ml.limits import (
+    MAX_METRIC_NAME_CHARS,
+    MAX_METRIC_TEXT_CHARS,
+    MAX_METRICS,
+    MAX_METRICS_BYTES,
+    metrics_bytes,
+)
 from ma2ml.spec import Objective, PipelineSearch
 from ma2ml.worker.errors import TrialError, TrialInterrupted, TrialStopped
-from ma2ml.worker.parent_death import die_with_parent
+from ma2ml.worker.parent_death import GroupGuard, die_with_parent
 from ma2ml.worker.result import EpochCallback, TrialResult
 from ma2ml.worker.reward import compute_reward
+from ma2ml.worker.untrusted import NotRegularFileError, read_regular, read_tail, write_new
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +102,14 @@ TRIAL_DIR_PREFIX = "ma2ml-trial-"
 OWNER_FILE = "owner.json"
 #: Bytes of a result file: a result is a few numbers, never megabytes.
 MAX_RESULT_BYTES = 1024 * 1024
-#: Metrics of one result, characters of a metric name and of a text metric.
-MAX_METRICS = 256
-MAX_METRIC_NAME_CHARS = 256
-MAX_METRIC_TEXT_CHARS = 4096
+#: Bytes of JSON kept free in a result's metrics for those the worker adds
+#: (accuracy, flops, train_seconds, stopped_at_epoch): the store takes at most
+#: ``MAX_METRICS_BYTES`` of the whole (limits owned by ``ma2ml.limits``).
+_WORKER_METRICS_BYTES = 256
+#: Bytes of JSON a trainer's own metrics may take.
+MAX_REPORTED_METRICS_BYTES = MAX_METRICS_BYTES - _WORKER_METRICS_BYTES
+#: Bytes of an owner file read (a few numbers).
+_OWNER_BYTES = 4096
 #: Intermediate reports the worker reads from one command; later lines are ignored.
 MAX_STEP_REPORTS = 10_000
 #: Bytes the worker reads from the steps file per look.
@@ -274,6 +292,8 @@ def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: 
                                        preexec_fn=die_with_parent(os.getpid()))
         except OSError as exc:
             raise TrialError(f"trainer.command: cannot start {command[0]!r} ({exc})") from None
+        # Kills the group (the trainer's children too) should this worker die meanwhile.
+        guard = GroupGuard(process.pid, trial_dir if owner_file is not None else None)
         try:
             if owner_file is not None:
                 _write_owner(owner_file, process.pid)
@@ -284,6 +304,8 @@ def _execute(command: list[str], env: dict[str, str], trial_dir: Path, timeout: 
             # A stopped trial is over: nothing it could save on SIGTERM is wanted.
             _terminate(process, 0.0 if isinstance(exc, TrialStopped) else KILL_GRACE_SECONDS)
             raise
+        finally:
+            guard.release()  # the group is dead and reaped: nothing left to guard
     if process.returncode != 0:
         raise TrialError(f"trainer.command exited with code {process.returncode}; output tail:\n"
                          f"{tail(log_path)}")
@@ -354,11 +376,10 @@ def _terminate(process: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECON
 
 def tail(path: Path, chars: int = TAIL_CHARS) -> str:
     """The last ``chars`` characters of a log, read from its end (the log may be gigabytes)."""
-    try:
-        with path.open("rb") as log:
-            size = log.seek(0, os.SEEK_END)
-            log.seek(max(0, size - 4 * chars))  # UTF-8 takes at most 4 bytes a character
-            text = log.read().decode(errors="replace")[-chars:]
+    try:  # UTF-8 takes at most 4 bytes a character
+        text = read_tail(path, 4 * chars).decode(errors="replace")[-chars:]
+    except NotRegularFileError as exc:  # the trainer replaced its log (a FIFO would block)
+        return f"(no output: {exc})"
     except OSError:
         return "(no output)"
     return text or "(no output)"
@@ -401,13 +422,13 @@ def _write_owner(path: Path, trainer: int) -> None:
     owner = {"pid": os.getpid(), "start": _start_time(os.getpid()), "pidns": _pid_namespace(),
              "trainer": trainer, "trainer_start": _start_time(trainer)}
     with contextlib.suppress(OSError):  # only a later clean-up needs it
-        path.write_text(json.dumps(owner))
+        write_new(path, json.dumps(owner).encode())  # the trainer runs in this folder
 
 
 def _read_owner(path: Path) -> dict[str, Any]:
-    try:
-        owner = json.loads(path.read_text())
-    except (OSError, ValueError):
+    try:  # the dead trainer may have left anything there, a FIFO included
+        owner = json.loads(read_regular(path, _OWNER_BYTES))
+    except (OSError, ValueError, RecursionError):
         return {}
     return owner if isinstance(owner, dict) else {}
 
@@ -475,13 +496,12 @@ def read_result(path: Path, objective: Objective, seconds: float, log_path: Path
     with a message naming the field.
     """
     try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_RESULT_BYTES + 1)
+        raw = read_regular(path, MAX_RESULT_BYTES + 1)
     except FileNotFoundError:
         raise TrialError(f"trainer.command exited 0 but wrote no result to {ENV_RESULT_FILE} "
                          f"(call ma2ml.report(...)); output tail:\n{tail(log_path)}") from None
     except OSError as exc:
-        raise TrialError(f"{path}: unreadable result ({exc})") from None
+        raise TrialError(f"{ENV_RESULT_FILE}: unreadable result ({exc})") from None
     if len(raw) > MAX_RESULT_BYTES:
         raise TrialError(f"{path}: result is larger than {MAX_RESULT_BYTES} bytes")
     data = _json_object(raw, str(path), "result")
@@ -532,7 +552,8 @@ def _metrics_problem(metrics: Any) -> str | None:
     """What is wrong with a result's metrics (``'metrics...' must ...``), or None.
 
     The same rules hold in ``ma2ml.report`` (in the trainer) and when the
-    worker reads the result file.
+    worker reads the result file or a step report; the limits are the store's
+    (``store.text``), so a report checked here is never refused later.
     """
     if not isinstance(metrics, dict):
         return (f"'metrics' must be a JSON object of metric names to numbers or strings, "
@@ -551,6 +572,9 @@ def _metrics_problem(metrics: Any) -> str | None:
             return f"{field} must be a finite number, got {item!r}"
         if not (item is None or isinstance(item, str | int | float | bool)):
             return f"{field} must be a number, a string, true/false or null, got {_brief(item)}"
+    size = metrics_bytes(metrics)
+    if size > MAX_REPORTED_METRICS_BYTES:  # the store would refuse them after the training
+        return f"'metrics' take {size} bytes as JSON (limit {MAX_REPORTED_METRICS_BYTES})"
     return None
 
 
@@ -655,13 +679,11 @@ class StepWatcher:
 
     def _read(self) -> bytes:
         try:
-            with self.path.open("rb") as stream:
-                stream.seek(self.offset)
-                chunk = stream.read(_STEP_CHUNK)
+            chunk = read_regular(self.path, _STEP_CHUNK, self.offset)
         except FileNotFoundError:  # no step reported yet
             return b""
-        except OSError as exc:
-            raise TrialError(f"{self.path}: unreadable step reports ({exc})") from None
+        except OSError as exc:  # a FIFO or a directory too: reading it could block
+            raise TrialError(f"{ENV_STEPS_FILE}: unreadable step reports ({exc})") from None
         self.offset += len(chunk)
         return chunk
 

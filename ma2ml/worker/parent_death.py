@@ -5,16 +5,30 @@ forked child before exec) and the worker processes of ``ma2ml run`` (SIGTERM
 when ``ma2ml run`` dies, so a killed run does not leave workers training for
 nobody; SIGTERM lets them hand their trials back). Elsewhere than Linux both
 are no-ops.
+
+The parent-death signal reaches only the trainer itself, not the processes it
+started (a shell wrapper's Python, a data loader): after ``kill -9`` of a
+worker they trained on for nobody. ``GroupGuard`` closes that gap: a tiny
+``sh`` in its own session, reading a pipe whose only writer is the worker.
+When the worker dies, however it dies, the kernel closes the pipe, the guard
+reads end-of-file and kills the trainer's whole process group and removes the
+trial folder. A worker that ends the trial itself says ``done`` first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 
@@ -61,3 +75,48 @@ def die_with_parent(parent: int) -> Callable[[], None] | None:
     if _prctl() is None:
         return None
     return lambda: signal_on_parent_death(signal.SIGKILL, parent)
+
+
+#: The guard: wait for a line or end-of-file on stdin; anything but ``done`` (the
+#: worker died) kills the group ``$1`` and removes the folder ``$2`` (if given).
+_GUARD_SCRIPT = ('IFS= read -r word; [ "$word" = done ] && exit 0; '
+                 'kill -s KILL -- "-$1" 2>/dev/null; [ -n "$2" ] && rm -rf -- "$2"; exit 0')
+#: Seconds a released guard gets to exit before it is killed (it exits at once).
+_GUARD_EXIT_SECONDS = 5.0
+
+
+class GroupGuard:
+    """Kills process group ``pgid`` (and removes ``folder``) if this process dies before
+    ``release``. Without ``/bin/sh`` it logs once per guard and guards nothing."""
+
+    def __init__(self, pgid: int, folder: Path | None = None) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        read, self._write = os.pipe()  # both ends close-on-exec: no other child holds them
+        try:
+            self._process = subprocess.Popen(
+                ["/bin/sh", "-c", _GUARD_SCRIPT, "ma2ml-guard", str(pgid),
+                 str(folder) if folder is not None else ""],
+                stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)  # a signal to the worker's group spares it
+        except OSError as exc:
+            log.warning("no guard for trainer group %d (%s): its children may outlive a "
+                        "killed worker", pgid, exc)
+            os.close(self._write)
+            self._write = -1
+        finally:
+            os.close(read)
+
+    def release(self) -> None:
+        """The worker ended the trial itself: the guard exits without killing anything."""
+        if self._write < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._write, b"done\n")
+        os.close(self._write)
+        self._write = -1
+        if self._process is not None:
+            try:
+                self._process.wait(_GUARD_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()

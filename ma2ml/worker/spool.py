@@ -6,8 +6,11 @@ with back-off. A late result is still accepted while its trial has no result
 (first result wins, see ``store.queue``); one for a trial that has a result
 raises ``StaleAttemptError`` and is dropped, so nothing is counted twice. Any
 worker of the search can flush any spool entry, so a result also survives
-its worker's restart. A spool file that cannot be read is moved aside as
-``*.corrupt``; it never stops a worker from starting.
+its worker's restart. Anything in the spool that does not read as a report
+(JSON that is not an object or lacks a field, nesting too deep, a directory
+or a FIFO under a report's name, a file over ``MAX_SPOOL_FILE_BYTES``) is
+moved aside as ``*.corrupt``; it never stops a worker from starting, and a
+FIFO is never opened in a way that blocks (``untrusted``).
 
 ``send_report`` is the one place a report meets the store: any error other
 than "unavailable" or "stale" fails that trial with the error's message, so a
@@ -16,7 +19,6 @@ report the database refuses can never crash-loop a worker.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import logging
@@ -29,8 +31,19 @@ from typing import Any
 from ma2ml.store import StaleAttemptError, Store, StoreUnavailableError, TrialStatus
 from ma2ml.store.backoff import backoff_delays
 from ma2ml.worker.outcome import TrialOutcome
+from ma2ml.worker.untrusted import read_regular
 
 log = logging.getLogger(__name__)
+
+#: Bytes of one spool file read: a report holds at most 64 KiB of metrics and an error
+#: tail; far more means the file is not one of ours.
+MAX_SPOOL_FILE_BYTES = 16 * 1024 * 1024
+
+#: A report's fields and the JSON types each may have in a spool file.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "trial_id": (int,), "attempt": (int,), "kind": (str,), "reward": (int, float, type(None)),
+    "metrics": (dict,), "diverged": (bool,), "error": (str,), "retryable": (bool,),
+    "max_retries": (int,)}
 
 
 class ReportKind(enum.StrEnum):
@@ -81,9 +94,24 @@ class Report:
         return json.dumps(fields, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> Report:
-        """A report from a spool file (``ValueError``/``TypeError``/``KeyError`` if corrupt)."""
-        fields = json.loads(text)
+    def from_json(cls, text: str | bytes) -> Report:
+        """A report from a spool file; ``ValueError`` naming what is wrong if it is not one."""
+        try:
+            fields = json.loads(text)
+        except RecursionError:  # nested deeper than the parser's stack
+            raise ValueError("JSON nested too deep") from None
+        if not isinstance(fields, dict):
+            raise ValueError(f"a report is a JSON object, not {type(fields).__name__}")
+        for name, types in _FIELD_TYPES.items():
+            if name in ("trial_id", "attempt", "kind") and name not in fields:
+                raise ValueError(f"field {name!r} is missing")
+            value = fields.get(name)
+            if name in fields and (not isinstance(value, types)
+                                   or (isinstance(value, bool) and bool not in types)):
+                raise ValueError(f"field {name!r} has the wrong type ({type(value).__name__})")
+        unknown = set(fields) - set(_FIELD_TYPES)
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)}")
         reward = fields.get("reward")
         return cls(**{**fields, "kind": ReportKind(fields["kind"]),
                       "reward": float("nan") if reward is None else float(reward)})
@@ -130,9 +158,14 @@ class Spool:
         self.directory = Path(directory)
 
     def add(self, report: Report) -> Path:
+        if self.directory.exists() and not self.directory.is_dir():
+            _move_aside(self.directory, "is not a folder")
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"trial-{report.trial_id}-attempt-{report.attempt}.json"
         partial = path.with_suffix(".partial")
+        for stale in (partial, path):  # a directory there would refuse this report
+            if stale.is_dir() and not stale.is_symlink():
+                _move_aside(stale, "in the way of a report")
         partial.write_text(report.to_json())
         partial.replace(path)
         return path
@@ -159,14 +192,14 @@ class Spool:
         """The report in ``path``; None when another worker delivered it meanwhile, or
         after moving an unreadable file aside."""
         try:
-            return Report.from_json(path.read_text())
+            raw = read_regular(path, MAX_SPOOL_FILE_BYTES + 1)
+            if len(raw) > MAX_SPOOL_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_SPOOL_FILE_BYTES} bytes")
+            return Report.from_json(raw)
         except FileNotFoundError:
             return None  # flushed by another worker of the search between glob and read
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-            corrupt = path.with_suffix(".corrupt")
-            log.error("spool file %s is corrupt (%s); moved aside to %s", path, exc, corrupt)
-            with contextlib.suppress(FileNotFoundError):
-                path.replace(corrupt)
+        except (OSError, ValueError, TypeError, KeyError) as exc:  # also a FIFO, a folder
+            _move_aside(path, f"is corrupt ({exc})")
             return None
 
     def flush_with_backoff(self, store: Store, stop: threading.Event) -> bool:
@@ -176,3 +209,21 @@ class Spool:
             if stop.wait(next(delays)):
                 return False
         return True
+
+
+def _move_aside(path: Path, why: str) -> None:
+    """Rename ``path`` to a free ``*.corrupt`` name beside it, so no worker reads it again.
+    Logged; a rename that fails is logged too and never raised (the worker goes on)."""
+    corrupt = path.with_suffix(".corrupt")
+    number = 0
+    while corrupt.exists() or corrupt.is_symlink():
+        number += 1
+        corrupt = path.with_suffix(f".{number}.corrupt")
+    try:
+        path.rename(corrupt)
+    except FileNotFoundError:
+        return  # another worker moved or delivered it first
+    except OSError as exc:
+        log.error("spool entry %s %s, and cannot be moved aside (%s)", path, why, exc)
+        return
+    log.error("spool entry %s %s; moved aside to %s", path, why, corrupt)

@@ -244,11 +244,13 @@ def test_trainer_dies_with_its_worker_and_the_folder_is_cleaned(
         assert folder.name.startswith(f"ma2ml-trial-{worker.pid}-")
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
-        assert _wait_for(lambda: not _running(trainer)), "the trainer outlived its worker"
-        assert _running(grandchild)  # only the direct child gets the parent-death signal
-        assert remove_stale_trial_dirs(tmp_path) == [folder]
-        assert not folder.exists()
-        assert _wait_for(lambda: not _running(grandchild)), "the trainer's child was left running"
+        assert _wait_for(lambda: not _running(trainer), 30), "the trainer outlived its worker"
+        # Only the trainer gets the parent-death signal; its guard kills the rest of the
+        # group and removes the folder, before any later worker starts (issue 25, item 8).
+        assert _wait_for(lambda: not _running(grandchild), 30), \
+            "the trainer's child outlived the worker"
+        assert _wait_for(lambda: not folder.exists(), 30), "the trial folder was left"
+        assert remove_stale_trial_dirs(tmp_path) == []
     finally:
         worker.kill()
         worker.wait()
