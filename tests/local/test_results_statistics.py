@@ -14,7 +14,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
 from ma2ml.cli import app
@@ -103,9 +102,21 @@ def test_ordinary_rewards_give_the_same_estimates_as_before_to_the_bit() -> None
     numbers are what the estimate gave before the change."""
     rows = [(i,) for i in range(VALUES)] + [(3,), (3,), (7,)]
     rewards = [0.61, 0.72, 0.55, 0.8, 0.43, 0.67, 0.7, 0.75, 0.52, 0.6, 0.78, 0.82, 0.71]
-    best = estimate(rows, rewards)[0]
-    assert best.row == (3,) and best.evaluations == 3
-    assert best.observed == pytest.approx(0.8, abs=1e-15)
+    shown = [(e.row, e.mean, e.stderr, e.observed, e.evaluations, e.noise)
+             for e in estimate(rows, rewards)[:2]]
+    assert shown == [
+        ((3,), 0.7973077814386039, 0.013225422863359846, 0.7999999999999999, 3,
+         0.023094010767585018),
+        ((7,), 0.727673140161321, 0.01613287950524577, 0.73, 2, 0.023094010767585018)]
+
+
+def test_an_accuracy_metric_that_is_no_number_is_no_accuracy(store: Store) -> None:
+    """A custom trainer may put anything under ``accuracy`` beside its reward; summing
+    up the search must not fail on it (``float("high")`` raised before)."""
+    record = _search(store, "words")
+    _complete(store, record, [(0, 0.5), (1, 0.6)], metrics={"accuracy": "high"})
+    summary = summarize(store, record)
+    assert summary.random_accuracies == [] and summary.reward_bounds is None
 
 
 def test_the_bootstrap_interval_of_an_accuracy_stays_within_0_and_1(store: Store) -> None:
