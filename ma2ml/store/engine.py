@@ -6,7 +6,8 @@
   than PostgreSQL or SQLite, or a driver that is not installed raise
   ``DatabaseUrlError`` with one line naming the URL (password masked, ``masked_url``).
   ``make_engine(url, create=False)`` also refuses a SQLite file that does not exist,
-  so a read-only command never creates one.
+  so a read-only command never creates one, and leaves its journal mode as it is: a
+  file that is not an ma2ml store is refused unchanged, not switched to WAL first.
 * SQLite connections run in WAL mode with a 30 s busy timeout and foreign keys on.
   pysqlite's own transaction handling is switched off (SQLAlchemy's documented
   connect/begin event recipe) so that *we* emit ``BEGIN``: ``BEGIN IMMEDIATE`` for
@@ -176,13 +177,24 @@ def _enable_wal(cursor: Any) -> None:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    _sqlite_settings(dbapi_connection, wal=True)
+
+
+def _sqlite_on_connect_as_is(dbapi_connection: Any, connection_record: Any) -> None:
+    # An existing file (create=False): WAL is persistent, so switching writes to the
+    # file; an ma2ml store is in WAL already, and anything else must stay as it is.
+    _sqlite_settings(dbapi_connection, wal=False)
+
+
+def _sqlite_settings(dbapi_connection: Any, *, wal: bool) -> None:
     # Disable pysqlite's implicit BEGIN; _sqlite_on_begin emits our own.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         # busy_timeout first: switching to WAL needs a lock other processes may hold.
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        _enable_wal(cursor)
+        if wal:
+            _enable_wal(cursor)
         # NORMAL is durable across application crashes in WAL mode (not power loss).
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -217,7 +229,7 @@ def make_engine(url: str | None = None, *, create: bool = True, **kwargs: Any) -
             path.parent.mkdir(parents=True, exist_ok=True)
         options.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         engine = create_engine(parsed, **options)
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "connect", _sqlite_on_connect if create else _sqlite_on_connect_as_is)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     if backend == "postgresql" and parsed.get_driver_name() == "psycopg2":

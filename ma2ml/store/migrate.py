@@ -12,6 +12,10 @@ same time (a worker Deployment scaling up), so the upgrade runs under a lock:
 
 Whoever gets the lock second finds the schema at head and Alembic does nothing.
 
+Commands that only look (``Store(create=False)``) never migrate: a store at an
+older revision is refused by ``require_schema`` with one line that says how to
+upgrade it (``ma2ml db upgrade``), and not one byte of it changes.
+
 Alembic is imported only when a migration actually runs: it doubles the import
 time of the store, which every worker process pays at start-up. Its INFO lines
 ("Context impl SQLiteImpl.", one per revision) are held back while it runs: a
@@ -32,7 +36,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select, text
 from sqlalchemy.pool import NullPool
 
 from ma2ml.store.engine import make_engine, sqlite_file, translate_errors, write_engine
-from ma2ml.store.errors import StoreError
+from ma2ml.store.errors import DatabaseUrlError, StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -68,6 +72,25 @@ def current_revision(engine: Engine) -> str | None:
         if not inspect(connection).has_table("alembic_version"):
             return None
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def require_schema(engine: Engine, shown: str) -> None:
+    """Refuse (``DatabaseUrlError``, one line naming ``shown``) a database that holds no
+    ma2ml store or one at another revision than ``HEAD_REVISION``; read only."""
+    revision = current_revision(engine)
+    if revision is None:
+        raise DatabaseUrlError(f"database {shown}: holds no ma2ml store")
+    if revision == HEAD_REVISION:
+        return
+    # Revisions are zero-padded numbers: text order is their order.
+    if len(revision) == len(HEAD_REVISION) and revision.isdigit() and revision < HEAD_REVISION:
+        raise DatabaseUrlError(
+            f"database {shown}: its ma2ml store has schema revision {revision}, older than "
+            f"this ma2ml's {HEAD_REVISION}; `ma2ml db upgrade --db URL` upgrades it (a "
+            f"command that only looks never changes a store)")
+    raise DatabaseUrlError(f"database {shown}: its ma2ml store has schema revision "
+                           f"{revision}, which this ma2ml does not know (it knows up to "
+                           f"{HEAD_REVISION}); is it from a newer ma2ml?")
 
 
 @contextmanager

@@ -24,9 +24,9 @@ from ma2ml.store.engine import (
     resolve_database_url,
     translate_errors,
 )
-from ma2ml.store.errors import DatabaseUrlError, SearchExistsError, StoreUnavailableError
+from ma2ml.store.errors import SearchExistsError, StoreUnavailableError
 from ma2ml.store.lifecycle import Actor, Counts, SearchState, TrialStatus, Usage
-from ma2ml.store.migrate import current_revision, ensure_schema
+from ma2ml.store.migrate import ensure_schema, require_schema
 from ma2ml.store.records import (
     ClaimedTrial,
     ResultRecord,
@@ -47,10 +47,11 @@ class Store:
 
     ``url`` is resolved by ``resolve_database_url``; the schema is brought to the
     newest revision on first use unless ``migrate=False``. ``create=False`` opens only
-    an existing store (what read-only commands use): a missing SQLite file or a
-    database without the ma2ml schema raises ``DatabaseUrlError`` and nothing is
-    written. A bad URL raises ``DatabaseUrlError``, an unreachable database
-    ``StoreUnavailableError``; both say which URL (password masked) in one line.
+    an existing store (what read-only commands use) and never migrates it: a missing
+    SQLite file, a database without the ma2ml schema or one at another schema revision
+    raises ``DatabaseUrlError`` and nothing is written. A bad URL raises
+    ``DatabaseUrlError``, an unreachable database ``StoreUnavailableError``; both say
+    which URL (password masked) in one line.
     """
 
     def __init__(self, url: str | None = None, *, migrate: bool = True, create: bool = True,
@@ -71,9 +72,9 @@ class Store:
         shown = masked_url(self.engine.url)
         try:
             with translate_errors():
-                if not create and current_revision(self.engine) is None:
-                    raise DatabaseUrlError(f"database {shown}: holds no ma2ml store")
-                if migrate:
+                if not create:  # looking: never migrate (a store at another revision: refused)
+                    require_schema(self.engine, shown)
+                elif migrate:
                     ensure_schema(self.engine)
         except StoreUnavailableError as error:
             cause = error_cause(error.__cause__) if error.__cause__ else str(error)
