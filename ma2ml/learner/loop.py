@@ -52,6 +52,7 @@ from ma2ml.store import (
     budget_verdict,
 )
 from ma2ml.store.backoff import backoff_delays
+from ma2ml.store.engine import error_cause
 from ma2ml.store.lifecycle import has_time_limit
 from ma2ml.store.notify import results_channel
 from ma2ml.store.records import ResultRecord
@@ -352,8 +353,9 @@ def run_learner(store: Store, search_name: str, *, stop: threading.Event | None 
 
     A database that cannot be reached is retried every ``RETRY_SECONDS`` (and
     expired leases get one lease of grace once it is back); every other error
-    propagates (the pod restarts and resumes from the store). A learner that
-    cannot start marks the search failed first (``start_learner``).
+    propagates. A learner that cannot start marks the search failed first
+    (``start_learner``), and so does one that crashes later (``_fail_search``):
+    no search stays 'running' with nobody proposing its trials.
     """
     stop = stop or threading.Event()
     delays = backoff_delays()
@@ -365,7 +367,23 @@ def run_learner(store: Store, search_name: str, *, stop: threading.Event | None 
             log.warning("search %s: store unavailable (%s); retrying", search_name, exc)
             if stop.wait(next(delays)):
                 return SearchOutcome(search_name, "stopped", 0, 0, None, None, 0)
-    return drive_learner(learner, stop=stop, poll_seconds=poll_seconds)
+    try:
+        return drive_learner(learner, stop=stop, poll_seconds=poll_seconds)
+    except Exception as exc:
+        # The driver's own first line: a database error's full text ends in a web link.
+        _fail_search(learner, f"the learner crashed: {type(exc).__name__}: {error_cause(exc)}")
+        raise
+
+
+def _fail_search(learner: Learner, reason: str) -> None:
+    """Mark the search failed with ``reason`` (best effort: the store may be what broke)."""
+    try:
+        learner.store.move_search(learner.search_id, SearchState.failed, by=Actor.learner,
+                                  message=reason)
+    except Exception:  # the crash itself is raised, whatever happens here
+        log.exception("search %s: could not mark it failed", learner.name)
+        return
+    log.error("search %s failed: %s", learner.name, reason)
 
 
 def drive_learner(learner: Learner, *, stop: threading.Event | None = None,

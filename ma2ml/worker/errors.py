@@ -28,6 +28,13 @@ class DataError(TrialError):
     """
 
 
+class StoreFault(Exception):
+    """The store failed in a way no retry and no other trial can mend: a schema bug (a
+    missing ``trial_steps`` table), not an outage. Not a trial's failure: every trial
+    would meet it alike, so the worker hands its trial back and ends (exit 1) with
+    the database's own message."""
+
+
 class TrialInterrupted(Exception):
     """Training stopped on request (SIGTERM or a lost lease); the last epoch checkpoint stays."""
 

@@ -5,7 +5,8 @@ One process serves one search until the search is finished or failed (or
 every ``leaseSeconds / 3`` (``lease.Heartbeat``); when the store says the
 lease is gone (the trial was handed to another worker) training stops at the
 next batch and nothing is reported. A report the store cannot take is
-spooled to disk and retried with back-off (``spool.py``).
+spooled to disk and retried with back-off (``spool.py``). Spooled reports and
+epoch checkpoints are kept per search in its store (``places.py``).
 
 While a trial trains, the next one is claimed and held (``prefetch.Ahead``),
 so a worker goes from one trial to the next without waiting for the queue;
@@ -36,6 +37,9 @@ report, removes the checkpoint and claims its next trial at once. A store
 outage during a step report does not stop training (the epoch goes
 unrecorded, without a decision); a refused one (``StaleAttemptError``: the
 trial went to another attempt or has a result) stops it like a lost lease.
+Any other error of the store there is a ``StoreFault`` (a schema bug such as a
+missing table): not retried and not the trial's failure; the trial is handed
+back and the worker ends with the database's message.
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -64,11 +67,14 @@ from ma2ml.store import (
     StoreUnavailableError,
 )
 from ma2ml.store.backoff import backoff_delays
+from ma2ml.store.engine import error_cause
 from ma2ml.store.notify import Waiter, queued_channel
+from ma2ml.store.text import MetricsTooLargeError
 from ma2ml.worker.custom import remove_stale_trial_dirs
-from ma2ml.worker.errors import TrialError, TrialInterrupted
+from ma2ml.worker.errors import StoreFault, TrialError, TrialInterrupted
 from ma2ml.worker.lease import Heartbeat
 from ma2ml.worker.outcome import TrialOutcome
+from ma2ml.worker.places import Places, remove_checkpoint
 from ma2ml.worker.prefetch import Ahead, prefetch_setting
 from ma2ml.worker.result import EpochCallback, TrialResult
 from ma2ml.worker.spool import Report, ReportKind, Spool, send_report
@@ -85,11 +91,6 @@ POLL_SECONDS = 1.0
 FIRST_POLL_SECONDS = 0.05
 
 __all__ = ["Heartbeat", "Trained", "deliver", "run_claimed", "run_worker", "train_claimed"]
-
-
-def safe_name(name: str) -> str:
-    """A search name (``namespace/name``) as one path component."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def run_worker(store: Store, search_name: str, worker_id: str, *,
@@ -114,7 +115,13 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
     depth = prefetch_setting(prefetch)
     for folder in remove_stale_trial_dirs():  # left by a worker killed mid-trial
         log.warning("removed trial folder %s of a worker that died", folder)
-    spool = Spool(Path(spool_dir) / safe_name(search_name) / "reports")
+    # Reports and checkpoints are kept per search *in its store* (``places``): the
+    # search is read first.
+    record: SearchRecord | None = _search(store, search_name, stop)
+    if record is None:
+        return 0
+    places = Places.of(spool_dir, record)
+    spool = Spool(places.reports)
     done = 0
     ahead: Ahead | None = None
     waiter: Waiter | None = None
@@ -122,7 +129,6 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
     # whose report is delivered in the background and the one that just ended.
     unsettled: list[Trained] = []
     specs = _SpecCache()
-    record: SearchRecord | None = None
     idle = backoff_delays(min(FIRST_POLL_SECONDS, poll_seconds), poll_seconds)
 
     def settle(in_background_only: bool = False) -> None:
@@ -158,6 +164,9 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
                 record = _search(store, search_name, stop)
                 if record is None or record.state in TERMINAL_SEARCH_STATES:
                     break
+                if Places.of(spool_dir, record) != places:  # deleted and made afresh
+                    places = Places.of(spool_dir, record)
+                    spool = Spool(places.reports)
                 search = specs.parse(record.spec)
                 if record.state != SearchState.suspended:
                     claimed = _claim(store, record, search, worker_id)
@@ -174,8 +183,8 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
                              and (max_trials is None or trained_soon() + 1 < max_trials))
 
             def started(search: PipelineSearch = search, record: SearchRecord = record,
-                        previous: Trained | None = previous, hold_next: bool = hold_next
-                        ) -> None:
+                        previous: Trained | None = previous, hold_next: bool = hold_next,
+                        spool: Spool = spool) -> None:
                 # The trainer runs: deliver the previous report and claim the next trial
                 # now, off the path from one trainer's end to the next one's start.
                 nonlocal ahead
@@ -188,7 +197,7 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
                                   poll_seconds=poll_seconds)
 
             current = train_claimed(store, search, record.name, claimed, worker_id, stop=stop,
-                                    spool_dir=Path(spool_dir), device=device, threads=threads,
+                                    places=places, device=device, threads=threads,
                                     on_started=started)
             unsettled.append(current)
             if current.interrupted:
@@ -245,12 +254,6 @@ def _claim(store: Store, record: SearchRecord, search: PipelineSearch, worker_id
         return None
 
 
-def checkpoint_path(search: PipelineSearch, spool_dir: Path, trial: ClaimedTrial) -> Path:
-    """Per trial (not per attempt), so a retried or taken-over trial resumes."""
-    root = Path(search.spec.trainer.checkpoint_dir or spool_dir / "checkpoints")
-    return root / safe_name(search.key) / f"trial-{trial.number}.pt"
-
-
 class StepReporter:
     """The epoch callback of one attempt: records each epoch's result, relays the decision.
 
@@ -280,6 +283,11 @@ class StepReporter:
                         self.trial.id, self.trial.attempt)
             self.lost = True
             raise TrialInterrupted("the attempt no longer holds the trial") from None
+        except MetricsTooLargeError as exc:  # the trainer's doing: retrying cannot help
+            raise TrialError(f"epoch {epoch}: {exc}") from None
+        except Exception as exc:  # a schema bug: every trial would meet it, none may fail of it
+            raise StoreFault(f"the store could not record epoch {epoch} of trial "
+                             f"{self.trial.id}: {_cause(exc)}") from exc
         if decision == StepDecision.stop:
             if self.heartbeat is not None:
                 self.heartbeat.finish()
@@ -288,17 +296,24 @@ class StepReporter:
         return decision == StepDecision.proceed
 
 
+def _cause(error: BaseException) -> str:
+    """The driver's own message of a database error (``[SQL: ...]`` and the background
+    link left out: the last line of SQLAlchemy's text is the link, not the error)."""
+    original = getattr(error, "orig", None) or error
+    return f"{type(original).__name__}: {error_cause(error)}"
+
+
 def run_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
-                worker_id: str, *, stop: threading.Event, spool: Spool, spool_dir: Path,
+                worker_id: str, *, stop: threading.Event, spool: Spool, places: Places,
                 device: str | None = None, threads: int | None = None) -> TrialOutcome:
     """Train one claimed trial and report it; returns how it ended (``TrialOutcome``)."""
     trained = train_claimed(store, search, search_name, trial, worker_id, stop=stop,
-                            spool_dir=spool_dir, device=device, threads=threads)
+                            places=places, device=device, threads=threads)
     return trained.outcome(store, spool, stop)
 
 
 def train_claimed(store: Store, search: PipelineSearch, search_name: str, trial: ClaimedTrial,
-                  worker_id: str, *, stop: threading.Event, spool_dir: Path,
+                  worker_id: str, *, stop: threading.Event, places: Places,
                   device: str | None = None, threads: int | None = None,
                   on_started: Callable[[], None] | None = None) -> Trained:
     """Train one claimed trial; its report is delivered by the returned ``Trained``.
@@ -314,11 +329,11 @@ def train_claimed(store: Store, search: PipelineSearch, search_name: str, trial:
     heartbeat = Heartbeat(store, trial, search.spec.budget.lease_seconds, stop, trial_stop)
     heartbeat.start()
     started = time.monotonic()
-    checkpoint = checkpoint_path(search, spool_dir, trial)
+    checkpoint = places.checkpoint_path(search, trial)
     steps = StepReporter(store, search, trial, heartbeat)
     trained = Trained(search, search_name, trial, worker_id, heartbeat, checkpoint, started)
     try:
-        report = _train(search, trial, checkpoint, device, trial_stop, steps, threads, once)
+        report = _train(search, trial, places, device, trial_stop, steps, threads, once)
         if report is None:  # interrupted: the lease was lost, or the worker is stopping
             heartbeat.finish()
             lost = heartbeat.lost or steps.lost
@@ -328,6 +343,13 @@ def train_claimed(store: Store, search: PipelineSearch, search_name: str, trial:
             trained.end(TrialOutcome.stopped)
         else:
             trained.report, trained.metrics = report, report.metrics
+    except StoreFault:
+        heartbeat.finish()
+        # Not this trial's fault: hand it back untouched (no failure counted), if the
+        # store still takes that, before the worker ends with the message.
+        with contextlib.suppress(Exception):
+            _release(store, trial)
+        raise
     except BaseException:
         heartbeat.finish()
         raise
@@ -408,24 +430,26 @@ class Trained:
     def end(self, outcome: TrialOutcome) -> None:
         """The trial ended ``outcome`` in the store: tidy up and count it."""
         self.settled = outcome
-        if outcome.final:
-            with contextlib.suppress(OSError):  # tidying up must not turn a result into a crash
-                self.checkpoint.unlink(missing_ok=True)
+        if outcome.final:  # tidying up never raises: it must not turn a result into a crash
+            remove_checkpoint(self.checkpoint)
         _record_metrics(self.search_name, self.worker_id, outcome,
                         time.monotonic() - self.started, self.metrics)
 
 
-def _train(search: PipelineSearch, trial: ClaimedTrial, checkpoint: Path, device: str | None,
+def _train(search: PipelineSearch, trial: ClaimedTrial, places: Places, device: str | None,
            trial_stop: threading.Event, on_epoch: EpochCallback, threads: int | None = None,
            on_started: Callable[[], None] | None = None) -> Report | TrialResult | None:
     """Run the trainer: the report to deliver, the result of a trial stopped early (the
     store holds it already), or None when training was interrupted."""
     try:
+        checkpoint = places.checkpoint(search, trial)  # another pipeline's is refused there
         result = _trainer(search, threads, on_started)(
             search, trial.pipeline, seed=trial.number, checkpoint_path=checkpoint,
             device=device, stop=trial_stop, on_epoch=on_epoch)
     except TrialInterrupted:
         return None
+    except StoreFault:
+        raise  # the worker's end, not the trial's
     except TrialError as exc:
         return _failure(trial, search, str(exc), exc.retryable)
     except Exception as exc:  # unexpected: an infrastructure problem, worth a retry

@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 
 import pytest
+from sqlalchemy import text
 
 from ma2ml import metrics
 from ma2ml.learner.base import from_bytes
@@ -118,6 +119,32 @@ def test_a_learner_that_cannot_start_fails_the_search_with_the_reason(store: Sto
     record = store.get_search("default/broken")
     assert record.state == "failed" and record.finished_at is not None
     assert record.message.startswith("the learner cannot start") and "alpha" in record.message
+
+
+_REFUSE_NEW_TRIALS = {
+    "sqlite": ["CREATE TRIGGER refuse_trials BEFORE INSERT ON trials "
+               "BEGIN SELECT RAISE(ABORT, 'no new trials'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_trials() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'no new trials'; END $$",
+                   "CREATE TRIGGER refuse_trials BEFORE INSERT ON trials FOR EACH ROW "
+                   "EXECUTE FUNCTION refuse_trials()"],
+}
+
+
+def test_a_learner_that_crashes_later_fails_the_search_with_the_reason(store: Store) -> None:
+    """Issue 25, item 5: the learner starts, then the database refuses its first proposals
+    (a trigger raising an error: a real refusal, not an outage). The search must not stay
+    'running' with nobody proposing; the reason is the database's line, not a web link."""
+    store.create_search("default/crashing", search_document(max_trials=5))
+    with store.engine.begin() as connection:
+        for statement in _REFUSE_NEW_TRIALS[store.engine.dialect.name]:
+            connection.execute(text(statement))
+    with pytest.raises(Exception, match="no new trials"):
+        run_learner(store, "default/crashing")
+    record = store.get_search("default/crashing")
+    assert record.state == "failed" and record.finished_at is not None
+    assert record.message.startswith("the learner crashed") and "no new trials" in record.message
+    assert "sqlalche.me" not in record.message
 
 
 def test_unknown_search_is_a_clear_error(store: Store) -> None:

@@ -3,6 +3,7 @@ hand-over, reports, spooling through a store outage, and graceful SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -35,8 +36,10 @@ from ma2ml.store import (
 from ma2ml.store.backoff import open_store
 from ma2ml.store.engine import write_engine
 from ma2ml.store.models import TRIALS
+from ma2ml.worker.errors import StoreFault
 from ma2ml.worker.loop import Heartbeat, deliver, run_claimed, run_worker
 from ma2ml.worker.outcome import TrialOutcome
+from ma2ml.worker.places import Places, pipeline_record
 from ma2ml.worker.spool import Report, ReportKind, Spool, send_report
 
 from .tcp_proxy import TcpProxy
@@ -361,7 +364,7 @@ def test_spool_left_by_a_dead_worker_is_flushed(store: Store, make_search: Make,
     search = _command_search(make_search, ["true"])
     record = _create(store, search, [TINY_PIPELINE])
     claimed = store.claim(record.id, "crashed-worker", 60.0)
-    spool = Spool(tmp_path / "default_worker-test" / "reports")
+    spool = Spool(Places.of(tmp_path, record).reports)
     spool.add(Report(claimed.id, claimed.attempt, "complete", 0.7, {"accuracy": 0.7}))
     store.move_search(record.id, SearchState.finished, by=Actor.learner)
     assert run_worker(store, search.key, "next-worker", spool_dir=tmp_path) == 0
@@ -435,7 +438,7 @@ def test_spool_keeps_diverged_results_and_moves_corrupt_files_aside(
     search = _command_search(make_search, ["true"])
     record = _create(store, search, [TINY_PIPELINE])
     claimed = store.claim(record.id, "w", 30)
-    spool_dir = tmp_path / "default_worker-test" / "reports"
+    spool_dir = Places.of(tmp_path, record).reports
     spool = Spool(spool_dir)
     spool.add(Report(claimed.id, claimed.attempt, ReportKind.complete, float("nan"), {},
                      diverged=True))
@@ -563,7 +566,7 @@ def test_a_step_report_refused_as_stale_stops_training_like_a_lost_lease(
     outcome: list[TrialOutcome] = []
     thread = threading.Thread(target=lambda: outcome.append(run_claimed(
         store, search, search.key, claimed, "w-test", stop=threading.Event(),
-        spool=Spool(tmp_path / "spool"), spool_dir=tmp_path)))
+        spool=Spool(tmp_path / "spool"), places=Places.of(tmp_path, record))))
     thread.start()
     _wait_for((gate / "pid").exists)
     store.release(claimed.id, claimed.attempt)  # handed over behind the worker's back
@@ -637,3 +640,93 @@ def test_a_process_started_during_an_outage_waits_for_the_store(postgres_url: st
         assert open_store(through, stopped) is None  # asked to stop: gives up at once
     finally:
         proxy.close()
+
+
+# --------------------------------------------------------------------------- issue 25
+
+
+def _remembering_trainer(gate: Path) -> list[str]:
+    """A custom trainer that resumes from ``$MA2ML_CHECKPOINT_PATH`` (reporting what it found
+    there as the metric ``resumed``), checkpoints its pipeline, then waits for ``gate/go``."""
+    code = (f"import os, pathlib, time, ma2ml\n"
+            f"ck = pathlib.Path(os.environ['MA2ML_CHECKPOINT_PATH'])\n"
+            f"resumed = ck.read_text() if ck.exists() else ''\n"
+            f"ck.parent.mkdir(parents=True, exist_ok=True)\n"
+            f"ck.write_text(os.environ['MA2ML_PIPELINE'])\n"
+            f"d = pathlib.Path({str(gate)!r})\n"
+            f"(d / 'started').touch()\n"
+            f"while not (d / 'go').exists(): time.sleep(0.02)\n"
+            f"ma2ml.report(accuracy=0.5, resumed=resumed)\n")
+    return [sys.executable, "-c", code]
+
+
+def test_a_run_against_another_store_never_resumes_its_checkpoints(
+        store: Store, make_search: Make, tmp_path: Path) -> None:
+    """Issue 25, item 2: the same spec and spool folder, another database. Trial 1 of the
+    first store leaves a checkpoint (its worker stopped mid-training); trial 1 of the
+    second store is another pipeline and must train afresh, not from that checkpoint."""
+    gate, spool_dir = tmp_path / "gate", tmp_path / "spool"
+    gate.mkdir()
+    search = _command_search(make_search, _remembering_trainer(gate))
+    first = _create(store, search, [{"trainer": {"wait": 0}}])
+    worker = _Worker(store, search.key, spool_dir)
+    _wait_for((gate / "started").exists)
+    worker.stop.set()  # the trial is handed back, its checkpoint kept for a resume
+    worker.join()
+    assert store.list_trials(first.id)[0].status == "pending"
+    assert list((spool_dir / "checkpoints").rglob("trial-1.pt"))
+    (gate / "go").touch()
+    with Store(f"sqlite:///{tmp_path / 'other.db'}") as other:
+        second = _create(other, search, [{"trainer": {"wait": 1}}])
+        assert _Worker(other, search.key, spool_dir, max_trials=1).join() == 1
+        trial = other.list_trials(second.id)[0]
+    assert trial.status == "completed"
+    assert trial.metrics["resumed"] == "", "resumed another store's trial of another pipeline"
+    assert _Worker(store, search.key, spool_dir, max_trials=1).join() == 1  # its own: resumed
+    resumed = store.list_trials(first.id)[0].metrics["resumed"]
+    assert json.loads(resumed) == {"trainer": {"wait": 0}}
+
+
+def test_a_checkpoint_of_another_pipeline_is_refused(store: Store, make_search: Make,
+                                                      tmp_path: Path) -> None:
+    search = _command_search(make_search, ["true"])
+    record = _create(store, search, [{"trainer": {"wait": 0}}])
+    claimed = store.claim(record.id, "w", 30)
+    assert claimed is not None
+    places = Places.of(tmp_path, record)
+    path = places.checkpoint_path(search, claimed)
+    path.parent.mkdir(parents=True)
+    path.write_text("weights of another pipeline")
+    pipeline_record(path).write_text(json.dumps({"trainer": {"wait": 1}}))
+    assert places.checkpoint(search, claimed) == path and not path.exists()
+    path.write_text("weights of this pipeline")  # recorded for this pipeline now: kept
+    assert places.checkpoint(search, claimed) == path and path.exists()
+    pipeline_record(path).unlink()  # a checkpoint whose pipeline nobody recorded
+    assert places.checkpoint(search, claimed) == path and not path.exists()
+
+
+def test_a_schema_bug_on_the_step_path_ends_the_worker_with_the_message(
+        store: Store, make_search: Make, tmp_path: Path) -> None:
+    """Issue 25, item 5: without the ``trial_steps`` table every step report fails. That is
+    no trial's fault and no retry mends it: the worker hands its trial back untouched and
+    ends with the database's own message (not SQLAlchemy's closing web link)."""
+    code = "import ma2ml; ma2ml.report(accuracy=0.5, step=1); ma2ml.report(accuracy=0.5)"
+    search = _command_search(make_search, [sys.executable, "-c", code], retries=3)
+    record = _create(store, search, [TINY_PIPELINE, {"trainer": {"wait": 1}}])
+    with store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE trial_steps"))
+    with pytest.raises(StoreFault, match="trial_steps") as raised:
+        run_worker(store, search.key, "w-test", spool_dir=tmp_path, max_trials=2)
+    assert "sqlalche.me" not in str(raised.value)
+    trials = store.list_trials(record.id)
+    assert [(t.status, t.failures) for t in trials] == [("pending", 0), ("pending", 0)]
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "ma2ml", "worker", "--search", search.key, "--db",
+         store.url, "--spool-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert worker.returncode == 1, worker.stderr[-2000:]
+    last = worker.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the store could not record epoch 1"), worker.stderr[-2000:]
+    assert "trial_steps" in last and "sqlalche.me" not in last
+    assert [t.failures for t in store.list_trials(record.id)] == [0, 0]
