@@ -17,6 +17,7 @@ from ma2ml.settings import SettingsError
 from ma2ml.spec import SpecError
 from ma2ml.store import SearchNotFoundError
 from ma2ml.store.backoff import open_store
+from ma2ml.store.learner_lock import wait_for_lock
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,13 @@ def serve_learner(search: str, url: str | None, metrics_port: int = 0,
         if store is None:
             return EXIT_CODES["stopped"]
         with store:
-            outcome = run_learner(store, search, stop=stop, poll_seconds=poll_seconds)
+            # One learner per search: wait while another (a pod rolled over, a
+            # `ma2ml run`) still drives it.
+            lock = wait_for_lock(store, search, stop)
+            if lock is None:
+                return EXIT_CODES["stopped"]
+            with lock:
+                outcome = run_learner(store, search, stop=stop, poll_seconds=poll_seconds)
     except (SearchNotFoundError, SpecError, SettingsError, ValueError) as exc:
         log.error("learner of %s cannot start: %s", search, exc)
         return EXIT_BAD_INPUT

@@ -16,7 +16,9 @@ the unique constraint) and both hand out trials, so some are trained twice.
 * An in-memory SQLite database is private to its process: nothing to lock.
 
 The lock is keyed by the search's *name*, not its id, so it is taken before
-the search is created, replaced or reopened.
+the search is created, replaced or reopened. ``ma2ml run`` refuses when it is
+taken; a learner process (``ma2ml learner``, the learner pod) waits for it
+(``wait_for_lock``).
 """
 
 from __future__ import annotations
@@ -24,15 +26,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
+import threading
 from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import Connection, exc, text
 
+from ma2ml.store.backoff import backoff_delays
 from ma2ml.store.engine import masked_url, sqlite_file, translate_errors
 from ma2ml.store.errors import LearnerBusyError, StoreUnavailableError
 from ma2ml.store.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def lock_key(search: str) -> int:
@@ -76,7 +83,9 @@ class LearnerLock:
             f"or stop it, then run again")
 
     def acquire(self) -> None:
-        """Take the lock now or raise ``LearnerBusyError``."""
+        """Take the lock now or raise ``LearnerBusyError`` (held already: nothing to do)."""
+        if self._connection is not None or self._fd is not None:
+            return
         if self.store.engine.dialect.name == "postgresql":
             self._acquire_postgres()
             return
@@ -154,3 +163,21 @@ def _discard(connection: Connection) -> None:
         connection.invalidate()
     with contextlib.suppress(exc.SQLAlchemyError):
         connection.close()
+
+
+def wait_for_lock(store: Store, search: str, stop: threading.Event) -> LearnerLock | None:
+    """The search's lock once no other learner holds it, for a learner process: a pod
+    started while its predecessor (or a ``ma2ml run``) still drives the search waits for
+    it instead of crash-looping; an outage is waited out too. None when ``stop`` is set
+    first."""
+    delays = backoff_delays()
+    while not stop.is_set():
+        lock = LearnerLock(store, search)
+        try:
+            lock.acquire()
+            return lock
+        except (LearnerBusyError, StoreUnavailableError) as exc:
+            delay = next(delays)
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            stop.wait(delay)
+    return None

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from sqlalchemy import text
 
+from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import Store
 from ma2ml.store.errors import LearnerBusyError
 from ma2ml.store.learner_lock import LearnerLock
@@ -157,3 +158,39 @@ def test_a_second_ma2ml_run_of_a_running_search_refuses(tmp_path: Path,
             except subprocess.TimeoutExpired:
                 os.killpg(first.pid, signal.SIGKILL)
                 first.wait()
+
+
+@pytest.mark.slow
+def test_a_learner_process_waits_while_another_learner_drives_the_search(
+        database_url: str, tmp_path: Path) -> None:
+    """``ma2ml learner`` (the learner pod) started while another learner holds the search
+    waits, proposing nothing, and drives the search once that one is gone."""
+    document = yaml.safe_load(_sleepy_spec(tmp_path).read_text())
+    log_path = tmp_path / "learner.log"
+    with Store(database_url) as store:
+        record = store.create_search("default/twice", spec_to_document(parse_spec(document)))
+        held = LearnerLock(store, "default/twice")
+        held.acquire()
+        with log_path.open("wb") as log:
+            learner = subprocess.Popen(
+                [sys.executable, "-m", "ma2ml", "learner", "--search", "default/twice",
+                 "--db", database_url], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while "already has a learner" not in log_path.read_text(errors="replace"):
+                assert learner.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the learner never said it waits"
+                time.sleep(0.2)
+            assert store.counts(record.id).total == 0, "a waiting learner proposed trials"
+            held.release()
+            while store.counts(record.id).total == 0:
+                assert learner.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline + 120, "the learner never took over"
+                time.sleep(0.2)
+            learner.send_signal(signal.SIGTERM)
+            assert learner.wait(timeout=120) == 0, log_path.read_text()[-3000:]
+        finally:
+            held.release()
+            if learner.poll() is None:
+                learner.kill()
+                learner.wait()
