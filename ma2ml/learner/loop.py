@@ -44,6 +44,7 @@ from ma2ml.store import (
     SearchNotFoundError,
     SearchState,
     Store,
+    StoreError,
     StoreUnavailableError,
     TrialProposal,
     TrialRecord,
@@ -369,6 +370,8 @@ def run_learner(store: Store, search_name: str, *, stop: threading.Event | None 
                 return SearchOutcome(search_name, "stopped", 0, 0, None, None, 0)
     try:
         return drive_learner(learner, stop=stop, poll_seconds=poll_seconds)
+    except StoreError:
+        raise  # said on purpose (another learner took the search, it was deleted): no crash
     except Exception as exc:
         # The driver's own first line: a database error's full text ends in a web link.
         _fail_search(learner, f"the learner crashed: {type(exc).__name__}: {error_cause(exc)}")
