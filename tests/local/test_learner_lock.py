@@ -103,6 +103,12 @@ def _end_session(store: Store, lock: LearnerLock) -> None:
     with store.engine.connect() as admin:
         admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         admin.commit()
+        deadline = time.monotonic() + 60  # the signal is asynchronous: wait until it is gone
+        while admin.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                            {"pid": pid}).scalar():
+            admin.commit()
+            assert time.monotonic() < deadline, "the session was not ended"
+            time.sleep(0.05)
 
 
 def _sleepy_spec(tmp_path: Path) -> Path:
