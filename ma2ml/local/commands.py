@@ -48,7 +48,8 @@ TARGET = typer.Argument(None, help="Spec file (its database and name) or search 
 def run(
     spec: Path = typer.Argument(..., help="PipelineSearch YAML file."),
     workers: int = typer.Option(None, "--workers", "-w", min=1,
-                                help="Worker processes (default: spec.budget.parallelism)."),
+                                help="Worker processes (default: spec.budget.parallelism, "
+                                "at most one per CPU of this machine)."),
     db: str = DB_OPTION,
     metrics_port: int = typer.Option(None, "--metrics-port", min=1, max=65535,
                                      help="Serve Prometheus metrics on 127.0.0.1:PORT "
