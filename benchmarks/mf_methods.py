@@ -26,17 +26,30 @@ from mf_simulator import Method, Suggestion
 from mf_tasks import Task
 
 from ma2ml.spec import EarlyStopping
-from ma2ml.store.stopping import StepDecision, decide, judged, learns
+from ma2ml.store.stopping import (
+    RECENT_CURVES,
+    StepDecision,
+    decide,
+    judged,
+    learns,
+    needs_curves,
+    rungs,
+)
 
-#: The stopping rules a method name may carry after ``+`` (ASHA: the first rung at
-#: epoch 1 and keep a third; hyperband: the same with a bracket per rung and one never
-#: stopped; median: from epoch 1, 5 peers at least; learned: bracketed likewise).
+#: The stopping rules a method name may carry after ``+``. ASHA: the first rung at epoch
+#: 1 and keep a third. hyperband: the same with a bracket per rung and one never stopped,
+#: shared out as synchronous Hyperband does; adaptive: those shares weighted by what the
+#: recent curves say (``bracketShares: adaptive``); median: from epoch 1, 5 peers at
+#: least; learned: the learned bar, in adaptive brackets.
 RULES: dict[str, dict[str, Any]] = {
     "asha": {"type": "asha", "minEpochs": 1, "reductionFactor": 3},
-    "hyperband": {"type": "asha", "minEpochs": 1, "reductionFactor": 3, "brackets": 100},
+    "hyperband": {"type": "asha", "minEpochs": 1, "reductionFactor": 3, "brackets": 100,
+                  "bracketShares": "hyperband"},
+    "adaptive": {"type": "asha", "minEpochs": 1, "reductionFactor": 3, "brackets": 100,
+                 "bracketShares": "adaptive"},
     "median": {"type": "median", "minEpochs": 1, "minTrials": 5},
     "learned": {"type": "learned", "minEpochs": 1, "reductionFactor": 3, "minTrials": 5,
-                "brackets": 100},
+                "brackets": 100, "bracketShares": "adaptive"},
 }
 
 
@@ -59,12 +72,22 @@ class StepJudge:
             raise ValueError(f"trial {trial_id} reported epoch {step} twice")
         value = float(value) if value is not None and np.isfinite(value) else None
         decision = StepDecision.proceed
-        if judged(self.rule, step, self.max_epochs, number=trial_id + 1):
+        curves = self._recent_curves() if needs_curves(self.rule, step, self.max_epochs) \
+            else None
+        if judged(self.rule, step, self.max_epochs, trial_id + 1, curves):
             finals = [(at_step[t], y) for t, y in self.completed.items() if t in at_step] \
                 if learns(self.rule) else []
             decision = decide(self.rule, value, list(at_step.values()), finals)
         at_step[trial_id] = value
         return decision
+
+
+    def _recent_curves(self) -> list[list[tuple[float | None, float | None]]]:
+        """Per rung, (result there, final) of the last ``RECENT_CURVES`` trials to complete
+        (``completed`` keeps completion order), as the store's ``_recent_curves``."""
+        recent = list(self.completed.items())[-RECENT_CURVES:]
+        return [[(self.recorded[r][t], y) for t, y in recent if t in self.recorded[r]]
+                for r in rungs(self.rule, self.max_epochs)]
 
 
 def _judge(rule: str | None, task: Task) -> StepJudge | None:

@@ -67,9 +67,9 @@ from time_to_accuracy import best_at  # noqa: E402
 from time_to_accuracy import time_to as reached  # noqa: E402
 
 #: The methods of the main virtual environment (``mf_methods``).
-OWN_METHODS = ("random", "random+asha", "random+hyperband", "ma2ml", "ma2ml+asha",
-               "ma2ml+hyperband", "ma2ml+learned", "ma2ml+median", "optuna-tpe",
-               "optuna-tpe-hyperband")
+OWN_METHODS = ("random", "random+asha", "random+hyperband", "random+adaptive", "ma2ml",
+               "ma2ml+asha", "ma2ml+hyperband", "ma2ml+adaptive", "ma2ml+learned",
+               "ma2ml+median", "optuna-tpe", "optuna-tpe-hyperband")
 #: The peers of ``.venv-peers`` (``mf_peers``). Syne Tune's plain ``st-asha-cqr`` refits
 #: five boosted models before nearly every suggestion (a 100x run took over 50 minutes
 #: here), so its lazy variant stands for it (``mf_peers`` says how it differs).
@@ -78,7 +78,8 @@ PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 #: What ma2ml with early stopping is held against (the issue's goal).
 RIVALS = ("optuna-tpe-hyperband", *PEER_METHODS)
 #: Early-stopping methods and the no-stopping method they are timed against.
-NO_ES = {"random+asha": "random", "random+hyperband": "random", "ma2ml+asha": "ma2ml",
+NO_ES = {"random+asha": "random", "random+hyperband": "random", "random+adaptive": "random",
+         "ma2ml+adaptive": "ma2ml", "ma2ml+asha": "ma2ml",
          "ma2ml+hyperband": "ma2ml", "ma2ml+learned": "ma2ml", "ma2ml+median": "ma2ml"}
 
 
@@ -288,7 +289,7 @@ def report(records: Sequence[dict[str, Any]], budgets: Sequence[float], command:
            "regret at the budget and of the regret area (mean regret over [0, budget]).",
            f"Real seconds per run: median {np.median(cost):.1f}, max {max(cost):.1f}.", ""]
     out += ranks(records, budgets) + [""]
-    for method in ("ma2ml+hyperband", "ma2ml+learned"):
+    for method in ("ma2ml+adaptive", "ma2ml+learned"):
         if any(r["method"] == method for r in records):
             out += verdicts(records, method, budgets) + [""]
     out += speedups(records, budgets) + [""]

@@ -292,6 +292,14 @@ class EarlyStoppingType(enum.StrEnum):
     learned = "learned"
 
 
+class BracketShares(enum.StrEnum):
+    """How ``EarlyStopping.brackets`` shares the trials out (``ma2ml.store.stopping``)."""
+
+    equal = "equal"
+    hyperband = "hyperband"
+    adaptive = "adaptive"
+
+
 class EarlyStopping(Model):
     """Stopping hopeless trials early, decided against the store at epoch boundaries.
 
@@ -306,8 +314,12 @@ class EarlyStopping(Model):
     at that epoch, once ``minTrials`` trials completed: the search learns from its
     own curves how slowly its eventual best pipelines may start.
     ``brackets`` hedges both against early results that rank final ones badly, as
-    Hyperband does: trial n is judged from rung ``(n - 1) mod brackets`` on, so
-    some trials are judged late or, in the last bracket, never.
+    Hyperband does: bracket s is judged from the s-th rung on, so some trials are
+    judged late or, in the last bracket, never. ``bracketShares`` says how many trials
+    each bracket gets: ``equal`` (by turns), ``hyperband`` (synchronous Hyperband's
+    shares, most to the first rung) or ``adaptive`` (Hyperband's shares weighted by
+    how often a trial that ends on top would survive each bracket's rungs, measured
+    on the search's recently completed trials).
     """
 
     type: EarlyStoppingType = Field(EarlyStoppingType.none,
@@ -320,10 +332,17 @@ class EarlyStopping(Model):
     min_trials: int = _ranged(5, "median: other trials' results needed at an epoch before "
                               "it stops anything; learned: completed trials needed.",
                               ge=1, le=10_000)
-    brackets: int = _ranged(1, "asha, learned: trials take turns (by trial number) in this "
-                            "many brackets; bracket s is judged from the s-th rung on, and "
+    brackets: int = _ranged(1, "asha, learned: trials are shared out (bracketShares) over "
+                            "this many brackets; bracket s is judged from the s-th rung on, and "
                             "one bracket past the rungs is never stopped (asynchronous "
                             "Hyperband). 1: every trial from the first rung.", ge=1, le=100)
+    bracket_shares: BracketShares = Field(
+        BracketShares.adaptive,
+        description="asha, learned with brackets > 1: how trials are shared out over the "
+                    "brackets. equal: by turns; hyperband: synchronous Hyperband's shares "
+                    "(most to the first rung); adaptive: Hyperband's shares, each weighted by "
+                    "how often a trial that ended on top would have survived the bracket's "
+                    "rungs, among the search's recently completed trials.")
 
 
 class TrainerType(enum.StrEnum):

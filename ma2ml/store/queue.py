@@ -65,7 +65,15 @@ from ma2ml.store.lifecycle import SearchState, TrialStatus
 from ma2ml.store.models import SEARCHES, STEPS, TRIALS
 from ma2ml.store.notify import queued_channel, results_channel, send
 from ma2ml.store.records import ClaimedTrial, TrialProposal
-from ma2ml.store.stopping import StepDecision, decide, judged, learns
+from ma2ml.store.stopping import (
+    RECENT_CURVES,
+    StepDecision,
+    decide,
+    judged,
+    learns,
+    needs_curves,
+    rungs,
+)
 from ma2ml.store.text import clean_error, clean_metrics
 
 # Columns to clear whenever a trial stops running.
@@ -556,7 +564,9 @@ def report_step(
         return StepDecision(recorded)
     value = float(value) if value is not None and math.isfinite(value) else None
     decision = StepDecision.proceed
-    if judged(rule, step, max_epochs, number):
+    curves = (_recent_curves(session, search_id, rungs(rule, max_epochs))
+              if needs_curves(rule, step, max_epochs) else None)
+    if judged(rule, step, max_epochs, number, curves):
         decision = _decide(session, rule, value, search_id, trial_id, step)
     cleaned = clean_metrics(metrics)
     session.execute(insert(STEPS).values(
@@ -592,6 +602,25 @@ def _completed_at(session: Session, search_id: int, step: int
                            .where(STEPS.c.search_id == search_id, STEPS.c.step == step,
                                   TRIALS.c.status == TrialStatus.completed))
     return [(value, reward) for value, reward in rows]
+
+
+def _recent_curves(session: Session, search_id: int, steps: Sequence[int]
+                   ) -> list[list[tuple[float | None, float | None]]]:
+    """Per step of ``steps``, (result there, final reward) of the search's
+    ``RECENT_CURVES`` most recently completed trials that recorded that step: what
+    adaptive bracket shares learn from. Two index ranges: the recent completed trials
+    (by finish order), then their steps."""
+    recent = (select(TRIALS.c.id, TRIALS.c.reward)
+              .where(TRIALS.c.search_id == search_id,
+                     TRIALS.c.status == TrialStatus.completed)
+              .order_by(TRIALS.c.finished_seq.desc()).limit(RECENT_CURVES).subquery())
+    rows = session.execute(select(STEPS.c.step, STEPS.c.value, recent.c.reward)
+                           .join(recent, recent.c.id == STEPS.c.trial_id)
+                           .where(STEPS.c.step.in_(list(steps))))
+    by_step: dict[int, list[tuple[float | None, float | None]]] = {s: [] for s in steps}
+    for step, value, reward in rows:
+        by_step[step].append((value, reward))
+    return [by_step[s] for s in steps]
 
 
 def _stop(session: Session, trial_id: int, attempt: int, reward: float | None,

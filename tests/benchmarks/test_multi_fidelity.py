@@ -96,6 +96,8 @@ def test_scores_of_a_hand_made_trace(mf) -> None:
     EarlyStopping(type="asha", min_epochs=1, reduction_factor=2),
     EarlyStopping(type="median", min_epochs=1, min_trials=2),
     EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=3),
+    EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=3,
+                  bracket_shares="equal"),
     EarlyStopping(type="learned", min_epochs=1, reduction_factor=2, min_trials=2, brackets=2)])
 def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule) -> None:
     """The same results, reported in the same order, get the same answers: three trials
@@ -135,6 +137,54 @@ def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule
     assert any(b == "stop" for _, b in answers) and any(b == "continue" for _, b in answers)
 
 
+def test_adaptive_shares_read_the_same_curves_and_decide_alike(mf, store: Store) -> None:
+    """Adaptive bracket shares learn from the recent completed curves: after 40 trials
+    complete (more than ``RECENT_CURVES``), the simulator and the store read the same
+    curves and give 12 new trials the same answers. Early results here rank final ones
+    inversely, so the shares leave the first rung, and some trial is judged only later."""
+    import mf_methods
+
+    from ma2ml.store.queue import _recent_curves
+    from ma2ml.store.stopping import RECENT_CURVES, bracket, rungs
+
+    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=4)
+    n_done, n_new, epochs = RECENT_CURVES + 10, 12, 8
+    rng = np.random.default_rng(1)
+    search = store.create_search("default/mf-adaptive", {})
+    store.enqueue_trials(search.id, [TrialProposal({"x": i}, {"a": [i]}, {"a": -1.0}, 0)
+                                     for i in range(n_done + n_new)])
+    claimed = [store.claim(search.id, "w", 60) for _ in range(n_done + n_new)]
+    judge = mf_methods.StepJudge(rule, max_epochs=epochs)
+    answers = []
+
+    def report(trial: int, step: int, value: float) -> str:
+        ours = judge.report(trial, step, value)
+        theirs = store.report_step(claimed[trial].id, claimed[trial].attempt, step, value, {},
+                                   rule, epochs)
+        answers.append((ours, theirs))
+        return theirs
+
+    for trial in range(n_done):
+        final = float(rng.random())
+        for step in range(1, epochs):  # inversely ranked early: 1 - final, plus noise
+            if report(trial, step, 1 - final + 0.01 * float(rng.random())) == "stop":
+                break
+        else:
+            store.complete(claimed[trial].id, claimed[trial].attempt, final, {})
+            judge.complete(trial, final)
+    with store._session() as session:  # the query report_step makes, read directly
+        curves = _recent_curves(session, search.id, rungs(rule, epochs))
+    assert [sorted(c) for c in curves] == [sorted(c) for c in judge._recent_curves()]
+    assert all(len(c) >= 6 for c in curves)
+    assert bracket(rule, n_done + 1, epochs) != bracket(rule, n_done + 1, epochs, curves) or \
+        any(bracket(rule, n, epochs) != bracket(rule, n, epochs, curves)
+            for n in range(n_done + 1, n_done + n_new + 1))
+    for step in range(1, epochs):
+        for trial in n_done + rng.permutation(n_new):
+            report(int(trial), step, float(rng.random()))
+    assert all(a == b for a, b in answers)
+
+
 def test_the_real_learner_is_deterministic_per_seed(mf) -> None:
     import mf_methods
     import mf_simulator
@@ -161,7 +211,7 @@ def test_smoke_run_of_every_method_on_the_lcbench_surrogate(mf, tmp_path, capsys
     text = (tmp_path / "multi_fidelity.md").read_text()
     for method in mf.OWN_METHODS:
         assert f"| {method} |" in text
-    assert "## lcbench-3945" in text and "ma2ml+hyperband against each method" in text
+    assert "## lcbench-3945" in text and "ma2ml+adaptive against each method" in text
     assert "Average rank over 1 tasks" in text
     records = __import__("json").loads((tmp_path / "multi_fidelity.json").read_text())
     assert {r["method"] for r in records} == set(mf.OWN_METHODS)

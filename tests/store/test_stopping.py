@@ -1,5 +1,5 @@
-"""Early stopping: the ASHA and median rules by hand, and decided in the store exactly
-once, under concurrency, on SQLite and PostgreSQL."""
+"""Early stopping: the ASHA, median and learned rules and the bracket shares by hand, and
+decided in the store exactly once, under concurrency, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,17 @@ import pytest
 
 from ma2ml.spec import EarlyStopping
 from ma2ml.store import StaleAttemptError, Store, TrialProposal
-from ma2ml.store.stopping import StepDecision, decide, judged, rungs
+from ma2ml.store.stopping import (
+    RECENT_CURVES,
+    StepDecision,
+    bracket_of,
+    decide,
+    hyperband_shares,
+    judged,
+    rungs,
+    shares,
+    survival,
+)
 
 from .workers import report_steps_until_empty, run_together
 
@@ -151,20 +161,70 @@ def test_learned_rule_reads_the_completed_trials_in_the_store(store: Store) -> N
     assert store.report_step(early.id, early.attempt, 4, 0.31, {}, LEARNED, 9) == GO  # no bar at 4
 
 
-def test_brackets_judge_later_trials_from_later_rungs() -> None:
-    """Trial n is judged from rung (n - 1) mod brackets on; a bracket past the last
-    rung is never judged, and more brackets than that wrap around earlier."""
-    hyperband = EarlyStopping(type="asha", min_epochs=1, reduction_factor=3, brackets=100)
-    assert rungs(hyperband, 27) == [1, 3, 9]  # 4 brackets: from 1, 3, 9, never
-    judged_at = {n: [s for s in range(1, 28) if judged(hyperband, s, 27, n)] for n in range(1, 7)}
+def test_equal_brackets_judge_later_trials_from_later_rungs() -> None:
+    """Equal shares: trial n is judged from rung (n - 1) mod brackets on; a bracket past
+    the last rung is never judged, and more brackets than that wrap around earlier."""
+    by_turns = EarlyStopping(type="asha", min_epochs=1, reduction_factor=3, brackets=100,
+                             bracket_shares="equal")
+    assert rungs(by_turns, 27) == [1, 3, 9]  # 4 brackets: from 1, 3, 9, never
+    judged_at = {n: [s for s in range(1, 28) if judged(by_turns, s, 27, n)] for n in range(1, 7)}
     assert judged_at == {1: [1, 3, 9], 2: [3, 9], 3: [9], 4: [], 5: [1, 3, 9], 6: [3, 9]}
-    two = EarlyStopping(type="learned", min_epochs=1, reduction_factor=3, brackets=2)
+    two = EarlyStopping(type="learned", min_epochs=1, reduction_factor=3, brackets=2,
+                        bracket_shares="equal")
     assert [judged(two, 1, 27, n) for n in (1, 2, 3)] == [True, False, True]
     assert judged(ASHA, 1, 27, 2)  # one bracket (the default): every trial from rung 1
 
 
+def test_hyperband_shares_and_the_trials_that_follow_them() -> None:
+    """Synchronous Hyperband's configurations per bracket (81, 33.75, 15, 7.5, 5 for four
+    rungs at eta 3); consecutive trial numbers fall into brackets in those shares."""
+    raw = [81, 33.75, 15, 7.5, 5]
+    assert hyperband_shares(5, 3) == pytest.approx([r / sum(raw) for r in raw])
+    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=3, brackets=100,
+                         bracket_shares="hyperband")
+    fixed = shares(rule, 50)  # rungs 1, 3, 9, 27
+    assert fixed == pytest.approx(hyperband_shares(5, 3))
+    counts = [0] * 5
+    for number in range(1, 1001):
+        counts[bracket_of(number, fixed)] += 1
+    assert counts == pytest.approx([1000 * f for f in fixed], abs=3)
+    # Fewer brackets than rungs: the first ones' shares, renormalised; none is never stopped.
+    two = EarlyStopping(type="asha", min_epochs=1, reduction_factor=3, brackets=2,
+                        bracket_shares="hyperband")
+    assert shares(two, 50) == pytest.approx([81 / 114.75, 33.75 / 114.75])
+    assert [judged(two, 27, 50, n) for n in range(1, 30)] == [True] * 29  # no bracket past 27
+
+
+def test_survival_counts_the_top_trials_a_rung_would_keep() -> None:
+    """Of the top third by final reward, how many are also in the top third at the rung
+    (Laplace prior): all of them where early results rank finals, none where inverted."""
+    ranked = [(x / 10, x / 10) for x in range(9)]
+    inverted = [(-x / 10, x / 10) for x in range(9)]
+    assert survival(ranked, 3) == pytest.approx((3 + 1) / (3 + 2))
+    assert survival(inverted, 3) == pytest.approx(1 / 5)
+    assert survival(ranked[:5], 3) is None  # fewer than 2 * eta pairs
+    # A top trial with no result at the rung (a diverged epoch) is not kept.
+    assert survival([(None, 0.9)] + ranked[:8], 3) == pytest.approx((2 + 1) / (3 + 2))
+
+
+def test_adaptive_shares_move_off_rungs_that_rank_finals_badly() -> None:
+    """Without curves, Hyperband's shares; where epoch 1 ranks the final results inverted
+    but later rungs rank them well, the first bracket loses most of its share."""
+    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=3, brackets=100)
+    assert rule.bracket_shares == "adaptive"
+    assert shares(rule, 50) == pytest.approx(hyperband_shares(5, 3))
+    ranked = [(x / 10, x / 10) for x in range(12)]
+    inverted = [(-x / 10, x / 10) for x in range(12)]
+    good = shares(rule, 50, [ranked] * 4)
+    bad_start = shares(rule, 50, [inverted] + [ranked] * 3)
+    assert good[0] > 0.4 and bad_start[0] < good[0] / 2
+    assert bad_start[1] > good[1] and bad_start[4] > good[4]
+    assert sum(bad_start) == pytest.approx(1.0)
+
+
 def test_the_store_judges_a_trial_in_its_bracket(store: Store) -> None:
-    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=2)
+    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=2,
+                         bracket_shares="equal")
     search = store.create_search("default/brackets", {})
     store.enqueue_trials(search.id, _proposals(3))
     first, second, third = (store.claim(search.id, "w", 30) for _ in range(3))
