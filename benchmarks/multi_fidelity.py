@@ -28,8 +28,8 @@ test on the seeds' values rejects equality at 5 %, "match" where it does not.
 Run (from the repository root)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/multi_fidelity.py \\
-        [--tasks lcbench-3945 ...] [--methods ...] [--seeds 30] [--workers 4] \\
-        [--budgets 20 100] [--jobs 2] [--out DIR]
+        [--tasks lcbench-3945 nb301 fmnist-curves ...] [--methods ...] [--seeds 30] \\
+        [--workers 4] [--budgets 20 100] [--jobs 2] [--out DIR]
     PYTHONPATH=. .venv/bin/python benchmarks/multi_fidelity.py --smoke
 
 Only LCBench tasks of ``mf_tasks.DEVELOPMENT_TASKS`` are for tuning and
@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling modules, also in spa
 
 import numpy as np  # noqa: E402
 from mf_simulator import Trace, simulate  # noqa: E402
-from mf_tasks import DEVELOPMENT_TASKS, load_task  # noqa: E402
+from mf_tasks import DEVELOPMENT_TASKS, KNOWN_TASKS, load_task  # noqa: E402
 from time_to_accuracy import best_at  # noqa: E402
 from time_to_accuracy import time_to as reached  # noqa: E402
 
@@ -327,7 +327,9 @@ def run_jobs(jobs: list[tuple[str, str, int, int, float]], n_jobs: int) -> list[
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=[f"lcbench-{t}" for t in DEVELOPMENT_TASKS])
+    parser.add_argument("--tasks", nargs="+", default=[f"lcbench-{t}" for t in DEVELOPMENT_TASKS],
+                        help=f"{KNOWN_TASKS} (mf_tasks; default: the LCBench "
+                        "development tasks)")
     parser.add_argument("--methods", nargs="+", default=[*OWN_METHODS, *PEER_METHODS])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--first-seed", type=int, default=0)

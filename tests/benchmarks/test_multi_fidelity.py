@@ -204,6 +204,81 @@ def test_unknown_methods_and_tasks_are_refused_with_the_known_ones(mf) -> None:
         mf_methods.make_method("optuna-tpe+asha", _toy_task(mf_tasks), 0, 2)
     with pytest.raises(ValueError, match="unknown LCBench task '42'.*3945"):
         mf_tasks.load_task("lcbench-42")
+    with pytest.raises(ValueError, match="unknown task 'nb201'.*lcbench-<OpenML task id>, "
+                                         "nb301, fmnist-curves"):
+        mf_tasks.load_task("nb201")
+
+
+def _uniform_rows(task, n: int, seed: int) -> np.ndarray:
+    sizes = np.array([d.size for a in task.space.agents for d in a.decisions])
+    return (np.random.default_rng(seed).random((n, len(sizes))) * sizes).astype(np.int64)
+
+
+@pytest.mark.parametrize("name", ["nb301", "fmnist-curves"])
+def test_the_new_task_families_give_sane_curves_and_deterministic_runs(mf, name) -> None:
+    """Curves of uniform joint actions: accuracy in [0, 1], cost positive and
+    non-decreasing, no final above the regret reference; the same curves computed again,
+    and the same trace from the same seed on a short run."""
+    import mf_methods
+    import mf_simulator
+    import mf_tasks
+
+    task = mf_tasks.load_task(name)
+    assert task.name == name and 0 < task.mean < task.optimum <= 1 and task.median_seconds > 0
+    rows = _uniform_rows(task, 64, seed=7)
+    curves = [task.curve(row) for row in rows]
+    for c in curves:
+        assert c.values.shape == c.seconds.shape == (task.max_epochs,)
+        assert ((c.values >= 0) & (c.values <= 1)).all()
+        assert c.seconds[0] > 0 and (np.diff(c.seconds) >= 0).all()
+    assert max(c.values[-1] for c in curves) <= task.optimum
+    again = task._compute(rows[:8])  # past the cache
+    assert all((a.values == c.values).all() and (a.seconds == c.seconds).all()
+               for a, c in zip(again, curves, strict=False))
+    runs = [mf_simulator.simulate(task, mf_methods.make_method(method, task, seed, 2), 2,
+                                  3 * task.median_seconds)
+            for method, seed in (("random+asha", 5), ("random+asha", 5), ("ma2ml+adaptive", 5))]
+    assert runs[0].full == runs[1].full and runs[0].full and runs[0].stopped > 0
+    assert all(v <= task.optimum for run in runs for _, v in run.full)
+
+
+def test_nb301_encodes_a_cell_with_its_active_edges_only(mf) -> None:
+    """Per cell: the two edges into node 2, and into nodes 3-5 the edges from the chosen
+    pair, carry their operations' codes; the other 6 of 14 edges are inactive (code 0)."""
+    import mf_tasks
+
+    codes = {op: code for op, code in zip(
+        ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+         "dil_conv_3x3", "dil_conv_5x5"), (4, 1, 7, 5, 6, 2, 3), strict=True)}
+    ops = list(mf_tasks.NB301_OPS)
+    # normal: node 3 reads 1_2, node 4 reads 0_3, node 5 reads 2_4; reduce: the first pairs.
+    normal = [0, 1, 2, 2, 3, 2, 4, 5, 8, 6, 0]
+    reduce = [1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1]
+    x_cat = mf_tasks.NB301Task._encode(np.array([normal + reduce]))[0]
+    edges = np.zeros(14, dtype=int)
+    # node 2: edges 0, 1; node 3 from 1, 2: edges 3, 4; node 4 from 0, 3: edges 5, 8;
+    # node 5 from 2, 4: edges 11, 13.
+    for edge, op in ((0, 0), (1, 1), (3, 2), (4, 3), (5, 4), (8, 5), (11, 6), (13, 0)):
+        edges[edge] = codes[ops[op]]
+    assert x_cat[:14].tolist() == edges.tolist()
+    assert x_cat[14:28].tolist() == [1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0]
+    # inputs_node_normal_3..5 then reduce_3..5: encoding_v2.json's codes of the pairs.
+    assert x_cat[28:].tolist() == [3, 3, 9, 1, 1, 1]
+
+
+def test_fmnist_curves_replay_the_nearest_measured_pipeline(mf) -> None:
+    """A measured pipeline replays itself; any other joint action the measured pipeline
+    fewest decisions away, the first in (collection, index) order among ties."""
+    import mf_tasks
+
+    task = mf_tasks.load_task("fmnist-curves")
+    assert task.rows.shape == (54, 25) and task.max_epochs == 9
+    assert task.optimum == max(c.values[-1] for c in task._measured)
+    for i in (0, 17, 53):
+        assert task.curve(task.rows[i]) is task._measured[i]
+    for row in _uniform_rows(task, 32, seed=3):
+        distance = [int((row != measured).sum()) for measured in task.rows]
+        assert task.curve(row) is task._measured[distance.index(min(distance))]
 
 
 def test_smoke_run_of_every_method_on_the_lcbench_surrogate(mf, tmp_path, capsys) -> None:
