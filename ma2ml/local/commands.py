@@ -34,6 +34,7 @@ from rich.table import Table
 
 from ma2ml.local.inert import inert
 from ma2ml.specfile import DATABASE_HELP, EXIT_BAD_INPUT, exit_bad_spec, load_or_exit
+from ma2ml.visible import decimals, visible
 
 if TYPE_CHECKING:
     from ma2ml.store import SearchRecord, StepRecord, Store
@@ -84,7 +85,8 @@ def run(
     except StoreUnavailableError as exc:  # stopped during an outage: nothing to read yet
         console.print(f"outcome not shown: {inert(str(exc))}", highlight=False)
     if result.learner_error is not None:
-        typer.echo(f"error: the learner crashed: {result.learner_error}", err=True)
+        # The error's text may hold a trainer's or the database's words: shown, not obeyed.
+        typer.echo(f"error: the learner crashed: {visible(result.learner_error)}", err=True)
         raise typer.Exit(1)
     if result.interrupted:
         console.print(f"stopped; run `ma2ml run {inert(spec)}` again to resume.",
@@ -216,9 +218,10 @@ def _best_cell(store: Store, search_id: int) -> str:
     if recommended is None:
         return "-"
     estimate = recommended[0]
+    # ``decimals``: a reward of 1e308 is ``1e+308``, not 309 digits in a table cell.
     if not estimate.denoised:
-        return f"{estimate.observed:.4f} (observed)"
-    return f"{estimate.mean:.4f} ± {estimate.stderr:.4f}"
+        return f"{decimals(estimate.observed)} (observed)"
+    return f"{decimals(estimate.mean)} ± {decimals(estimate.stderr)}"
 
 
 #: Trials whose curves ``trials --curves`` shows when no ``--limit`` is given.

@@ -40,6 +40,7 @@ from ma2ml.local.searches import prepare_search, resolve_run_url
 from ma2ml.spec import PipelineSearch, TrainerType, parse_spec
 from ma2ml.store import TERMINAL_SEARCH_STATES, SearchRecord, Store, StoreUnavailableError
 from ma2ml.store.backoff import open_store
+from ma2ml.store.engine import error_cause
 from ma2ml.store.learner_lock import LearnerLock
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class LearnerThread(threading.Thread):
                 log.info("learner stopped while the store was unavailable (%s)", exc)
                 return
             log.exception("learner crashed", extra={"search": self.key})
-            self.error = f"{type(exc).__name__}: {exc}"
+            # The driver's own first line, as the search's reason says it (no SQL, no link).
+            self.error = f"{type(exc).__name__}: {error_cause(exc)}"
 
 
 def run_local(

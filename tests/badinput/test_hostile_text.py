@@ -29,9 +29,11 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
+from sqlalchemy import text as sql
 
 from ma2ml.local.inert import inert
 from ma2ml.logs import TerminalFormatter
+from ma2ml.store import Store
 from ma2ml.visible import visible
 
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal's window title
@@ -171,3 +173,31 @@ def test_run_and_best_on_a_terminal_show_hostile_trainer_text_inert(tmp_path: Pa
     assert "note: \\u202etxt.exe" in best and "\u202e" not in best, best
     assert TITLE not in best and "\\x1b]0;pwned\\x07" in best, best
     assert MARKUP in best, best
+
+
+def test_run_shows_a_learner_crash_message_inert(tmp_path: Path) -> None:
+    """``ma2ml run``'s "the learner crashed" line quotes the error, whose text may be the
+    database's or a trainer's: made visible as the other lines are. The error here is the
+    database's own message, written by a trigger that refuses every new trial."""
+    database = tmp_path / "search.db"
+    with Store(f"sqlite:///{database}") as store, store.engine.begin() as connection:
+        connection.execute(sql(f"CREATE TRIGGER hostile BEFORE INSERT ON trials BEGIN "
+                                f"SELECT RAISE(ABORT, '{HOSTILE}'); END"))
+    spec = tmp_path / "search.yaml"
+    spec.write_text(yaml.safe_dump({
+        "apiVersion": "ma2ml.io/v1alpha1", "kind": "PipelineSearch",
+        "metadata": {"name": "crash"},
+        "spec": {
+            "agents": [{"name": "hpo", "decisions": [{"name": "n", "values": [0, 1]}]}],
+            "algorithm": {"name": "random"},
+            "budget": {"maxTrials": 3, "parallelism": 1},
+            "trainer": {"type": "command", "command": ["true"]},
+        },
+    }))
+    code, run = _on_terminal(["run", str(spec), "--db", f"sqlite:///{database}"], tmp_path)
+    assert code == 1, run[-3000:]
+    (line,) = [line for line in run.splitlines() if "error: the learner crashed" in line]
+    assert line.strip() == (f"error: the learner crashed: IntegrityError: {visible(HOSTILE)}"), \
+        line
+    assert TITLE not in run and "\x1b[2J" not in run and "\x9b" not in run, run[-3000:]
+    assert "\u202e" not in run, run[-3000:]

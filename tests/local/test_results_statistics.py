@@ -11,6 +11,7 @@ stored float prints as a person reads it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -187,3 +188,15 @@ def test_one_uniform_draw_is_described_as_one() -> None:
     assert "only a lower bound" in five.describe()
     two = expected_best_of_n([0.84, 0.5], [5])[0].describe()
     assert "only 2 pipelines this search drew" in two and "the expected best of 2;" in two
+
+
+def test_status_shows_a_reward_of_1e308_as_a_person_reads_it(store: Store) -> None:
+    """The status table's best (observed, then estimated): ``1e+308``, not 309 digits."""
+    record = _search(store, "huge")
+    _complete(store, record, [(5, 1e308)])  # one trial: no estimate yet, the observation
+    shown = _cli("status", "--db", store.url)
+    assert "1e+308 (observed)" in shown, shown
+    _complete(store, record, [r for r in HUGE if r[0] != 5])  # enough to estimate
+    shown = _cli("status", "--db", store.url)
+    assert re.search(r"\d{10}", shown) is None, shown
+    assert re.search(r"e\+30[78] ± ", shown), shown
