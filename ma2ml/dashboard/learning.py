@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ma2ml.local.baseline import expected_best_of_n
-from ma2ml.local.results import uniform_logp, was_uniform
+from ma2ml.local.results import accuracy_of, bounds_of, uniform_logp, was_uniform
 from ma2ml.store import SearchRecord, Store, TrialStatus
 
 #: Searches whose finished results ``ResultsCache`` keeps, and trials read per query.
@@ -36,6 +36,7 @@ class Result:
     status: str
     reward: float | None
     uniform: bool  # proposed while every policy was uniform: a random-search draw
+    accuracy: float | None = None  # its ``accuracy`` metric, if a number (``accuracy_of``)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class ResultsCache:
                 return entry
             uniform = uniform or uniform_logp(record)
             entry.results.extend(Result(t.number, str(t.status), t.reward,
-                                        was_uniform(t, uniform)) for t in new)
+                                        was_uniform(t, uniform), accuracy_of(t)) for t in new)
             entry.seq = int(new[-1].finished_seq or entry.seq)
             entry.view = None
 
@@ -100,7 +101,8 @@ def _spaced(n: int, most: int) -> list[int]:
 def progress_view(results: list[Result]) -> dict[str, Any]:
     """Best completed reward after each finished trial, against random search: its
     expected best in as many trials (``ma2ml.local.baseline``, from the trials proposed
-    while every policy was still uniform), and every trial's reward."""
+    while every policy was still uniform, within ``reward_bounds`` as the CLI has it),
+    and every trial's reward."""
     best, steps = -math.inf, []
     for i, r in enumerate(results, 1):
         if r.status == TrialStatus.completed and _finite(r.reward) and r.reward > best:
@@ -108,10 +110,13 @@ def progress_view(results: list[Result]) -> dict[str, Any]:
             steps.append([i, best])
     if steps and steps[-1][0] != len(results):
         steps.append([len(results), best])  # the line runs to the newest trial
-    random = [r.reward for r in results
-              if r.uniform and r.status == TrialStatus.completed and _finite(r.reward)]
+    drawn = [r for r in results
+             if r.uniform and r.status == TrialStatus.completed and _finite(r.reward)]
+    random = [r.reward for r in drawn]
     ns = [i + 1 for i in _spaced(len(results), BASELINE_POINTS)]
-    baseline = expected_best_of_n(random, ns) if random else []
+    # Rewards that are accuracies: the interval stays within [0, 1], as the CLI's does.
+    bounds = bounds_of((r.reward, r.accuracy) for r in drawn)
+    baseline = expected_best_of_n(random, ns, bounds=bounds) if random else []
     return {
         "finished": len(results), "best": steps,
         "random": {"n": len(random), "mean": sum(random) / len(random) if random else None,

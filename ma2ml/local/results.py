@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,8 +153,14 @@ def reward_bounds(trials: list[TrialRecord]) -> tuple[float, float] | None:
     """``ACCURACY_RANGE`` when every one of ``trials`` with a reward reports that reward
     as its accuracy (the built-in reward without FLOPs shaping, or a trainer that reports
     only an accuracy), else None: a reward may be any finite number."""
-    rewarded = [t for t in trials if t.reward is not None]
-    if rewarded and all(_is_accuracy(t.reward, accuracy_of(t)) for t in rewarded):
+    return bounds_of((t.reward, accuracy_of(t)) for t in trials)
+
+
+def bounds_of(results: Iterable[tuple[float | None, float | None]]) -> tuple[float, float] | None:
+    """``reward_bounds`` of ``(reward, accuracy_of)`` pairs, for a caller that keeps only
+    those of its trials (the dashboard's results cache)."""
+    rewarded = [(reward, accuracy) for reward, accuracy in results if reward is not None]
+    if rewarded and all(_is_accuracy(reward, accuracy) for reward, accuracy in rewarded):
         return ACCURACY_RANGE
     return None
 

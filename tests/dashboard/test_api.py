@@ -115,6 +115,24 @@ def test_progress_policy_and_decisions(client: TestClient) -> None:
     assert client.get("/api/searches/1/decisions?limit=5001").status_code == 400
 
 
+def test_random_search_interval_of_accuracies_stays_within_0_and_1(
+        sqlite_store: Store) -> None:
+    """Issue 25, item 10: uniform draws whose rewards are their accuracies, near 1. The
+    dashboard's interval of random search's expected best stays within [0, 1], as the
+    CLI's does (``Summary.reward_bounds``); before, it reached past 1."""
+    writer = new_search(sqlite_store, "accuracies", max_trials=20)
+    for accuracy in (0.99, 0.5, 0.98, 0.97, 0.2):
+        writer.propose()  # version 0: uniform draws
+        claimed = sqlite_store.claim(writer.record.id, "worker-0", 30)
+        sqlite_store.complete(claimed.id, claimed.attempt, accuracy, {"accuracy": accuracy})
+    with open_read_only(sqlite_store.url) as store, local_client(store) as client:
+        progress = client.get(f"/api/searches/{writer.record.id}/progress").json()
+    expected_best = progress["random"]["expected_best"]
+    assert progress["random"]["n"] == 5 and len(expected_best) == 5
+    for n, expected, low, high, _extrapolated in expected_best:
+        assert 0.0 <= low <= expected <= high <= 1.0, (n, expected, low, high)
+
+
 def test_page_static_files_and_headers(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "/static/dashboard.js" in page.text
