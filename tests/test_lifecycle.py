@@ -238,3 +238,57 @@ def test_the_clock_ends_a_search_with_trials_out_and_a_raise_reopens_it(tmp_path
             store.complete(trial.id, trial.attempt, 0.5, {})
         assert Learner(store, search.key).tick() is None  # proposes again
         assert store.counts(record.id).pending > 0
+
+
+# -- spec edits: one rule for what may change, applied by both controllers ---------------
+
+EDITS = [
+    ("agents", lambda s: s["agents"][1]["decisions"][0].update(values=[0.1, 0.01, 0.001]),
+     "spec.agents"),
+    ("dataset", lambda s: s.update(dataset={"name": "cifar10"}), "spec.dataset"),
+    ("objective", lambda s: s.update(objective={"flopsTarget": 1e6}),
+     "spec.objective"),
+    ("algorithm", lambda s: s["algorithm"].update(seed=2), "spec.algorithm"),
+    ("trainer", lambda s: s.update(trainer={"device": "cuda"}), "spec.trainer"),
+    ("budget", lambda s: s["budget"].update(maxTrials=9, parallelism=3), None),
+    ("suspend", lambda s: s.update(suspend=True), None),
+]
+
+
+@pytest.mark.parametrize("results", [0, 1], ids=["no-results", "with-results"])
+@pytest.mark.parametrize(("case", "change", "fixed"), EDITS, ids=[e[0] for e in EDITS])
+def test_both_controllers_apply_one_rule_to_spec_edits(
+        case: str, change: Any, fixed: str | None, results: int, tmp_path: Path) -> None:
+    # A fixed field edited under results is refused by `ma2ml run` and by the operator
+    # alike, and the stored search stays as it was; without results, both start over;
+    # any other edit both take over in place.
+    from ma2ml.local.searches import SearchConflictError
+    from ma2ml.operator.reconcile import EditRefusedError, register
+
+    document = search_document("edit", max_trials=5)
+    edited_document = copy.deepcopy(document)
+    change(edited_document["spec"])
+    search, edited = parse_spec(document), parse_spec(edited_document)
+    outcomes = {}
+    for controller in ("local", "operator"):
+        with Store(f"sqlite:///{tmp_path / controller}.db") as store:
+            record = store.create_search(search.key, spec_to_document(search))
+            fill(store, record.id, results, 0, 0)
+            store.enqueue_trials(record.id, [TrialProposal(
+                {"nas": {"width": 8, "depth": 1}, "hpo": {"lr": 0.1}},
+                {"nas": [0, 0], "hpo": [0]}, {"nas": -1.4, "hpo": -0.7}, 0)])
+            try:
+                after = (prepare_search(store, edited) if controller == "local"
+                         else register(store, edited))
+            except (SearchConflictError, EditRefusedError) as exc:
+                assert fixed is not None and fixed in str(exc)
+                outcomes[controller] = "refused"
+                assert store.get_search(search.key).spec == spec_to_document(search)  # type: ignore[union-attr]
+                continue
+            assert after.spec == spec_to_document(edited)
+            # Started over, the old spec's trials are gone (the new row may reuse the id).
+            total = store.counts(after.id).total
+            outcomes[controller] = "replaced" if total == 0 else "taken over"
+            assert total in (0, results + 1)
+    expected = "taken over" if fixed is None else "refused" if results else "replaced"
+    assert outcomes == {"local": expected, "operator": expected}

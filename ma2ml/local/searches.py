@@ -11,6 +11,7 @@ deleted without the user asking (``--restart``, ``ma2ml delete``) and never
 mixed into a search whose space, data, objective, algorithm or trainer
 differ. A stored search without any result (say it failed on a wrong data
 path before any trial finished) has nothing to lose: a fixed spec replaces it.
+The rule is ``store.lifecycle.spec_edit``'s, which the operator applies too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ma2ml.store import (
     resolve_database_url,
 )
 from ma2ml.store.engine import sqlite_file
+from ma2ml.store.lifecycle import spec_edit
 
 
 class SearchConflictError(ValueError):
@@ -93,9 +95,6 @@ def resolve_target(name_or_spec: str | None, db: str | None) -> Target:
     return Target(url, key)
 
 
-_FIXED_AT_CREATION = ("agents", "dataset", "objective", "algorithm", "trainer")
-
-
 def prepare_search(store: Store, search: PipelineSearch, *, restart: bool = False,
                    on_note: Callable[[str], None] | None = None) -> SearchRecord:
     """Create the search, or resume it; budget edits are taken over, space edits refused
@@ -130,15 +129,13 @@ def _start_over(store: Store, existing: SearchRecord, search: PipelineSearch,
     trials = f"{counts.total} trials, {counts.results} with results"
     if restart:
         return f"--restart: deleted the stored search {search.key} ({trials})"
-    stored = parse_spec(existing.spec).spec
-    changed = ", ".join(f"spec.{f}" for f in _FIXED_AT_CREATION
-                        if getattr(stored, f) != getattr(search.spec, f))
-    if changed and counts.results:
+    edit = spec_edit(parse_spec(existing.spec).spec, search.spec, counts)
+    if edit.refused:
         raise SearchConflictError(
             f"search {search.key} already exists in {store!r} with {counts.results} trial "
-            f"results of a different {changed}; `ma2ml run --restart SPEC` deletes them "
+            f"results of a different {edit.fields}; `ma2ml run --restart SPEC` deletes them "
             f"and starts over, or give the spec a new metadata.name")
-    if changed:
-        return f"replaced the stored search {search.key}: its {changed} differed and " \
+    if edit.starts_over:
+        return f"replaced the stored search {search.key}: its {edit.fields} differed and " \
                f"none of its {counts.total} trials had a result"
     return None  # the same search: resumed, or (finished, failed) shown as it ended

@@ -3,6 +3,10 @@
 validate -> register in the store (mirroring spec edits and ``suspend``) ->
 read the store's counts -> decide phase and replicas -> make the children
 exist with those replicas -> compute the status and the Events to post.
+An edit that ``store.lifecycle.spec_edit`` refuses (a fixed field changed
+under stored results) reaches neither the store nor the children: the search
+goes on with its stored spec, and the status says ``InvalidSpec`` until the
+edit is reverted.
 Running it twice in a row changes nothing the second time; running it after
 a restart picks up from the store and the existing children.
 """
@@ -19,9 +23,18 @@ from ma2ml.operator.config import OperatorConfig
 from ma2ml.operator.kube import Kube
 from ma2ml.spec import PipelineSearch, Retention, SpecError, parse_spec, spec_to_document
 from ma2ml.store import Actor, Counts, SearchRecord, SearchState, Store, reopens
-from ma2ml.store.lifecycle import shown_elapsed
+from ma2ml.store.lifecycle import shown_elapsed, spec_edit
 
 _RESOURCE_KEYS = ("apiVersion", "kind", "metadata", "spec")
+
+
+class EditRefusedError(Exception):
+    """An edit the store's rule refuses (``spec_edit``): ``record`` is the search as stored,
+    ``message`` says which fields may not change and what to do instead."""
+
+    def __init__(self, record: SearchRecord, message: str) -> None:
+        super().__init__(message)
+        self.record, self.message = record, message
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,16 @@ def reconcile(body: Mapping[str, Any], store: Store, kube: Kube,
         search = validate(body, config)
     except SpecError as exc:
         return _invalid(body, exc.lines, kube, generation)
-    record = register(store, search)
+    refused: str | None = None
+    try:
+        record = register(store, search)
+    except EditRefusedError as exc:
+        # The search as it was: children, budget and suspend from the stored spec.
+        record, refused = exc.record, exc.message
+        try:
+            search = validate(record.spec, config)
+        except SpecError as invalid:  # the policy changed since: no longer valid either
+            return _invalid(body, [refused, *invalid.lines], kube, generation)
     counts = store.counts(record.id)
     usage = store.usage(record.id)
     top = store.best_trial(record.id)
@@ -77,7 +99,8 @@ def reconcile(body: Mapping[str, Any], store: Store, kube: Kube,
     sync_children(kube, search, body["metadata"], learner, workers)
     used = status.TimeUsed(shown_elapsed(usage, record.created_at, record.finished_at),
                            usage.training_seconds)
-    new = status.build_status(verdict, counts, best, old, generation, now_iso(), used=used)
+    new = status.build_status(verdict, counts, best, old, generation, now_iso(),
+                              invalid=refused, used=used)
     threshold = status.failure_threshold(search.spec, config.failure_warning_fraction)
     events = status.milestones(old, new, threshold)
     return Outcome(verdict.phase, None if status.same_status(old, new) else new, events)
@@ -106,11 +129,22 @@ def register(store: Store, search: PipelineSearch) -> SearchRecord:
 
     The operator is the controller of ``store.lifecycle``: it moves only the
     edges running <-> suspended and finished -> running (maxTrials or a time limit raised).
+    An edit of a field fixed at creation (``spec_edit``) replaces a search without
+    results, and is refused (``EditRefusedError``, nothing written) for one with results.
     """
     document = spec_to_document(search)
     record = store.create_search(search.key, document)
     if record.spec != document:
-        record = store.update_search_spec(search.key, document)
+        edit = spec_edit(parse_spec(record.spec).spec, search.spec, store.counts(record.id))
+        if edit.refused:
+            raise EditRefusedError(record, _refusal(edit.fields, edit.results))
+        if edit.starts_over:
+            # Its pending trials were drawn for the old spec; the learner, finding its
+            # search deleted, exits and its pod restarts on the new one.
+            store.delete_search(search.key)
+            record = store.create_search(search.key, document)
+        else:
+            record = store.update_search_spec(search.key, document)
         if reopens(record.state, search.spec.budget, store.counts(record.id),
                    store.usage(record.id)):
             record = store.move_search(record.id, SearchState.running, by=Actor.controller)
@@ -120,6 +154,12 @@ def register(store: Store, search: PipelineSearch) -> SearchRecord:
     elif not search.spec.suspend and record.state == SearchState.suspended:
         record = store.move_search(record.id, SearchState.running, by=Actor.controller)
     return record
+
+
+def _refusal(fields: str, results: int) -> str:
+    return (f"{fields} may not change once a search has trial results ({results} here): "
+            f"the search goes on with its stored spec. Revert the edit, or apply the new "
+            f"spec as a new PipelineSearch (another metadata.name)")
 
 
 def sync_children(kube: Kube, search: PipelineSearch, owner_meta: Mapping[str, Any],

@@ -33,6 +33,11 @@ The *controller* is whoever applies the spec: the operator in a cluster,
 not in the table or not the caller's, and moves only from the state it
 expects (a compare-and-set), so a controller's "suspend" can never overwrite
 a learner's "finished" that landed a moment earlier.
+
+What a controller may change in a stored search's spec (``spec_edit``, one
+rule for both controllers): the budget, parallelism, suspend, early stopping,
+the worker's pod and the like at any time; the fields its trials were drawn
+from and judged by (``FIXED_AT_CREATION``) only while no trial has a result.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from typing import TYPE_CHECKING
 from ma2ml.durations import format_duration
 
 if TYPE_CHECKING:
-    from ma2ml.spec import Budget
+    from ma2ml.spec import Budget, PipelineSearchSpec
 
 
 class TrialStatus(enum.StrEnum):
@@ -264,3 +269,44 @@ def reopens(state: SearchState, budget: Budget, counts: Counts, usage: Usage) ->
     (``maxTrials`` above the results, a time limit above the time used) and the stop rule
     no longer holds."""
     return state == SearchState.finished and budget_verdict(budget, counts, usage).state is None
+
+
+#: Spec fields a search's stored trials depend on: a trial's action is an index into the
+#: agents' decisions, and its result was measured on this data, objective and trainer and
+#: learned from by this algorithm. Changed under stored results, a restarted learner would
+#: fail or silently misread them.
+FIXED_AT_CREATION = ("agents", "dataset", "objective", "algorithm", "trainer")
+
+
+@dataclass(frozen=True)
+class SpecEdit:
+    """How an edited spec relates to the stored search (``spec_edit``)."""
+
+    changed: tuple[str, ...]  # of FIXED_AT_CREATION, as "spec.dataset"
+    results: int  # the stored search's trials with a result
+
+    @property
+    def refused(self) -> bool:
+        """A fixed field changed under stored results: the edit is refused, the search
+        goes on as it was (or is restarted on purpose: ``ma2ml run --restart``, a new
+        name)."""
+        return bool(self.changed) and self.results > 0
+
+    @property
+    def starts_over(self) -> bool:
+        """A fixed field changed and no trial has a result: nothing to lose, the stored
+        search (and its trials proposed for the old spec) is replaced by a new one."""
+        return bool(self.changed) and self.results == 0
+
+    @property
+    def fields(self) -> str:
+        """The changed fields for a message: ``spec.dataset, spec.objective``."""
+        return ", ".join(self.changed)
+
+
+def spec_edit(stored: PipelineSearchSpec, edited: PipelineSearchSpec, counts: Counts) -> SpecEdit:
+    """What the controller does with ``edited`` given the stored spec and its trials: take
+    it over (neither ``refused`` nor ``starts_over``), refuse it, or start over."""
+    changed = tuple(f"spec.{name}" for name in FIXED_AT_CREATION
+                    if getattr(stored, name) != getattr(edited, name))
+    return SpecEdit(changed, counts.results)

@@ -225,6 +225,51 @@ def test_edits_scale_suspend_and_extend(
     assert record.spec["spec"]["budget"]["maxTrials"] == 6
 
 
+def test_an_edit_of_a_fixed_field_under_results_is_refused_and_the_search_kept(
+        kube: KubeClient, operator_proc: OperatorProcess, search_store: Store) -> None:
+    # store.lifecycle.spec_edit, the rule `ma2ml run` applies too: the search's trials were
+    # drawn from this space and measured on this data. The edit reaches neither the store
+    # (where the learner reads its spec) nor the children; reverting it clears the condition.
+    kube.apply(search_doc("fixed"))
+    wait_phase(kube, operator_proc, "fixed", "Running")
+    run_trials(search_store, "default/fixed", [0.5])
+    wait_for(lambda: status_of(kube, "fixed")["trials"]["completed"] == 1, "one result")
+    stored = search_store.get_search("default/fixed").spec
+    configmap = kube.configmap("fixed-spec")["data"]
+    templates = {name: kube.deployment(f"fixed-{name}")["spec"]["template"]
+                 for name in ("learner", "worker")}
+
+    dataset = {**EXAMPLE["spec"]["dataset"], "name": "cifar10"}
+    kube.edit("fixed", {"dataset": dataset, "budget": {"parallelism": 1},
+                        "worker": {"image": "registry.example/ma2ml:v2"}})
+    status = wait_for(lambda: (s := status_of(kube, "fixed")).get("observedGeneration") == 2
+                      and s, "the edit observed", log=operator_proc.log)
+    valid = condition(status, "SpecValid")
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
+    assert "spec.dataset may not change once a search has trial results (1 here)" in \
+        valid["message"]
+    assert "new PipelineSearch" in valid["message"]
+    assert status["phase"] == "Running" and status["trials"]["completed"] == 1
+    wait_for(lambda: "InvalidSpec" in reasons(kube, "fixed"), "an InvalidSpec warning")
+    assert search_store.get_search("default/fixed").spec == stored
+    assert kube.configmap("fixed-spec")["data"] == configmap
+    for name, template in templates.items():
+        assert kube.deployment(f"fixed-{name}")["spec"]["template"] == template
+    assert replicas(kube, "fixed") == (1, 2)  # the edited parallelism is not taken either
+
+    kube.edit("fixed", {"dataset": EXAMPLE["spec"]["dataset"]})  # reverted (the rest stays)
+    status = wait_for(lambda: (s := status_of(kube, "fixed")).get("observedGeneration") == 3
+                      and s, "the revert observed", log=operator_proc.log)
+    assert condition(status, "SpecValid")["status"] == "True"
+    assert status["phase"] == "Running"
+    wait_for(lambda: replicas(kube, "fixed") == (1, 1), "the parallelism edit taken over")
+    assert worker_image(kube, "fixed") == "registry.example/ma2ml:v2"
+    record = search_store.get_search("default/fixed")
+    assert record.spec["spec"]["dataset"] == stored["spec"]["dataset"]
+    assert record.spec["spec"]["budget"]["parallelism"] == 1
+    assert search_store.counts(record.id).completed == 1
+
+
 def test_delete_runs_the_retention_finalizer(
         kube: KubeClient, operator_proc: OperatorProcess, search_store: Store) -> None:
     kube.apply(search_doc("keep-rows", retention="keep"))
