@@ -8,7 +8,6 @@ import pytest
 from ma2ml.spec import EarlyStopping
 from ma2ml.store import StaleAttemptError, Store, TrialProposal
 from ma2ml.store.stopping import (
-    RECENT_CURVES,
     StepDecision,
     bracket_of,
     decide,
