@@ -226,7 +226,11 @@ def worker(
                                  max=1, help="Trials claimed ahead while one trains: 1 "
                                  "(default) or 0."),
 ) -> None:
-    """Claim and train trials of a search until it ends; SIGTERM releases the trial, exits 0."""
+    """Claim and train trials of a search until it ends; SIGTERM releases the trial, exits 0.
+
+    Exits 3 when the store itself is broken (a schema bug such as a missing table): the
+    trial is handed back and starting the worker again would meet the same error.
+    """
     from ma2ml.worker.cli import worker_command
 
     worker_command(search, db, worker_id, metrics_port, threads, spool_dir, prefetch)

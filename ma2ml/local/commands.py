@@ -65,7 +65,7 @@ def run(
     from ma2ml.local.searches import SearchConflictError
     from ma2ml.logs import setup_logging
     from ma2ml.store import StoreUnavailableError
-    from ma2ml.worker.errors import DataError
+    from ma2ml.worker.errors import DataError, StoreFault
 
     search = load_or_exit(spec)
     setup_logging()
@@ -79,6 +79,9 @@ def run(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except DatabaseFileError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except StoreFault as exc:  # a worker found the store broken; its trials handed back
+        typer.echo(f"error: {visible(str(exc))}", err=True)
         raise typer.Exit(1) from None
     try:
         _print_outcome(result.url, result.key, spec)

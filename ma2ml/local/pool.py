@@ -5,7 +5,10 @@ SIGINT: Ctrl-C reaches the whole process group, and only the parent decides
 the order of shutdown. The pool is what a Deployment is in a cluster: it
 follows ``budget.parallelism`` as the stored spec says now (so an edit
 takes effect while the search runs), and replaces a worker that died, after
-a back-off so that a worker that cannot start does not spin.
+a back-off so that a worker that cannot start does not spin. A worker that
+ends with ``EXIT_STORE_FAULT`` (the store's schema is broken: every worker
+would meet it) is not replaced: the pool keeps its one-line message in
+``fault``, and ``ma2ml run`` ends with it.
 
 Unlike a cluster, one machine has only so many cores: ``local_worker_count``
 caps the workers at this process's CPUs (its affinity mask and cgroup quota),
@@ -25,14 +28,17 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from ma2ml.store.backoff import backoff_delays, open_store
+from ma2ml.worker.errors import EXIT_STORE_FAULT, StoreFault
 from ma2ml.worker.parent_death import signal_on_parent_death
 from ma2ml.worker.prefetch import prefetch_setting
 
@@ -67,8 +73,9 @@ def local_worker_count(parallelism: int, cpus: int | None = None) -> int:
 
 def _worker_process(url: str, key: str, worker_id: str, threads: int,
                     metrics_port: int | None, spool_dir: Path, parent: int,
-                    workdir: Path | None = None) -> None:
-    """Entry point of one worker child process."""
+                    workdir: Path | None = None, faults: Connection | None = None) -> None:
+    """Entry point of one worker child process. A ``StoreFault`` is sent to the pool on
+    ``faults`` (its one line) and ends the process with ``EXIT_STORE_FAULT``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent orchestrates shutdown
     if workdir is not None:
         os.chdir(workdir)  # a custom trainer's relative paths start here
@@ -94,7 +101,13 @@ def _worker_process(url: str, key: str, worker_id: str, threads: int,
         # ``threads``: this process's own torch setting (it is the whole worker), applied
         # only if the search uses the built-in trainer: a custom command's worker never
         # imports torch.
-        run_worker(store, key, worker_id, stop=stop, spool_dir=spool_dir, threads=threads)
+        try:
+            run_worker(store, key, worker_id, stop=stop, spool_dir=spool_dir, threads=threads)
+        except StoreFault as exc:  # its trial is handed back; a restart would meet it again
+            log.error("worker %s ends: %s", worker_id, exc)
+            if faults is not None:
+                faults.send(str(exc))
+            sys.exit(EXIT_STORE_FAULT)
 
 
 @dataclass
@@ -107,8 +120,11 @@ class WorkerPool:
     metrics_port: int | None = None
     workdir: Path | None = None
     processes: dict[int, BaseProcess] = field(default_factory=dict)
+    #: The one line of a worker that ended with ``EXIT_STORE_FAULT``: the run must end.
+    fault: str | None = None
     _restart_at: dict[int, float] = field(default_factory=dict)
     _delays: dict[int, Iterator[float]] = field(default_factory=dict)
+    _faults: dict[int, Connection] = field(default_factory=dict)  # slot -> fault's reader
 
     def __post_init__(self) -> None:
         # Checked here, once: a bad $MA2ML_WORKER_PREFETCH would otherwise crash every
@@ -131,6 +147,9 @@ class WorkerPool:
         """SIGTERM every worker (checkpoint + release), wait, then kill what is left."""
         self._stop(list(self.processes.values()), grace)
         self.processes.clear()
+        for reader in self._faults.values():
+            reader.close()
+        self._faults.clear()
 
     def _start(self, slot: int, count: int) -> BaseProcess:
         # Call from a thread that lives as long as the pool: the worker's parent-death
@@ -138,10 +157,15 @@ class WorkerPool:
         ctx = mp.get_context("spawn")
         threads = max(1, machine_cpus() // max(count, 1))
         port = self.metrics_port + 1 + slot if self.metrics_port else None
+        reader, writer = ctx.Pipe(duplex=False)
         process = ctx.Process(target=_worker_process, name=f"ma2ml-worker-{slot}",
                               args=(self.url, self.key, f"local-{os.getpid()}-{slot}", threads,
-                                    port, self.spool_dir, os.getpid(), self.workdir))
+                                    port, self.spool_dir, os.getpid(), self.workdir, writer))
         process.start()
+        writer.close()  # the child holds its own end
+        if (old := self._faults.pop(slot, None)) is not None:
+            old.close()
+        self._faults[slot] = reader
         return process
 
     def _reap(self) -> None:
@@ -152,11 +176,30 @@ class WorkerPool:
             if process.exitcode == 0:  # left because the search ended: nothing to replace
                 self._restart_at[slot] = float("inf")
                 continue
+            if process.exitcode == EXIT_STORE_FAULT:  # the store is broken: never restarted
+                self._restart_at[slot] = float("inf")
+                message = self._fault_line(slot)
+                self.fault = self.fault or message
+                log.error("worker %d ends the run: %s", slot, message)
+                continue
             delays = self._delays.setdefault(slot, backoff_delays())
             delay = next(delays)
             self._restart_at[slot] = time.monotonic() + delay
             log.warning("worker %d exited with code %s; restarting it in %.1f s", slot,
                         process.exitcode, delay)
+
+    def _fault_line(self, slot: int) -> str:
+        """What the worker in ``slot`` sent before it exited with ``EXIT_STORE_FAULT``."""
+        reader = self._faults.pop(slot, None)
+        try:
+            if reader is not None and reader.poll():
+                return str(reader.recv())
+        except (EOFError, OSError):
+            pass
+        finally:
+            if reader is not None:
+                reader.close()
+        return f"worker {slot} found the store broken (exit {EXIT_STORE_FAULT})"
 
     @staticmethod
     def _stop(processes: list[BaseProcess], grace: float = WORKER_STOP_GRACE) -> None:

@@ -20,7 +20,11 @@ What the run holds on to while it drives the search:
   run stops it with an error, never a quiet success into an unlinked file;
 * the database going away: the progress view, the parallelism follower and
   the learner wait it out (its workers spool their results meanwhile) and go
-  on once it answers, as the separate learner and worker processes do.
+  on once it answers, as the separate learner and worker processes do;
+* a broken store is not waited out: a worker that finds its schema broken (a
+  missing ``trial_steps`` table) hands its trial back and exits
+  ``EXIT_STORE_FAULT``, and the run stops everything and raises ``StoreFault``
+  with that worker's message instead of restarting workers in a loop.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from ma2ml.store import TERMINAL_SEARCH_STATES, SearchRecord, Store, StoreUnavai
 from ma2ml.store.backoff import open_store
 from ma2ml.store.engine import error_cause
 from ma2ml.store.learner_lock import LearnerLock
+from ma2ml.worker.errors import StoreFault
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +112,10 @@ def run_local(
 ) -> RunResult:
     """Run (or resume) ``search`` to the end or until Ctrl-C; ``restart`` deletes a stored
     search of that name first. Raises ``DataError`` when the data cannot be read,
-    ``LearnerBusyError`` when another process drives the search, and
-    ``DatabaseFileError`` when the SQLite file is deleted or replaced meanwhile."""
+    ``LearnerBusyError`` when another process drives the search,
+    ``DatabaseFileError`` when the SQLite file is deleted or replaced meanwhile, and
+    ``StoreFault`` (a worker's one line) when a worker found the store's schema broken:
+    the run then stops, its running trials handed back."""
     if search.spec.trainer.type == TrainerType.builtin:
         from ma2ml.worker.data import check_data
 
@@ -141,7 +148,7 @@ def run_local(
         interrupted = False
         try:
             with _sigterm_interrupts():
-                while learner.is_alive():
+                while learner.is_alive() and pool.fault is None:
                     watch.check()
                     lock.keep()
                     if on_tick is not None:
@@ -156,6 +163,8 @@ def run_local(
             stop.set()
             pool.stop()
             learner.join(WORKER_STOP_GRACE)
+        if pool.fault is not None:
+            raise StoreFault(pool.fault)
         watch.check()  # the learner may have finished into a file that is gone
         try:
             final = store.get_search_by_id(record.id)

@@ -29,7 +29,7 @@ def worker_command(search: str, db: str | None, worker_id: str | None,
     from ma2ml.logs import setup_logging
     from ma2ml.store import SearchNotFoundError
     from ma2ml.store.backoff import open_store
-    from ma2ml.worker.errors import StoreFault
+    from ma2ml.worker.errors import EXIT_STORE_FAULT, StoreFault
     from ma2ml.worker.loop import run_worker
     from ma2ml.worker.prefetch import prefetch_setting
 
@@ -61,7 +61,7 @@ def worker_command(search: str, db: str | None, worker_id: str | None,
     except StoreFault as exc:  # a schema bug: restarting would meet it again
         log.error("worker %s ends: %s", worker_id, exc)
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_STORE_FAULT) from None
     finally:
         store.close()
     log.info("worker %s done: %d trial(s)", worker_id, done)

@@ -36,7 +36,7 @@ from ma2ml.store import (
 from ma2ml.store.backoff import open_store
 from ma2ml.store.engine import write_engine
 from ma2ml.store.models import TRIALS
-from ma2ml.worker.errors import StoreFault
+from ma2ml.worker.errors import EXIT_STORE_FAULT, StoreFault
 from ma2ml.worker.loop import Heartbeat, deliver, run_claimed, run_worker
 from ma2ml.worker.outcome import TrialOutcome
 from ma2ml.worker.places import Places, pipeline_record
@@ -725,7 +725,7 @@ def test_a_schema_bug_on_the_step_path_ends_the_worker_with_the_message(
         [sys.executable, "-m", "ma2ml", "worker", "--search", search.key, "--db",
          store.url, "--spool-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert worker.returncode == 1, worker.stderr[-2000:]
+    assert worker.returncode == EXIT_STORE_FAULT, worker.stderr[-2000:]
     last = worker.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the store could not record epoch 1"), worker.stderr[-2000:]
     assert "trial_steps" in last and "sqlalche.me" not in last
