@@ -12,6 +12,13 @@ same time (a worker Deployment scaling up), so the upgrade runs under a lock:
 
 Whoever gets the lock second finds the schema at head and Alembic does nothing.
 
+On SQLite the revisions run with foreign keys off (``_foreign_keys_off``), as
+SQLite's own recipe for altering a table says: Alembic's batch mode rebuilds a
+table by copying it and dropping the old one, and with foreign keys on, dropping
+the old ``trials`` deleted every learning-curve row that referenced it (the
+upgrade 0003 -> 0004 emptied ``trial_steps``). ``PRAGMA foreign_key_check``
+then refuses an upgrade that left a dangling reference, before it commits.
+
 Commands that only look (``Store(create=False)``) never migrate: a store at an
 older revision is refused by ``require_schema`` with one line that says how to
 upgrade it (``ma2ml db upgrade``), and not one byte of it changes.
@@ -136,17 +143,40 @@ def _run_upgrade(connection: Connection) -> None:
                  else f"upgraded from {before} to", after)
 
 
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign keys off while the revisions run, on again after (PostgreSQL: as
+    is). The pragma does nothing inside a transaction, so it goes to the driver's
+    connection before ours begins."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
 def upgrade_engine(engine: Engine) -> None:
     """Run every pending revision on ``engine``'s database, under the migration lock."""
     path = sqlite_file(engine.url)
     lock: AbstractContextManager[None] = _file_lock(path) if path is not None else nullcontext()
-    with lock, write_engine(engine).connect() as connection:
+    with lock, write_engine(engine).connect() as connection, _foreign_keys_off(connection):
         # Begin before Alembic sees the connection: Alembic then runs inside our
         # transaction (PostgreSQL: it holds the advisory lock; SQLite: BEGIN IMMEDIATE).
         connection.begin()
         if engine.dialect.name == "postgresql":
             connection.execute(select(func.pg_advisory_xact_lock(ADVISORY_LOCK_KEY)))
         _run_upgrade(connection)
+        if engine.dialect.name == "sqlite":
+            dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if dangling:  # rolled back as the connection closes: the store stays as it was
+                raise StoreError(f"a schema upgrade left {len(dangling)} rows referring to "
+                                 f"rows that do not exist (first: {tuple(dangling[0])}); "
+                                 f"the store was left as it was")
         connection.commit()
 
 
