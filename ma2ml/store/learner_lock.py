@@ -8,7 +8,10 @@ the unique constraint) and both hand out trials, so some are trained twice.
   connection held for the whole run. The server drops it when that session
   ends, so a learner killed -9 leaves no stale lock behind. An outage ends the
   session too: ``keep`` takes the lock again once the database answers, and
-  raises ``LearnerBusyError`` if another learner took it meanwhile.
+  raises ``LearnerBusyError`` if another learner took it meanwhile. ``ma2ml
+  run`` calls ``keep`` on every tick of its loop; a learner process's lock
+  (``wait_for_lock``) calls it every ``KEEP_SECONDS`` from a thread of its own
+  while it is entered, and sets the learner's ``stop`` when it is lost.
 * SQLite: ``flock`` on a small file beside the database (hidden,
   ``.<db>-learner-<hash>.lock``), released by the kernel when the process
   dies. The file is never deleted: removing a lock file while others may have
@@ -36,10 +39,13 @@ from sqlalchemy import Connection, exc, text
 
 from ma2ml.store.backoff import backoff_delays
 from ma2ml.store.engine import masked_url, sqlite_file, translate_errors
-from ma2ml.store.errors import LearnerBusyError, StoreUnavailableError
+from ma2ml.store.errors import LearnerBusyError, StoreError, StoreUnavailableError
 from ma2ml.store.store import Store
 
 log = logging.getLogger(__name__)
+
+#: Seconds between a learner process's checks that its lock is still its own (``keep``).
+KEEP_SECONDS = 1.0
 
 
 def lock_key(search: str) -> int:
@@ -59,22 +65,56 @@ class LearnerLock:
 
     Entering raises ``LearnerBusyError`` (one line: who to stop) when another
     process holds it; ``StoreUnavailableError`` when the database cannot be reached.
+
+    ``stop`` (a learner's stop event): while entered, a thread calls ``keep`` every
+    ``KEEP_SECONDS``, and when another learner took the search over it sets ``stop``
+    and keeps the error in ``lost``. Without it the caller calls ``keep`` itself.
     """
 
-    def __init__(self, store: Store, search: str) -> None:
+    def __init__(self, store: Store, search: str,
+                 stop: threading.Event | None = None) -> None:
         self.store, self.search = store, search
         self.key = lock_key(search)
+        self.stop = stop
+        self.lost: LearnerBusyError | None = None
         self._connection: Connection | None = None
         self._fd: int | None = None
         self._lost = False
+        self._keeping: tuple[threading.Thread, threading.Event] | None = None
 
     def __enter__(self) -> LearnerLock:
         self.acquire()
+        if self.stop is not None and self.store.engine.dialect.name == "postgresql":
+            done = threading.Event()
+            thread = threading.Thread(target=self._keep_until, args=(done,), daemon=True,
+                                      name="ma2ml-learner-lock")
+            thread.start()
+            self._keeping = (thread, done)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,
                  traceback: TracebackType | None) -> None:
+        if self._keeping is not None:
+            thread, done = self._keeping
+            done.set()
+            thread.join()  # it may be in ``keep``: the connection is released after it
+            self._keeping = None
         self.release()
+
+    def _keep_until(self, done: threading.Event) -> None:
+        """``keep`` every ``KEEP_SECONDS`` until ``done``; a lost lock sets ``stop``."""
+        assert self.stop is not None
+        while not done.wait(KEEP_SECONDS):
+            try:
+                self.keep()
+            except LearnerBusyError as exc:
+                self.lost = exc
+                log.error("%s", exc)
+                self.stop.set()
+                return
+            except StoreError as exc:  # not an outage and not taken: checked again next time
+                log.warning("search %s: could not check its learner lock: %s",
+                            self.search, exc)
 
     def _busy(self) -> LearnerBusyError:
         return LearnerBusyError(
@@ -143,7 +183,7 @@ class LearnerLock:
         except LearnerBusyError:
             raise LearnerBusyError(
                 f"search {self.search}: another learner took it over while the database "
-                f"was unavailable; this run stops") from None
+                f"was unavailable; this learner stops") from None
         self._lost = False
 
     def release(self) -> None:
@@ -169,10 +209,11 @@ def wait_for_lock(store: Store, search: str, stop: threading.Event) -> LearnerLo
     """The search's lock once no other learner holds it, for a learner process: a pod
     started while its predecessor (or a ``ma2ml run``) still drives the search waits for
     it instead of crash-looping; an outage is waited out too. None when ``stop`` is set
-    first."""
+    first. While entered, the lock is kept as ``ma2ml run`` keeps its own (``keep``),
+    and ``stop`` is set if another learner took the search over during an outage."""
     delays = backoff_delays()
     while not stop.is_set():
-        lock = LearnerLock(store, search)
+        lock = LearnerLock(store, search, stop)
         try:
             lock.acquire()
             return lock

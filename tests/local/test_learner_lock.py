@@ -22,7 +22,7 @@ from sqlalchemy import text
 from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import Store
 from ma2ml.store.errors import LearnerBusyError
-from ma2ml.store.learner_lock import LearnerLock
+from ma2ml.store.learner_lock import LearnerLock, lock_key
 
 
 def test_a_search_has_one_learner_at_a_time(store: Store) -> None:
@@ -100,6 +100,22 @@ def _end_session(store: Store, lock: LearnerLock) -> None:
     assert lock._connection is not None
     pid = lock._connection.execute(text("SELECT pg_backend_pid()")).scalar()
     lock._connection.commit()
+    _terminate(store, pid)
+
+
+def _holder(store: Store, search: str) -> int | None:
+    """The server process (session) holding ``search``'s lock, if any. A bigint advisory
+    lock is listed as its high and low 32 bits (classid, objid) with objsubid 1."""
+    key = lock_key(search) & 0xFFFF_FFFF_FFFF_FFFF
+    with store.engine.connect() as connection:
+        return connection.execute(
+            text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                 "AND classid = :high AND objid = :low AND objsubid = 1"),
+            {"high": key >> 32, "low": key & 0xFFFF_FFFF}).scalar()
+
+
+def _terminate(store: Store, pid: int) -> None:
+    """End the session ``pid`` (as a server restart ends it) and wait until it is gone."""
     with store.engine.connect() as admin:
         admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         admin.commit()
@@ -197,6 +213,55 @@ def test_a_learner_process_waits_while_another_learner_drives_the_search(
             assert learner.wait(timeout=120) == 0, log_path.read_text()[-3000:]
         finally:
             held.release()
+            if learner.poll() is None:
+                learner.kill()
+                learner.wait()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_learner_process_keeps_its_lock_through_a_lost_session_or_stops(
+        postgres_url: str, tmp_path: Path) -> None:
+    """``ma2ml learner`` re-checks its lock as ``ma2ml run`` does (``LearnerLock.keep``):
+    its session ended (an outage), it takes the lock again and goes on; ended again while
+    another learner takes it, it stops instead of driving the search beside that one."""
+    document = yaml.safe_load(_sleepy_spec(tmp_path).read_text())
+    log_path = tmp_path / "learner.log"
+    with Store(postgres_url) as store:
+        record = store.create_search("default/twice", spec_to_document(parse_spec(document)))
+        with log_path.open("wb") as log:
+            learner = subprocess.Popen(
+                [sys.executable, "-m", "ma2ml", "learner", "--search", "default/twice",
+                 "--db", postgres_url], stdout=log, stderr=subprocess.STDOUT)
+        other = LearnerLock(store, "default/twice")
+        try:
+            deadline = time.monotonic() + 120
+
+            def alive() -> None:
+                assert learner.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.1)
+
+            while (first := _holder(store, "default/twice")) is None or \
+                    store.counts(record.id).total == 0:
+                alive()  # until it holds the lock and drives the search
+            _terminate(store, first)
+            while (_holder(store, "default/twice") or first) == first:
+                alive()  # until it has taken the lock again, in a new session
+            assert learner.poll() is None, "a learner that retook its lock goes on"
+            while True:  # end its session again, and take the lock before it does
+                pid = _holder(store, "default/twice")
+                if pid is not None:
+                    _terminate(store, pid)
+                try:
+                    other.acquire()
+                    break
+                except LearnerBusyError:
+                    alive()
+            assert learner.wait(timeout=120) == 0, log_path.read_text()[-3000:]
+            assert "another learner took it over" in log_path.read_text()
+        finally:
+            other.release()
             if learner.poll() is None:
                 learner.kill()
                 learner.wait()
