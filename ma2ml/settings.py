@@ -14,13 +14,20 @@ They are the same for every task.
 Every numeric setting has a range (``RANGES``), upper bound included: a
 typo such as ``critic_steps: 1000000`` is refused at validation instead of
 holding a learner for hours or exhausting its memory.
+
+A setting the chosen algorithm never reads (``ALGORITHM_SETTINGS``), or one of
+the critic that ``critic_model`` does not name (``CRITIC_SETTINGS``), is refused
+too (``check_applies``): set, it would be silently ignored. Under
+``critic_model: auto`` the critic is decided from ``maxTrials`` (``for_budget``,
+the one place that decides it), which may be edited while a search runs, so
+both critics' settings are accepted there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -175,8 +182,10 @@ class Settings:
                 raise SettingsError(f"{_PATH}.{name}: {problem}", key=name, problem=problem)
 
     @classmethod
-    def from_overrides(cls, overrides: Mapping[str, Any] | None) -> Settings:
-        """Defaults updated by ``spec.algorithm.settings``; bad keys and types are refused."""
+    def from_overrides(cls, overrides: Mapping[str, Any] | None,
+                       algorithm: str | None = None) -> Settings:
+        """Defaults updated by ``spec.algorithm.settings``; bad keys and types are refused,
+        and, given the ``algorithm``, a key it does not read (``check_applies``)."""
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, value in (overrides or {}).items():
@@ -185,7 +194,10 @@ class Settings:
                 raise SettingsError(f"{_PATH}.{key}: {problem}", key=str(key)[:60],
                                     problem=problem)
             values[key] = _coerce(key, known[key].type, value)
-        return cls(**values)
+        settings = cls(**values)
+        if algorithm is not None:
+            check_applies(algorithm, settings.critic_model, values)
+        return settings
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -235,6 +247,70 @@ RANGES: dict[str, Range] = {
     "tpe_candidates": Range(1, 4096),
     "tpe_window": Range(10, 100_000),
 }
+
+
+#: Settings only one critic reads (``ma2ml.learner.critics``); the others of the
+#: actor-critic algorithms apply to both.
+CRITIC_SETTINGS: dict[str, tuple[str, ...]] = {
+    "mlp": ("critic_ensemble", "critic_hidden", "critic_layers", "critic_lr", "critic_steps",
+            "critic_reduce", "batch_size", "proposal_optimism", "exploration",
+            "reward_transform"),
+    "pairwise-bayes": ("gibbs_sweeps", "bayes_window", "bayes_pairs", "bayes_exploration",
+                       "bayes_reward_transform"),
+}
+#: What a setting of one critic is called for the other, for the refusal's hint.
+_COUNTERPARTS = {"exploration": "bayes_exploration", "reward_transform": "bayes_reward_transform",
+                 "bayes_exploration": "exploration", "bayes_reward_transform": "reward_transform"}
+_PROPOSALS = ("dedupe_tries",)
+_REWARDS = ("failed_reward", "diverged_reward")
+_REINFORCE = (*_PROPOSALS, *_REWARDS, "exploration", "reward_transform", "reinforce_lr",
+              "baseline_decay", "importance_clip")
+_ACTOR_CRITIC = (*_PROPOSALS, *_REWARDS, "proposal_candidates", "critic_model",
+                 "auto_bayes_trials", "alpha", "tau", "actor_lr", "actor_steps",
+                 "results_per_update", "actor_samples", "credit", "mc_samples",
+                 "warmup_results", "fidelity_input", *CRITIC_SETTINGS["mlp"],
+                 *CRITIC_SETTINGS["pairwise-bayes"])
+#: The settings each algorithm (``spec.AlgorithmName``) reads; setting any other is refused.
+#: The on-policy ablation has no replay to draw minibatches or a window from, the
+#: no-credit one no counterfactual to sample; random search learns nothing.
+ALGORITHM_SETTINGS: dict[str, frozenset[str]] = {
+    "ma2ml": frozenset(_ACTOR_CRITIC),
+    "ma2ml-lite": frozenset((*_REINFORCE, "alpha", "tau")),
+    "independent": frozenset(_REINFORCE),
+    "ma2ml-no-credit": frozenset(_ACTOR_CRITIC) - {"mc_samples"},
+    "ma2ml-on-policy": frozenset(_ACTOR_CRITIC) - {"batch_size", "bayes_window"},
+    "random": frozenset(_PROPOSALS),
+    "tpe": frozenset((*_PROPOSALS, *_REWARDS, "tpe_startup_trials", "tpe_candidates",
+                      "tpe_window")),
+}
+
+
+def check_applies(algorithm: str, critic_model: str, keys: Iterable[str]) -> None:
+    """Refuse, naming it, the first of ``keys`` (settings a spec sets) that ``algorithm``
+    with ``critic_model`` never reads: it would be silently ignored.
+
+    Under ``critic_model: auto`` the critic is not known here (it is decided from
+    ``maxTrials``, which may be edited while the search runs), so the settings of
+    both critics are accepted; ``auto_bayes_trials`` only under ``auto``."""
+    applies = ALGORITHM_SETTINGS.get(algorithm)
+    if applies is None:  # an unknown name is the spec's to refuse
+        return
+    for key in keys:
+        if key not in applies:
+            users = [name for name, used in ALGORITHM_SETTINGS.items() if key in used]
+            problem = (f"does not apply to algorithm {algorithm} (it applies to "
+                       f"{', '.join(users)})")
+        elif key == "auto_bayes_trials" and critic_model != "auto":
+            problem = f"applies to critic_model auto only, not {critic_model}"
+        elif critic_model != "auto" and key not in CRITIC_SETTINGS.get(critic_model, (key,)) \
+                and any(key in own for own in CRITIC_SETTINGS.values()):
+            other = next(name for name, own in CRITIC_SETTINGS.items() if key in own)
+            problem = f"applies to critic_model {other} (or auto), not {critic_model}"
+            if key in _COUNTERPARTS:
+                problem += f"; {critic_model} reads {_COUNTERPARTS[key]}"
+        else:
+            continue
+        raise SettingsError(f"{_PATH}.{key}: {problem}", key=key, problem=problem)
 
 
 def ranges_text() -> str:

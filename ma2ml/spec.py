@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -252,9 +253,12 @@ class Algorithm(Model):
 
     @field_validator("settings")
     @classmethod
-    def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _known_settings(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # A setting the algorithm (and its critic) never reads is refused too; with the
+        # name itself invalid, only the settings' own checks run.
+        name = info.data.get("name")
         try:
-            Settings.from_overrides(value)
+            Settings.from_overrides(value, None if name is None else str(name))
         except SettingsError as exc:
             raise nested_error((exc.key,), exc.problem) from None
         return value

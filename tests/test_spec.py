@@ -188,6 +188,19 @@ def test_unknown_algorithm_setting_lists_the_known_ones() -> None:
     assert "alpha" in line and "tau" in line
 
 
+def test_a_setting_the_algorithm_never_reads_is_refused() -> None:
+    """``ma2ml validate`` says which setting and what it needs (the full table of what
+    applies where: tests/learner/test_settings.py)."""
+    doc = minimal(algorithm={"name": "tpe", "settings": {"tpe_window": 50, "alpha": 0.5}})
+    assert errors_of(doc) == ["spec.algorithm.settings.alpha: does not apply to algorithm "
+                              "tpe (it applies to ma2ml, ma2ml-lite, ma2ml-no-credit, "
+                              "ma2ml-on-policy)"]
+    doc = minimal(algorithm={"settings": {"critic_model": "mlp", "gibbs_sweeps": 3}})
+    assert errors_of(doc) == ["spec.algorithm.settings.gibbs_sweeps: applies to critic_model "
+                              "pairwise-bayes (or auto), not mlp"]
+    parse_spec(minimal(algorithm={"settings": {"gibbs_sweeps": 3}}))  # auto may pick it
+
+
 def test_every_problem_is_reported_at_once() -> None:
     lines = errors_of(minimal(budget={"parallelism": 0, "maxTrials": 0}))
     assert lines == ["spec.budget.maxTrials: must be >= 1, got 0",

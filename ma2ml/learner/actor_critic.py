@@ -6,7 +6,10 @@ One update (DESIGN.md section 3):
    (``batch_size`` uniform draws each) plus every fresh result, regressing
    the ensemble on per-search normalised rewards; or, with the pairwise
    Bayesian critic, Gibbs sweeps on up to ``bayes_window`` stored results
-   (below). Old trials keep teaching.
+   (below). Old trials keep teaching. Either is a ``CriticModel``
+   (``ma2ml.learner.critics``): the class below fits it, asks it to score
+   and improve candidates and computes the credit on its Q, never asking
+   which critic it is.
 2. Actor: re-sample ``actor_samples`` joint actions from the current
    policies and score them with the critic. The divergence-regularised
    (DMAC) objective E_pi[Q(a) - alpha log(pi(a)/rho(a))] is maximised by the
@@ -113,9 +116,8 @@ import numpy as np
 import torch
 
 from ma2ml.learner.base import Algorithm
-from ma2ml.learner.bayes_critic import PairwiseBayesCritic
-from ma2ml.learner.credit import Counterfactual, best_response, counterfactual
-from ma2ml.learner.critic import Critic
+from ma2ml.learner.credit import Counterfactual, counterfactual
+from ma2ml.learner.critics import CriticModel, TrainingData, make_critic
 from ma2ml.learner.policy import soft_update
 from ma2ml.spec import AlgorithmName
 
@@ -142,33 +144,19 @@ class MA2ML(Algorithm):
         self.target = copy.deepcopy(self.policy).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.actor_lr,
                                                 foreach=True)
-        if self.bayesian:
-            self.critic = PairwiseBayesCritic(self.layout, s.bayes_pairs,
-                                              fidelity_input=self._fidelity_input())
-            self._posterior_draws = [self.critic.beta]
-            self._candidate_scores: dict[tuple[int, ...], float] = {}
-            return
-        self.critic = Critic(self.layout, s.critic_hidden, s.critic_layers, s.critic_ensemble,
-                             s.critic_reduce, fidelity_input=self._fidelity_input())
-        # foreach: one fused call per step instead of one per tensor (tiny nets).
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr,
-                                                 foreach=True)
-
-    @property
-    def bayesian(self) -> bool:
-        """Whether the critic is the pairwise Bayesian one (Thompson draws)."""
-        return self.settings.critic_model == "pairwise-bayes"
+        # Without early stopping every result is full fidelity: the critic sees no fidelity,
+        # and with ``fidelity_input: false`` a stopped trial counts as a full one.
+        self.critic: CriticModel = make_critic(self.layout, s,
+                                               self.multi_fidelity and s.fidelity_input)
 
     def _exploration(self) -> float:
-        s = self.settings
-        return s.bayes_exploration if self.bayesian else s.exploration
+        return self.critic.exploration
 
     def _reward_transform(self) -> str:
-        s = self.settings
-        return s.bayes_reward_transform if self.bayesian else s.reward_transform
+        return self.critic.reward_transform
 
     def _learn(self) -> dict[str, Any]:
-        stats: dict[str, Any] = {"critic_loss": self._train_critic()}
+        stats: dict[str, Any] = {"critic_loss": self.critic.fit(self._training_data())}
         if self._critic_ready():
             share = len(self._fresh) / self.settings.results_per_update
             stats["credit"] = self._train_actor(max(1, round(self.settings.actor_steps * share)))
@@ -180,106 +168,25 @@ class MA2ML(Algorithm):
     def _critic_ready(self) -> bool:
         return self.n_results >= self.settings.warmup_results
 
-    def _fidelity_input(self) -> bool:
-        """Whether the critic sees fidelity; without it a stopped trial counts as full."""
-        return self.multi_fidelity and self.settings.fidelity_input
-
     def _score(self, rows: list[list[int]]) -> list[float]:
-        if self.bayesian:  # posterior draws: Thompson sampling
-            drawn = self.critic.predict(np.asarray(rows)).tolist()
-            return [self._candidate_scores.get(tuple(r), q) for r, q in zip(rows, drawn,
-                                                                           strict=True)]
-        with torch.no_grad():
-            all_q = self.critic.predict_all(torch.tensor(rows, dtype=torch.long))
-        score = all_q.mean(0)
-        if self.settings.proposal_optimism and all_q.shape[0] > 1:
-            score = score + self.settings.proposal_optimism * all_q.std(0)
-        return score.tolist()
+        return self.critic.score(rows)
 
     def _improve(self, draws: list[list[int]]) -> list[list[int]]:
-        """Bayesian critic: candidate i best-responds, decision by decision, under
-        posterior draw i mod D (one draw per proposal slot of a batch); each remembers its
-        draw's value for ``_score``. Without credit the candidates stay as drawn."""
-        if not self.bayesian or not self.use_credit:
-            return draws
-        rows = torch.tensor(draws, dtype=torch.long)
-        self._candidate_scores = {}
-        out = rows.clone()
-        for k, beta in enumerate(self._posterior_draws):
-            part = slice(k, None, len(self._posterior_draws))
-            q = self.critic.q_of(beta)
-            out[part] = best_response(q, self.layout.sizes, rows[part])
-            for row, value in zip(out[part].tolist(), q(out[part]).tolist(), strict=True):
-                key = tuple(row)
-                self._candidate_scores[key] = max(value, self._candidate_scores.get(key, value))
-        return out.tolist()
+        """The critic's candidates (the Bayesian critic's best responses); without credit
+        the candidates stay as drawn."""
+        return self.critic.improve(draws) if self.use_credit else draws
 
     # -- critic ------------------------------------------------------------------------
 
-    def _fresh_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The fresh results as (actions (n, n_decisions), rewards, fidelities)."""
-        return (np.array([f.row for f in self._fresh], dtype=np.int64).reshape(
-                    -1, self.layout.n_decisions),
-                np.array([f.reward for f in self._fresh], dtype=np.float64),
-                np.array([f.fidelity for f in self._fresh], dtype=np.float64))
-
-    def _critic_batches(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """One minibatch per critic step: replay draws plus every fresh result, as
-        (actions, normalised rewards, fidelities).
-
-        The replay is read once per update (``critic_steps * batch_size`` draws),
-        so a store-backed replay costs one query, not one per step.
-        """
-        s = self.settings
-        fresh_actions, fresh_rewards, fresh_fidelities = self._fresh_arrays()
-        if not self.use_replay:
-            old_actions = np.zeros((0, self.layout.n_decisions), dtype=np.int64)
-            old_rewards, old_fidelities = np.zeros(0), np.zeros(0)
-        else:
-            wanted = s.batch_size * s.critic_steps
-            old_actions, old_rewards, old_fidelities = self.replay.sample(wanted, self.rng)
-            old_actions = old_actions.reshape(-1, self.layout.n_decisions)
-            if 0 < len(old_rewards) < wanted:  # a small replay: reuse its trials per step
-                index = self.rng.integers(len(old_rewards), size=wanted)
-                old_actions, old_rewards = old_actions[index], old_rewards[index]
-                old_fidelities = old_fidelities[index]
-        batches = []
-        for step in range(s.critic_steps):
-            part = slice(step * s.batch_size, (step + 1) * s.batch_size)
-            actions = np.concatenate([old_actions[part], fresh_actions])
-            rewards = np.concatenate([old_rewards[part], fresh_rewards])
-            fidelities = np.concatenate([old_fidelities[part], fresh_fidelities])
-            batches.append((torch.as_tensor(actions, dtype=torch.long),
-                            torch.as_tensor(self.normaliser(rewards), dtype=torch.float32),
-                            torch.as_tensor(fidelities, dtype=torch.float32)))
-        return batches
-
-    def _train_critic(self) -> float:
-        if self.bayesian:
-            return self._train_bayes_critic()
-        losses = []
-        for actions, targets, fidelities in self._critic_batches():
-            loss = self.critic.loss(actions, targets, fidelities)
-            self.critic_optimizer.zero_grad()
-            loss.backward()
-            self.critic_optimizer.step()
-            losses.append(loss.item() / self.settings.critic_ensemble)
-        return float(np.mean(losses))
-
-    def _train_bayes_critic(self) -> float:
-        """Continue the posterior chain on (a sample of) every result; returns the mean
-        squared error of the new draw on them."""
-        s = self.settings
-        if self.use_replay:
-            rows, rewards, fidelities = self.replay.sample(s.bayes_window, self.rng)
-            rows = rows.reshape(-1, self.layout.n_decisions)
-        else:  # the on-policy ablation: the fresh results only
-            rows, rewards, fidelities = self._fresh_arrays()
-        targets = self.normaliser(rewards)
-        self._posterior_draws = self.critic.fit(rows, targets, s.gibbs_sweeps, self.rng,
-                                                draws=s.results_per_update,
-                                                fidelities=fidelities)
-        return float(np.mean((self.critic.fitted(rows, fidelities) - targets) ** 2))
+    def _training_data(self) -> TrainingData:
+        """This update's data for the critic: the fresh results as (actions
+        (n, n_decisions), rewards, fidelities), and the replay unless on-policy."""
+        fresh = (np.array([f.row for f in self._fresh], dtype=np.int64).reshape(
+                     -1, self.layout.n_decisions),
+                 np.array([f.reward for f in self._fresh], dtype=np.float64),
+                 np.array([f.fidelity for f in self._fresh], dtype=np.float64))
+        return TrainingData(fresh, self.replay if self.use_replay else None, self.normaliser,
+                            self.rng)
 
     # -- actor -------------------------------------------------------------------------
 
@@ -292,7 +199,7 @@ class MA2ML(Algorithm):
         if not self.use_credit:
             loss_fn, credit = self._joint_targets(contexts, log_ratio)
         else:
-            cf = counterfactual(self.critic, self.policy, contexts, s.credit, s.mc_samples,
+            cf = counterfactual(self.critic.q, self.policy, contexts, s.credit, s.mc_samples,
                                 self.generator)
             targets = self._decision_targets if s.credit == "decision" else self._agent_targets
             loss_fn = targets(contexts, cf, log_ratio)
@@ -360,7 +267,7 @@ class MA2ML(Algorithm):
     def _joint_targets(self, contexts: torch.Tensor, log_ratio: torch.Tensor
                        ) -> tuple[LossFn, torch.Tensor]:
         """No credit: every agent is weighted by the joint Q of the sampled action."""
-        q = self.critic(contexts).detach()
+        q = self.critic.q(contexts).detach()
         weights = self._context_weights(q / self.settings.alpha, log_ratio.sum(1))
         policy = self.policy
 
@@ -381,25 +288,16 @@ class MA2ML(Algorithm):
     # -- snapshots ---------------------------------------------------------------------
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        if self.bayesian:
-            return {"policy": self.policy, "target": self.target}
-        return {"policy": self.policy, "target": self.target, "critic": self.critic}
+        return {"policy": self.policy, "target": self.target, **self.critic.modules()}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        if self.bayesian:
-            return {"actor": self.actor_optimizer}
-        return {"critic": self.critic_optimizer, "actor": self.actor_optimizer}
+        return {**self.critic.optimizers(), "actor": self.actor_optimizer}
 
     def _extra_state(self) -> dict[str, Any]:
-        if not self.bayesian:
-            return {}
-        return {"bayes_critic": self.critic.state_dict(),
-                "posterior_draws": torch.from_numpy(np.stack(self._posterior_draws))}
+        return self.critic.extra_state()
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
-        if self.bayesian:
-            self.critic.load_state_dict(state["bayes_critic"])
-            self._posterior_draws = list(state["posterior_draws"].numpy().copy())
+        self.critic.load_extra_state(state)
 
 
 class MA2MLNoCredit(MA2ML):

@@ -1,5 +1,6 @@
 """A Bayesian pairwise critic: Q(a) = main effects + pair effects, with a grouped
-horseshoe prior, sampled by Gibbs (``Settings.critic_model: pairwise-bayes``, the default).
+horseshoe prior, sampled by Gibbs (``Settings.critic_model: pairwise-bayes``, which
+``auto`` picks from ``auto_bayes_trials`` trials on).
 
 Why (issue 14: relative overgeneralisation). When two modules' choices only
 pay together, each choice judged on its own, averaged over what the partner
@@ -36,11 +37,12 @@ the three from uniform results alone).
 It is the model of BOCS (Baptista & Poloczek 2018, "Bayesian Optimization of
 Combinatorial Structures"), grouped.
 
-How the learner uses it (``ma2ml.learner.actor_critic``). Every update
+How the learner uses it (``ma2ml.learner.critics.BayesCritic``, for
+``ma2ml.learner.actor_critic``). Every update
 continues the Gibbs chain on the normalised rewards and keeps the last
 ``results_per_update`` states, posterior draws (Thompson sampling).
 Candidate proposals (policy draws, mixed with uniform ones by
-``exploration``) best-respond decision by decision to their counterfactual
+``bayes_exploration``) best-respond decision by decision to their counterfactual
 values under one draw per batch slot (``ma2ml.learner.credit.best_response``),
 the draw screens them, and the actors are trained with the per-decision
 counterfactual credit computed on the last draw. A draw is optimistic

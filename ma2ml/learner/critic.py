@@ -3,7 +3,8 @@ and the fidelity f of a result.
 
 Q is regressed on normalised rewards of the replay buffer; predictions of
 the ensemble members are combined by their mean or, to curb
-over-estimation, their minimum (``Settings.critic_reduce``).
+over-estimation, their minimum (``Settings.critic_reduce``). MA2ML fits and asks
+it through ``ma2ml.learner.critics.MLPCritic``.
 
 Why a fidelity input. With early stopping, a trial stopped at epoch 1 reports
 its epoch-1 accuracy, which is lower than any pipeline's final accuracy. Taken

@@ -13,6 +13,7 @@ from ma2ml.learner import Result, Settings, SettingsError, make_algorithm
 from ma2ml.learner.base import from_bytes, to_bytes
 from ma2ml.learner.bayes_critic import PairwiseBayesCritic
 from ma2ml.learner.credit import best_response, decision_values
+from ma2ml.learner.critics import BayesCritic, MLPCritic
 from ma2ml.learner.games import CLIMBING, ChainGame, play
 from ma2ml.learner.loop import Learner, run_learner
 from ma2ml.learner.normalisers import RankNormaliser, UpperLinearNormaliser
@@ -197,8 +198,8 @@ def test_a_search_with_the_bayesian_critic_runs_and_resumes_from_its_snapshot(
     assert outcome.state == "finished" and outcome.results == 12
     learner = Learner(store, "default/toy")
     assert learner.seq == 12  # resumed from the snapshot
-    assert learner.algorithm.critic.sweeps_done > 0
-    assert len(learner.algorithm._posterior_draws) == Settings().results_per_update
+    assert learner.algorithm.critic.model.sweeps_done > 0
+    assert len(learner.algorithm.critic.draws) == Settings().results_per_update
 
 
 @pytest.mark.parametrize(("budget", "bayesian"), [(None, False), (99, False), (100, True)])
@@ -209,17 +210,18 @@ def test_auto_picks_the_bayesian_critic_from_a_budget_of_100_trials(
     Bayesian critic comes with its own exploration and reward transform."""
     algo = make_algorithm("ma2ml", LAYOUT, Settings(), seed=0, budget=budget)
     assert algo.settings.critic_model == ("pairwise-bayes" if bayesian else "mlp")
-    assert algo.bayesian is bayesian
+    assert isinstance(algo.critic, BayesCritic if bayesian else MLPCritic)
     assert algo._exploration() == (0.25 if bayesian else 0.1)
     assert isinstance(algo.normaliser, UpperLinearNormaliser if bayesian else RankNormaliser)
     explicit = make_algorithm("ma2ml", LAYOUT, Settings(critic_model="mlp"), budget=10_000)
-    assert not explicit.bayesian
+    assert isinstance(explicit.critic, MLPCritic)
     lower = make_algorithm("ma2ml", LAYOUT, Settings(auto_bayes_trials=20), budget=50)
-    assert lower.bayesian
+    assert isinstance(lower.critic, BayesCritic)
 
 
 def test_the_learner_decides_auto_from_the_searchs_max_trials(store: Store) -> None:
     for max_trials, bayesian in ((50, False), (120, True)):
         name = f"default/auto-{max_trials}"
         store.create_search(name, search_document(f"auto-{max_trials}", max_trials=max_trials))
-        assert Learner(store, name).algorithm.bayesian is bayesian
+        critic = Learner(store, name).algorithm.critic
+        assert isinstance(critic, BayesCritic if bayesian else MLPCritic)

@@ -13,6 +13,7 @@ import pytest
 
 from ma2ml.learner import Result, Settings, make_algorithm
 from ma2ml.learner.base import Algorithm, from_bytes
+from ma2ml.learner.critics import BayesCritic, MLPCritic, make_critic
 from ma2ml.learner.policy import Layout
 
 #: Three agents, 720 joint actions: 32 proposals never run out of unseen ones.
@@ -274,3 +275,11 @@ def _keys(state: Any) -> Any:
     if isinstance(state, dict):
         return {k: _keys(v) for k, v in state.items()}
     return type(state).__name__ if not isinstance(state, np.ndarray) else "ndarray"
+
+
+def test_a_critic_is_built_only_once_auto_is_decided() -> None:
+    with pytest.raises(ValueError, match="critic_model 'auto' is not decided"):
+        make_critic(LAYOUT, Settings(), fidelity_input=False)
+    for budget, cls in ((None, MLPCritic), (99, MLPCritic), (100, BayesCritic)):
+        critic = make_critic(LAYOUT, Settings().for_budget(budget), fidelity_input=True)
+        assert isinstance(critic, cls) and critic.fidelity_input
