@@ -70,7 +70,7 @@ class StoreCollector(Collector):
             counts = self.store.counts(record.id)
             for status, n in counts.items():
                 trials.add_metric([record.name, status], n)
-            depth.add_metric([record.name], counts.get("pending", 0))
+            depth.add_metric([record.name], counts.pending)
             top = self.store.best_trial(record.id)
             if top is not None and top.reward is not None:
                 best.add_metric([record.name], top.reward)

@@ -192,6 +192,9 @@ class Api:
                               params.MAX_DECISIONS_LIMIT)
         return json_response(learning.decisions_view(self.store, record, most=most))
 
+    def statuses(self, request: Request) -> Response:
+        return json_response(queries.statuses_view())
+
     def ready(self, request: Request) -> Response:
         self._ready()
         self.store.list_searches()
@@ -237,6 +240,7 @@ def create_app(store: Store, options: DashboardOptions | None = None) -> Starlet
         Route("/readyz", api.guarded(api.ready)),
         Route("/static/plotly.min.js", plotly_file),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route("/api/statuses", api.statuses),  # no store read: not guarded
         Route("/api/searches", api.guarded(api.searches)),
         Route("/api/searches/{sid}", api.guarded(api.search)),
         Route("/api/searches/{sid}/trials", api.guarded(api.trials)),

@@ -11,15 +11,49 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ma2ml.local.report_html import STATUS_ORDER
 from ma2ml.local.results import BEST_RANKING, Summary, curve_points, summarize, trial_row
 from ma2ml.spaces.display import compact_pipeline
 from ma2ml.spec import parse_spec
-from ma2ml.store import STATUSES, SearchRecord, Store, TrialRecord
+from ma2ml.store import (
+    STATUSES,
+    TERMINAL_SEARCH_STATES,
+    TERMINAL_STATUSES,
+    SearchRecord,
+    SearchState,
+    Store,
+    TrialRecord,
+    TrialStatus,
+)
+from ma2ml.store.lifecycle import HELD
 
 #: Characters of a trial's error shown in its details (the end: where the cause is).
 ERROR_TAIL = 4000
 #: Characters of the pipeline text each table row carries (the text filter searches it).
 PIPELINE_TEXT = 400
+#: The page's colour of each trial status (a held trial is drawn as a running one).
+STATUS_COLOURS = {
+    TrialStatus.completed: "#2563eb", TrialStatus.stopped: "#9ca3af",
+    TrialStatus.diverged: "#d97706", TrialStatus.failed: "#dc2626",
+    TrialStatus.running: "#0ea5e9", TrialStatus.pending: "#6b7280",
+}
+
+
+def statuses_view() -> dict[str, Any]:
+    """The status vocabulary the page filters, plots and colours by (``/api/statuses``),
+    so its script holds no list of its own: every trial status in the store's order, the
+    terminal ones in the report's order (completed, stopped early, diverged, failed), the
+    active ones, what a held trial shows, and the search states."""
+    terminal = sorted(TERMINAL_STATUSES, key=lambda s: STATUS_ORDER.get(s, len(STATUS_ORDER)))
+    return {
+        "trial": [str(s) for s in STATUSES],
+        "terminal": [str(s) for s in terminal],
+        "active": [str(s) for s in STATUSES if s not in TERMINAL_STATUSES],
+        "held": HELD,
+        "search": [str(s) for s in SearchState],
+        "search_terminal": [str(s) for s in SearchState if s in TERMINAL_SEARCH_STATES],
+        "colours": {str(s): colour for s, colour in STATUS_COLOURS.items()},
+    }
 
 
 def _summary_json(summary: Summary, record: SearchRecord) -> dict[str, Any]:

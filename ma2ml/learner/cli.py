@@ -12,17 +12,17 @@ import threading
 
 import torch
 
-from ma2ml.learner.loop import SearchOutcome, run_learner
+from ma2ml.learner.loop import STOPPED, SearchOutcome, run_learner
 from ma2ml.settings import SettingsError
 from ma2ml.spec import SpecError
-from ma2ml.store import SearchNotFoundError
+from ma2ml.store import SearchNotFoundError, SearchState
 from ma2ml.store.backoff import open_store
 from ma2ml.store.learner_lock import wait_for_lock
 
 log = logging.getLogger(__name__)
 
 #: Process exit codes: the search finished / failed / was stopped / bad input.
-EXIT_CODES = {"finished": 0, "stopped": 0, "failed": 1}
+EXIT_CODES: dict[str, int] = {SearchState.finished: 0, STOPPED: 0, SearchState.failed: 1}
 EXIT_BAD_INPUT = 2
 
 
@@ -42,13 +42,13 @@ def serve_learner(search: str, url: str | None, metrics_port: int = 0,
     try:
         store = open_store(url, stop)  # waits out a database that is down at start
         if store is None:
-            return EXIT_CODES["stopped"]
+            return EXIT_CODES[STOPPED]
         with store:
             # One learner per search: wait while another (a pod rolled over, a
             # `ma2ml run`) still drives it.
             lock = wait_for_lock(store, search, stop)
             if lock is None:
-                return EXIT_CODES["stopped"]
+                return EXIT_CODES[STOPPED]
             with lock:
                 outcome = run_learner(store, search, stop=stop, poll_seconds=poll_seconds)
     except (SearchNotFoundError, SpecError, SettingsError, ValueError) as exc:

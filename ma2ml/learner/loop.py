@@ -70,11 +70,14 @@ INTAKE_LIMIT = 256
 
 #: Joint actions read per page when a restarted learner recalls what it proposed.
 RECALL_PAGE = 10_000
+#: ``SearchOutcome.state`` of a learner asked to stop: not a search state (the search goes
+#: on, another learner may take it).
+STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """How ``run_learner`` ended: a terminal ``SearchState``, or 'stopped' (asked to stop)."""
+    """How ``run_learner`` ended: a terminal ``SearchState``, or ``STOPPED`` (asked to stop)."""
 
     name: str
     state: str
@@ -367,7 +370,7 @@ def run_learner(store: Store, search_name: str, *, stop: threading.Event | None 
         except StoreUnavailableError as exc:
             log.warning("search %s: store unavailable (%s); retrying", search_name, exc)
             if stop.wait(next(delays)):
-                return SearchOutcome(search_name, "stopped", 0, 0, None, None, 0)
+                return SearchOutcome(search_name, STOPPED, 0, 0, None, None, 0)
     try:
         return drive_learner(learner, stop=stop, poll_seconds=poll_seconds)
     except StoreError:
@@ -413,4 +416,4 @@ def drive_learner(learner: Learner, *, stop: threading.Event | None = None,
             return outcome
         if not learner.behind:  # a backlog is taken in tick after tick, without waiting
             waiter.wait(poll_seconds, stop=stop)
-    return learner.outcome("stopped")
+    return learner.outcome(STOPPED)

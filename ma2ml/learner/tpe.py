@@ -86,6 +86,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from ma2ml.learner.base import Algorithm, Proposal, Result
 from ma2ml.learner.screening import pick_best_unseen
 from ma2ml.spec import AlgorithmName
+from ma2ml.store import TrialStatus
 
 #: A trial's state in a snapshot (an int8 tensor).
 COMPLETE, FAIL, RUNNING, PRUNED = 0, 1, 2, 3
@@ -267,9 +268,9 @@ class TPE(Algorithm):
 
     def _outcome(self, result: Result) -> tuple[int, float, int]:
         """The result's trial state, value and (pruned) step."""
-        if result.status == "failed":
+        if result.status == TrialStatus.failed:
             return FAIL, math.nan, 0
-        if result.status == "stopped":
+        if result.status == TrialStatus.stopped:
             fidelity = float(getattr(result, "fidelity", 0.0))
             return PRUNED, self.reward_of(result), round(FULL_STEP * min(max(fidelity, 0), 1))
         return COMPLETE, self.reward_of(result), 0

@@ -64,7 +64,7 @@ def run(
     from ma2ml.local.runner import run_local
     from ma2ml.local.searches import SearchConflictError
     from ma2ml.logs import setup_logging
-    from ma2ml.store import StoreUnavailableError
+    from ma2ml.store import SearchState, StoreUnavailableError
     from ma2ml.worker.errors import DataError, StoreFault
 
     search = load_or_exit(spec)
@@ -95,7 +95,7 @@ def run(
         console.print(f"stopped; run `ma2ml run {inert(spec)}` again to resume.",
                       highlight=False)
         raise typer.Exit(130)
-    if result.state == "failed":
+    if result.state == SearchState.failed:
         raise typer.Exit(1)
 
 
@@ -105,7 +105,7 @@ def _note(text: str) -> None:
 
 def _print_outcome(url: str, key: str, spec: Path | str = "SPEC") -> None:
     from ma2ml.local.results import recommended_lines, summarize
-    from ma2ml.store import Store
+    from ma2ml.store import SearchState, Store
 
     # create=False: the summary of a run never creates a store (a database deleted
     # meanwhile is an error, not a fresh empty search).
@@ -114,7 +114,8 @@ def _print_outcome(url: str, key: str, spec: Path | str = "SPEC") -> None:
         if record is None:
             return
         summary = summarize(store, record, now=time.time())
-        cause = failure_cause(store, record.id) if summary.state == "failed" else None
+        failed = summary.state == SearchState.failed
+        cause = failure_cause(store, record.id) if failed else None
     ended_by = summary.ended_by()  # which budget limit ended it, e.g. MaxDurationReached
     console.print(f"search {inert(key)}: {inert(summary.state)}"
                   f"{f' ({ended_by})' if ended_by else ''}, "
@@ -126,7 +127,7 @@ def _print_outcome(url: str, key: str, spec: Path | str = "SPEC") -> None:
     console.print(f"time:   {summary.time_used()}", highlight=False)
     if cause is not None:
         console.print(f"cause:  {inert(cause)}", highlight=False)
-    if summary.state == "failed":
+    if failed:
         console.print(f"fix the cause, then `ma2ml run --restart {inert(spec)}` starts the "
                       f"search over (deleting its {summary.counts.total} trials)",
                       highlight=False)
@@ -153,7 +154,9 @@ def failure_cause(store: Store, search_id: int) -> str | None:
     """The most common last line of the failed trials' errors, with how many share it."""
     from collections import Counter
 
-    failed = store.list_trials(search_id, status="failed", order_by="finished_seq",
+    from ma2ml.store import TrialStatus
+
+    failed = store.list_trials(search_id, status=TrialStatus.failed, order_by="finished_seq",
                                descending=True, limit=FAILURE_SAMPLE)
     tails = [_last_line(t.error) for t in failed if t.error and t.error.strip()]
     if not tails:
@@ -215,9 +218,10 @@ def _best_cell(store: Store, search_id: int) -> str:
     """The status table's best: the best estimated mean ± its standard error
     (``ma2ml.store.recommend``), or the best observation, marked, when there is no
     estimate yet."""
+    from ma2ml.store import TrialStatus
     from ma2ml.store.recommend import recommend_trials
 
-    recommended = recommend_trials(store.list_trials(search_id, status="completed"))
+    recommended = recommend_trials(store.list_trials(search_id, status=TrialStatus.completed))
     if recommended is None:
         return "-"
     estimate = recommended[0]
@@ -345,12 +349,14 @@ def best(target: str = TARGET, db: str = DB_OPTION,
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Print the best pipeline and its metrics."""
     from ma2ml.local.results import BEST_RANKING, trial_epochs
+    from ma2ml.store import TrialStatus
     from ma2ml.store.recommend import recommend_trials
 
     store, record = _requires_search(target, db)
     with store:
         # The best estimated mean, not the luckiest draw (ma2ml.store.recommend).
-        recommended = recommend_trials(store.list_trials(record.id, status="completed"))
+        recommended = recommend_trials(store.list_trials(record.id,
+                                                         status=TrialStatus.completed))
     if recommended is None:
         typer.echo(f"error: search {record.name} has no completed trial yet (the best is "
                    f"{BEST_RANKING})", err=True)

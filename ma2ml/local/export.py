@@ -34,7 +34,7 @@ from rich.progress import (
 )
 
 from ma2ml.spec import parse_spec
-from ma2ml.store import SearchRecord, Store
+from ma2ml.store import SearchRecord, Store, TrialStatus
 
 #: Plain progress lines (not a terminal): one per this fraction of the training.
 PLAIN_EVERY = 0.1
@@ -83,7 +83,7 @@ def export_best(store: Store, record: SearchRecord, out_dir: Path, epochs: int |
     from ma2ml.store.recommend import recommend_trials
 
     # The best estimated mean, the pipeline `ma2ml best` shows (not the luckiest draw).
-    recommended = recommend_trials(store.list_trials(record.id, status="completed"))
+    recommended = recommend_trials(store.list_trials(record.id, status=TrialStatus.completed))
     best = recommended[1] if recommended else None
     if best is None:
         raise LookupError(f"search {record.name} has no completed trial yet")

@@ -28,11 +28,13 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from ma2ml.local.baseline import LEVEL  # noqa: E402
 from ma2ml.local.report_html import render_html  # noqa: E402
 from ma2ml.local.results import Summary, summarize  # noqa: E402
-from ma2ml.store import SearchRecord, StepRecord, Store, TrialRecord  # noqa: E402
+from ma2ml.store import SearchRecord, StepRecord, Store, TrialRecord, TrialStatus  # noqa: E402
 
-STATUS_COLOURS = {"completed": "tab:blue", "stopped": "tab:grey", "diverged": "tab:orange",
-                  "failed": "tab:red"}
-STATUS_MARKERS = {"completed": "o", "stopped": "v", "diverged": "x", "failed": "x"}
+COMPLETED, STOPPED = TrialStatus.completed, TrialStatus.stopped
+STATUS_COLOURS = {COMPLETED: "tab:blue", STOPPED: "tab:grey",
+                  TrialStatus.diverged: "tab:orange", TrialStatus.failed: "tab:red"}
+STATUS_MARKERS = {COMPLETED: "o", STOPPED: "v", TrialStatus.diverged: "x",
+                  TrialStatus.failed: "x"}
 #: Most learning curves one report reads and draws.
 MAX_CURVES = 200
 #: Of those, the best completed trials (the rest is a random sample of the others).
@@ -57,7 +59,7 @@ def plot_best_so_far(trials: list[TrialRecord], summary: Summary, path: Path) ->
     fig, ax = plt.subplots(figsize=(7, 4))
     best, xs, ys = float("-inf"), [], []
     for i, trial in enumerate(trials, 1):
-        if trial.status == "completed" and trial.reward is not None:
+        if trial.status == COMPLETED and trial.reward is not None:
             best = max(best, trial.reward)
         if best > float("-inf"):
             xs.append(i)
@@ -108,7 +110,7 @@ def curve_sample(trials: list[TrialRecord], most: int = MAX_CURVES, best: int = 
     with_curves = [t for t in trials if t.last_step is not None]
     if len(with_curves) <= most:
         return with_curves
-    completed = sorted((t for t in with_curves if t.status == "completed" and t.reward is not None),
+    completed = sorted((t for t in with_curves if t.status == COMPLETED and t.reward is not None),
                        key=lambda t: t.reward, reverse=True)  # type: ignore[arg-type, return-value]
     top = completed[:min(best, most)]
     chosen = {t.id for t in top}
@@ -122,34 +124,34 @@ def plot_curves(shown: list[TrialRecord], curves: dict[int, list[StepRecord]], t
     """Value against epoch per trial: completed ones coloured by their reward, stopped ones
     grey with an ``x`` where they were stopped, diverged and failed ones dotted red."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    rewards = [t.reward for t in shown if t.status == "completed" and t.reward is not None]
+    rewards = [t.reward for t in shown if t.status == COMPLETED and t.reward is not None]
     norm = plt.Normalize(min(rewards), max(rewards)) if len(set(rewards)) > 1 else None
     colours = plt.get_cmap("viridis")
-    drawn = {"completed": 0, "stopped": 0, "other": 0}
+    drawn = {COMPLETED: 0, STOPPED: 0, "other": 0}
     # Grey first, so the coloured completed curves are drawn on top.
-    for trial in sorted(shown, key=lambda t: t.status == "completed"):
+    for trial in sorted(shown, key=lambda t: t.status == COMPLETED):
         steps = curves.get(trial.id, [])
         if not steps:
             continue
         xs = [s.step for s in steps]
         ys = [s.value if s.value is not None else float("nan") for s in steps]
-        if trial.status == "completed":
+        if trial.status == COMPLETED:
             colour: object = "tab:blue"
             if norm is not None and trial.reward is not None:
                 colour = colours(norm(trial.reward))
             ax.plot(xs, ys, color=colour, lw=1.3, alpha=0.9, marker=".", ms=3, zorder=3)
-            drawn["completed"] += 1
-        elif trial.status == "stopped":
+            drawn[COMPLETED] += 1
+        elif trial.status == STOPPED:
             ax.plot(xs, ys, color=STOPPED_GREY, lw=0.9, alpha=0.6, zorder=1)
             ax.plot(xs[-1:], ys[-1:], color=STOPPED_GREY, marker="x", ms=5, ls="", zorder=1)
-            drawn["stopped"] += 1
+            drawn[STOPPED] += 1
         else:
             ax.plot(xs, ys, color="tab:red", lw=0.8, ls=":", alpha=0.7, zorder=2)
             drawn["other"] += 1
     handles = [
-        plt.Line2D([], [], color=colours(0.8), lw=1.3, label=f"completed ({drawn['completed']})"),
+        plt.Line2D([], [], color=colours(0.8), lw=1.3, label=f"completed ({drawn[COMPLETED]})"),
         plt.Line2D([], [], color=STOPPED_GREY, marker="x", lw=0.9,
-                   label=f"stopped early ({drawn['stopped']})"),
+                   label=f"stopped early ({drawn[STOPPED]})"),
     ]
     if drawn["other"]:
         handles.append(plt.Line2D([], [], color="tab:red", ls=":",

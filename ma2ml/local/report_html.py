@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 from ma2ml.local.results import BEST_RANKING, Summary, recommended_lines, trial_row
-from ma2ml.store import TrialRecord
+from ma2ml.store import TrialRecord, TrialStatus
 from ma2ml.visible import rounded, visible
 
 #: Caption of each figure, by file stem.
@@ -39,7 +39,8 @@ CAPTIONS = {
                        "random draw of the policy per row.",
 }
 #: Order of the statuses in the trials table, after completed trials by reward.
-STATUS_ORDER = {"completed": 0, "stopped": 1, "diverged": 2, "failed": 3}
+STATUS_ORDER = {TrialStatus.completed: 0, TrialStatus.stopped: 1, TrialStatus.diverged: 2,
+                TrialStatus.failed: 3}
 TABLE_NOTE = ("Sorted by reward, best first. The rank counts completed trials only (full "
               "fidelity); trials stopped early (grey) follow, then diverged and failed ones. "
               "<code>number</code> is the order in which the trials were proposed.")
@@ -75,7 +76,7 @@ def ranked(trials: list[TrialRecord]) -> list[tuple[int | None, TrialRecord]]:
 
     rows, rank = [], 0
     for trial in sorted(trials, key=key):
-        if trial.status == "completed" and trial.reward is not None:
+        if trial.status == TrialStatus.completed and trial.reward is not None:
             rank += 1
             rows.append((rank, trial))
         else:

@@ -29,7 +29,14 @@ from ma2ml.spec import (
     PipelineSearchStatus,
     TrialCounts,
 )
-from ma2ml.store import TERMINAL_SEARCH_STATES, Counts, SearchState, Usage, budget_verdict
+from ma2ml.store import (
+    TERMINAL_SEARCH_STATES,
+    Counts,
+    SearchState,
+    TrialStatus,
+    Usage,
+    budget_verdict,
+)
 
 #: Characters of one agent's compact pipeline kept in the status (bounds the CR size).
 MAX_PIPELINE_CHARS = 512
@@ -222,10 +229,11 @@ def milestones(old: Mapping[str, Any], new: Mapping[str, Any], failure_threshold
         events.append(Milestone("Normal", "NewBest",
                                 f"trial {new_best['trial']}: reward {new_best['reward']:.4f}"
                                 f"{detail}"))
-    failed_before = (old.get("trials") or {}).get("failed", 0)
-    if failed_before < failure_threshold <= new["trials"]["failed"]:
+    failed = TrialStatus.failed
+    failed_before = (old.get("trials") or {}).get(failed, 0)
+    if failed_before < failure_threshold <= new["trials"][failed]:
         events.append(Milestone("Warning", "TrialsFailing",
-                                f"{new['trials']['failed']} trials failed"))
+                                f"{new['trials'][failed]} trials failed"))
     if after in TERMINAL and before != after and not spec_events:
         kind = "Normal" if after == Phase.succeeded else "Warning"
         events.append(Milestone(kind, after, new.get("message", "")))

@@ -5,7 +5,8 @@ Everything that decides "is this search over?" or "how many results are
 there?" imports it from here, so the learner, the operator and ``ma2ml run``
 cannot disagree.
 
-Trials (every edge is made by one function of ``store.queue``)::
+Trials (``TRIAL_EDGES`` names the one function of ``store.queue`` that makes each edge;
+that function's SQL filters on the edge's sources and writes only its targets)::
 
     pending --claim--> running --complete--> completed | diverged
        |                  ^
@@ -72,6 +73,64 @@ TERMINAL_STATUSES: frozenset[TrialStatus] = frozenset(
 #: Only completed trials compete for the best pipeline (full fidelity).
 RESULT_STATUSES: frozenset[TrialStatus] = frozenset(
     {TrialStatus.completed, TrialStatus.diverged, TrialStatus.stopped})
+
+
+class TrialMove(enum.StrEnum):
+    """The functions of ``store.queue`` that write a trial's status, one edge each."""
+
+    enqueue = "enqueue"
+    claim = "claim"
+    claim_ahead = "claim_ahead"
+    start_held = "start_held"
+    heartbeat = "heartbeat"
+    report_step = "report_step"
+    complete = "complete"
+    fail = "fail"
+    release = "release"
+    requeue_expired = "requeue_expired"
+
+
+@dataclass(frozen=True)
+class TrialEdge:
+    """The statuses a ``TrialMove`` moves a trial from and to. ``held_only``: from a held
+    trial only (stored ``running``, not started)."""
+
+    sources: frozenset[TrialStatus]
+    targets: frozenset[TrialStatus]
+    held_only: bool = False
+
+    def target(self, status: TrialStatus) -> TrialStatus:
+        """``status``, checked to be one of the edge's targets (ValueError: it is not)."""
+        if status not in self.targets:
+            raise ValueError(f"{status!r} is not a target of this edge "
+                             f"({', '.join(sorted(self.targets))})")
+        return status
+
+
+def _edge(sources: set[TrialStatus], targets: set[TrialStatus], *, held_only: bool = False
+          ) -> TrialEdge:
+    return TrialEdge(frozenset(sources), frozenset(targets), held_only)
+
+
+_S = TrialStatus
+#: Every write of a trial's status, by the function that makes it (``store.queue``). A
+#: function called on a trial outside its sources changes nothing (or raises
+#: ``StaleAttemptError``); a test drives each one from every status on both backends.
+#: Self-edges (``running`` to ``running``) are the fenced writes that keep a lease.
+TRIAL_EDGES: dict[TrialMove, TrialEdge] = {
+    TrialMove.enqueue: _edge(set(), {_S.pending}),  # inserts new trials
+    TrialMove.claim: _edge({_S.pending}, {_S.running}),
+    TrialMove.claim_ahead: _edge({_S.pending}, {_S.running}),  # held: not started
+    TrialMove.start_held: _edge({_S.running}, {_S.running}, held_only=True),
+    TrialMove.heartbeat: _edge({_S.running}, {_S.running}),
+    # Early stopping says go on (the furthest epoch is recorded) or stop.
+    TrialMove.report_step: _edge({_S.running}, {_S.running, _S.stopped}),
+    # First result wins: also from pending, reported by an attempt handed over since.
+    TrialMove.complete: _edge({_S.pending, _S.running}, {_S.completed, _S.diverged}),
+    TrialMove.fail: _edge({_S.running}, {_S.pending, _S.failed}),  # retry, or out of retries
+    TrialMove.release: _edge({_S.running}, {_S.pending}),
+    TrialMove.requeue_expired: _edge({_S.running}, {_S.pending, _S.failed}),
+}
 
 
 #: What readers show for a held trial (``is_held``); never stored.

@@ -3,6 +3,10 @@
 Each function runs inside one write transaction (the caller's session) and uses
 Core statements on the tables, one round trip each where possible.
 
+Edges: each function that writes a trial's status names its ``TrialMove``; its SQL
+filters on that edge's sources (``_from``) and writes only its targets (``_to``), both
+read from ``lifecycle.TRIAL_EDGES``, so the table and the statements cannot drift apart.
+
 Fencing: every report names the ``attempt`` it claimed; a hand-over bumps the
 attempt. Heartbeats, failures and releases only touch the row ``WHERE attempt =
 :attempt AND status = 'running'``, so a previous holder can no longer keep, fail
@@ -61,7 +65,7 @@ from sqlalchemy.orm import Session
 from ma2ml.spec import EarlyStopping
 from ma2ml.store.engine import db_epoch
 from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
-from ma2ml.store.lifecycle import SearchState, TrialStatus
+from ma2ml.store.lifecycle import TRIAL_EDGES, SearchState, TrialMove, TrialStatus
 from ma2ml.store.models import SEARCHES, STEPS, TRIALS
 from ma2ml.store.notify import queued_channel, results_channel, send
 from ma2ml.store.records import ClaimedTrial, TrialProposal
@@ -75,6 +79,21 @@ from ma2ml.store.stopping import (
     rungs,
 )
 from ma2ml.store.text import clean_error, clean_metrics
+
+
+def _from(move: TrialMove) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clause: the trial is in a status ``move`` leaves (``lifecycle.TRIAL_EDGES``)."""
+    edge = TRIAL_EDGES[move]
+    sources = sorted(edge.sources)
+    status = (TRIALS.c.status == sources[0] if len(sources) == 1
+              else TRIALS.c.status.in_(sources))
+    return (status, TRIALS.c.started_at.is_(None)) if edge.held_only else (status,)
+
+
+def _to(move: TrialMove, status: TrialStatus) -> TrialStatus:
+    """``status``, one of the targets of ``move`` (ValueError at import if not)."""
+    return TRIAL_EDGES[move].target(status)
+
 
 # Columns to clear whenever a trial stops running.
 _LEASE_CLEARED: dict[str, Any] = {"lease_expires_at": None}
@@ -90,19 +109,24 @@ def _attempt_ended(end: ColumnElement[float]) -> dict[str, Any]:
 # The hot paths (claim, heartbeat, complete) execute statements built once here with
 # bound parameters: building a statement costs more CPU than running it on a local
 # database. Parameter names start with "p_" (column names are reserved in SET).
-_HOLDER = (
-    TRIALS.c.id == bindparam("p_trial_id"),
-    TRIALS.c.attempt == bindparam("p_attempt"),
-    TRIALS.c.status == TrialStatus.running,
-)
-# The trial has no result yet and the report comes from an attempt that ran: the
-# running one or an earlier one, or, for a pending trial, one that was handed over.
+def _held_by(move: TrialMove) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clause of a fenced write, bound: this attempt holds the trial ``move`` leaves."""
+    return (TRIALS.c.id == bindparam("p_trial_id"),
+            TRIALS.c.attempt == bindparam("p_attempt"), *_from(move))
+
+
+# Which attempt may report a result, per status a result leaves: for a running trial the
+# running one or an earlier one, for a pending trial one that was handed over. (A status
+# added to the edge's sources without a fence here fails at import.)
+_RESULT_FENCE = {
+    TrialStatus.running: TRIALS.c.attempt >= bindparam("p_attempt"),
+    TrialStatus.pending: TRIALS.c.attempt > bindparam("p_attempt"),
+}
+# The trial has no result yet and the report comes from an attempt that ran.
 _OPEN = (
     TRIALS.c.id == bindparam("p_trial_id"),
-    or_(
-        and_(TRIALS.c.status == TrialStatus.running, TRIALS.c.attempt >= bindparam("p_attempt")),
-        and_(TRIALS.c.status == TrialStatus.pending, TRIALS.c.attempt > bindparam("p_attempt")),
-    ),
+    or_(*(and_(TRIALS.c.status == status, _RESULT_FENCE[status])
+          for status in sorted(TRIAL_EDGES[TrialMove.complete].sources))),
 )
 _LEASE_END = db_epoch() + bindparam("p_lease", type_=Double())
 
@@ -111,7 +135,7 @@ _LEASE_END = db_epoch() + bindparam("p_lease", type_=Double())
 # serialises writers there.
 _OLDEST_PENDING = (
     select(TRIALS.c.id)
-    .where(TRIALS.c.search_id == bindparam("p_search_id"), TRIALS.c.status == TrialStatus.pending)
+    .where(TRIALS.c.search_id == bindparam("p_search_id"), *_from(TrialMove.claim))
     .order_by(TRIALS.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
@@ -119,12 +143,12 @@ _OLDEST_PENDING = (
 )
 
 
-def _claim_statement(target: Any, *, held: bool = False) -> Update:
+def _claim_statement(target: Any, move: TrialMove, *, held: bool = False) -> Update:
     return (
         update(TRIALS)
-        .where(TRIALS.c.id == target, TRIALS.c.status == TrialStatus.pending)
+        .where(TRIALS.c.id == target, *_from(move))
         .values(
-            status=TrialStatus.running,
+            status=_to(move, TrialStatus.running),
             worker=bindparam("p_worker"),
             # A held trial has not started (also clears an earlier attempt's start).
             started_at=None if held else db_epoch(),
@@ -142,7 +166,7 @@ def _claim_statement(target: Any, *, held: bool = False) -> Update:
     )
 
 
-_CLAIM = _claim_statement(_OLDEST_PENDING)
+_CLAIM = _claim_statement(_OLDEST_PENDING, TrialMove.claim)
 # Workers holding a running trial of the search.
 _HOLDERS = (
     select(func.count(func.distinct(TRIALS.c.worker)))
@@ -158,15 +182,16 @@ _HOLDERS = (
 _IDLE_WORKERS = bindparam("p_parallelism") - _HOLDERS
 _LEFT_TO_IDLE = (
     select(TRIALS.c.id)
-    .where(TRIALS.c.search_id == bindparam("p_search_id"), TRIALS.c.status == TrialStatus.pending)
+    .where(TRIALS.c.search_id == bindparam("p_search_id"), *_from(TrialMove.claim))
     .order_by(TRIALS.c.id)
     .limit(case((_IDLE_WORKERS > 0, _IDLE_WORKERS), else_=0))
 )
 _CLAIM_AHEAD = _claim_statement(
     _OLDEST_PENDING.element.where(TRIALS.c.id.not_in(_LEFT_TO_IDLE)).scalar_subquery(),
-    held=True)
+    TrialMove.claim_ahead, held=True)
 _HEARTBEAT = (
-    update(TRIALS).where(*_HOLDER).values(heartbeat_at=db_epoch(), lease_expires_at=_LEASE_END)
+    update(TRIALS).where(*_held_by(TrialMove.heartbeat))
+    .values(heartbeat_at=db_epoch(), lease_expires_at=_LEASE_END)
 )
 _OWN_SEARCH = SEARCHES.c.id == TRIALS.c.search_id
 # Start a held trial: still this attempt's, not started, its search running; renews the
@@ -174,7 +199,7 @@ _OWN_SEARCH = SEARCHES.c.id == TRIALS.c.search_id
 # trip between two trials).
 _START_HELD = (
     update(TRIALS)
-    .where(*_HOLDER, TRIALS.c.started_at.is_(None),
+    .where(*_held_by(TrialMove.start_held),
            select(SEARCHES.c.id).where(_OWN_SEARCH, SEARCHES.c.state == SearchState.running)
            .exists())
     .values(started_at=db_epoch(), heartbeat_at=db_epoch(), lease_expires_at=_LEASE_END)
@@ -207,7 +232,8 @@ def _next_seq_statement(best_candidate: bool, reporter: tuple[ColumnElement[bool
     )
 
 
-_NEXT_SEQ = _next_seq_statement(False, _HOLDER)
+_NEXT_SEQ_FAIL = _next_seq_statement(False, _held_by(TrialMove.fail))
+_NEXT_SEQ_STOP = _next_seq_statement(False, _held_by(TrialMove.report_step))
 _NEXT_SEQ_RESULT = _next_seq_statement(False, _OPEN)
 _NEXT_SEQ_RESULT_BEST = _next_seq_statement(True, _OPEN)
 _COMPLETE = (
@@ -228,13 +254,10 @@ def _stale(trial_id: int, attempt: int) -> StaleAttemptError:
     return StaleAttemptError(f"trial {trial_id} attempt {attempt} does not hold the lease")
 
 
-def _holder(trial_id: int, attempt: int) -> list[ColumnElement[bool]]:
-    """WHERE clause of the rarer fenced updates: this attempt holds the running trial."""
-    return [
-        TRIALS.c.id == trial_id,
-        TRIALS.c.attempt == attempt,
-        TRIALS.c.status == TrialStatus.running,
-    ]
+def _holder(move: TrialMove, trial_id: int, attempt: int) -> list[ColumnElement[bool]]:
+    """WHERE clause of the rarer fenced updates: this attempt holds the trial ``move``
+    leaves."""
+    return [TRIALS.c.id == trial_id, TRIALS.c.attempt == attempt, *_from(move)]
 
 
 def enqueue(session: Session, search_id: int, proposals: Sequence[TrialProposal]) -> list[int]:
@@ -255,7 +278,7 @@ def enqueue(session: Session, search_id: int, proposals: Sequence[TrialProposal]
         {
             "search_id": search_id,
             "number": last_number - count + 1 + index,
-            "status": TrialStatus.pending,
+            "status": _to(TrialMove.enqueue, TrialStatus.pending),
             "attempt": 1,
             "failures": 0,
             "pipeline": proposal.pipeline,
@@ -349,6 +372,10 @@ def _check_finished(result: Result[Any], trial_id: int, attempt: int) -> None:
         raise _stale(trial_id, attempt)
 
 
+_COMPLETED = _to(TrialMove.complete, TrialStatus.completed)
+_DIVERGED = _to(TrialMove.complete, TrialStatus.diverged)
+
+
 def complete(
     session: Session,
     trial_id: int,
@@ -376,7 +403,7 @@ def complete(
     parameters = {
         "p_trial_id": trial_id,
         "p_attempt": attempt,
-        "p_status": TrialStatus.diverged if diverged else TrialStatus.completed,
+        "p_status": _DIVERGED if diverged else _COMPLETED,
         "p_reward": stored,
         "p_metrics": cleaned,
         "p_seq": seq,
@@ -393,32 +420,34 @@ def fail(
     Only the attempt holding the trial may fail it; ``error`` is cleaned and capped.
     """
     error = clean_error(error)
-    row = session.execute(select(TRIALS.c.failures).where(*_holder(trial_id, attempt))).first()
+    move = TrialMove.fail
+    row = session.execute(select(TRIALS.c.failures)
+                          .where(*_holder(move, trial_id, attempt))).first()
     if row is None:
         raise _stale(trial_id, attempt)
     if retryable and row.failures < max_retries:
-        _hand_over(session, trial_id, attempt, failed=True, error=error)
-        return TrialStatus.pending
-    seq = _next_seq(session, trial_id, attempt, _NEXT_SEQ)
+        return _hand_over(session, move, trial_id, attempt, failed=True, error=error)
+    seq = _next_seq(session, trial_id, attempt, _NEXT_SEQ_FAIL)
     values = {
-        "status": TrialStatus.failed,
+        "status": _to(move, TrialStatus.failed),
         "failures": TRIALS.c.failures + int(retryable),
         "error": error,
         "finished_seq": seq,
         "finished_at": db_epoch(),
         **_LEASE_CLEARED,
     }
-    result = session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(values))
+    result = session.execute(update(TRIALS).where(*_holder(move, trial_id, attempt))
+                             .values(values))
     _check_finished(result, trial_id, attempt)
-    return TrialStatus.failed
+    return _to(move, TrialStatus.failed)
 
 
-def _hand_over(
-    session: Session, trial_id: int, attempt: int, *, failed: bool, error: str | None = None
-) -> None:
+def _hand_over(session: Session, move: TrialMove, trial_id: int, attempt: int, *,
+               failed: bool, error: str | None = None) -> TrialStatus:
     """Fenced return of a running trial to pending under the next attempt number."""
+    status = _to(move, TrialStatus.pending)
     values: dict[str, Any] = {
-        "status": TrialStatus.pending,
+        "status": status,
         "attempt": TRIALS.c.attempt + 1,
         "failures": TRIALS.c.failures + int(failed),
         "worker": None,
@@ -427,13 +456,14 @@ def _hand_over(
     }
     if error is not None:
         values["error"] = error
-    statement = update(TRIALS).where(*_holder(trial_id, attempt)).values(values)
+    statement = update(TRIALS).where(*_holder(move, trial_id, attempt)).values(values)
     search_id = session.execute(statement.returning(TRIALS.c.search_id)).scalar()
     if search_id is None:
         if failed:
             raise _stale(trial_id, attempt)
-        return
+        return status
     send(session, queued_channel(search_id))
+    return status
 
 
 def release(session: Session, trial_id: int, attempt: int) -> None:
@@ -441,7 +471,7 @@ def release(session: Session, trial_id: int, attempt: int) -> None:
 
     A no-op when the attempt no longer holds the trial.
     """
-    _hand_over(session, trial_id, attempt, failed=False)
+    _hand_over(session, TrialMove.release, trial_id, attempt, failed=False)
 
 
 def _expired(search_id: int) -> Select[Any]:
@@ -449,7 +479,7 @@ def _expired(search_id: int) -> Select[Any]:
         select(TRIALS.c.id, TRIALS.c.failures, TRIALS.c.started_at)
         .where(
             TRIALS.c.search_id == search_id,
-            TRIALS.c.status == TrialStatus.running,
+            *_from(TrialMove.requeue_expired),
             TRIALS.c.lease_expires_at < db_epoch(),
         )
         .order_by(TRIALS.c.id)
@@ -477,19 +507,20 @@ def requeue_expired(session: Session, search_id: int, max_retries: int) -> tuple
     ran = [row for row in rows if row.started_at is not None]
     give_up = [row.id for row in ran if row.failures >= max_retries]
     retry = [row.id for row in ran if row.failures < max_retries]
+    move = TrialMove.requeue_expired
     if held:
         session.execute(
             update(TRIALS)
-            .where(TRIALS.c.id.in_(held))
-            .values(status=TrialStatus.pending, attempt=TRIALS.c.attempt + 1, worker=None,
-                    **_LEASE_CLEARED)
+            .where(TRIALS.c.id.in_(held), *_from(move))
+            .values(status=_to(move, TrialStatus.pending), attempt=TRIALS.c.attempt + 1,
+                    worker=None, **_LEASE_CLEARED)
         )
     if retry:
         session.execute(
             update(TRIALS)
-            .where(TRIALS.c.id.in_(retry))
+            .where(TRIALS.c.id.in_(retry), *_from(move))
             .values(
-                status=TrialStatus.pending,
+                status=_to(move, TrialStatus.pending),
                 attempt=TRIALS.c.attempt + 1,
                 failures=TRIALS.c.failures + 1,
                 worker=None,
@@ -516,12 +547,13 @@ def _fail_expired(session: Session, search_id: int, trial_ids: list[int]) -> Non
         .returning(SEARCHES.c.result_seq)
     ).scalar_one()
     first = last - len(trial_ids) + 1
+    move = TrialMove.requeue_expired
     for offset, trial_id in enumerate(trial_ids):
         session.execute(
             update(TRIALS)
-            .where(TRIALS.c.id == trial_id)
+            .where(TRIALS.c.id == trial_id, *_from(move))
             .values(
-                status=TrialStatus.failed,
+                status=_to(move, TrialStatus.failed),
                 attempt=TRIALS.c.attempt + 1,
                 failures=TRIALS.c.failures + 1,
                 error="lease expired; out of retries",
@@ -556,7 +588,9 @@ def report_step(
         raise _stale(trial_id, attempt)
     search_id, number = found
     session.execute(select(SEARCHES.c.id).where(SEARCHES.c.id == search_id).with_for_update())
-    if session.execute(select(TRIALS.c.id).where(*_holder(trial_id, attempt))).first() is None:
+    move = TrialMove.report_step
+    if session.execute(select(TRIALS.c.id)
+                       .where(*_holder(move, trial_id, attempt))).first() is None:
         raise _stale(trial_id, attempt)
     same = (STEPS.c.trial_id == trial_id, STEPS.c.step == step)
     recorded = session.execute(select(STEPS.c.decision).where(*same)).scalar()
@@ -576,7 +610,8 @@ def report_step(
     # (3, 2, 1) trained the trial to epoch 3, its fidelity.
     furthest = case((or_(TRIALS.c.last_step.is_(None), TRIALS.c.last_step < step), step),
                     else_=TRIALS.c.last_step)
-    session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(last_step=furthest))
+    session.execute(update(TRIALS).where(*_holder(move, trial_id, attempt))
+                    .values(last_step=furthest))
     if decision == StepDecision.stop:
         _stop(session, trial_id, attempt, value, {**cleaned, "stopped_at_epoch": step})
     return decision
@@ -626,14 +661,16 @@ def _recent_curves(session: Session, search_id: int, steps: Sequence[int]
 def _stop(session: Session, trial_id: int, attempt: int, reward: float | None,
           metrics: dict[str, Any]) -> None:
     """End a running trial as ``stopped`` with its last intermediate result."""
-    seq = _next_seq(session, trial_id, attempt, _NEXT_SEQ)
+    move = TrialMove.report_step
+    seq = _next_seq(session, trial_id, attempt, _NEXT_SEQ_STOP)
     values = {
-        "status": TrialStatus.stopped,
+        "status": _to(move, TrialStatus.stopped),
         "reward": reward,
         "metrics": metrics,
         "finished_seq": seq,
         "finished_at": db_epoch(),
         **_LEASE_CLEARED,
     }
-    result = session.execute(update(TRIALS).where(*_holder(trial_id, attempt)).values(values))
+    result = session.execute(update(TRIALS).where(*_holder(move, trial_id, attempt))
+                             .values(values))
     _check_finished(result, trial_id, attempt)

@@ -273,3 +273,20 @@ def test_postgresql_select_only_role(postgres_url: str) -> None:
         with admin.cursor() as cursor:
             cursor.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
         admin.close()
+
+
+def test_the_status_vocabulary_is_the_stores(client: TestClient) -> None:
+    """The page's filter, plot and colours come from here, not from lists of its own
+    (issue 24, item 4)."""
+    from ma2ml.store import TERMINAL_STATUSES, TrialStatus
+    from ma2ml.store.lifecycle import HELD
+
+    vocabulary = client.get("/api/statuses").json()
+    assert vocabulary["trial"] == list(TrialStatus)
+    assert vocabulary["terminal"] == ["completed", "stopped", "diverged", "failed"]
+    assert set(vocabulary["terminal"]) == TERMINAL_STATUSES
+    assert vocabulary["active"] == ["pending", "running"]
+    assert vocabulary["held"] == HELD
+    assert vocabulary["search"] == list(SearchState)
+    assert set(vocabulary["search_terminal"]) == {"finished", "failed"}
+    assert set(vocabulary["colours"]) == set(TrialStatus)

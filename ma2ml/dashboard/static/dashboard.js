@@ -8,12 +8,11 @@ const POLL_MS = Math.min(60000, Math.max(250,
   Number(new URLSearchParams(location.search).get("poll")) || 2000));  // summary, trials
 const POLICY_POLL_MS = 2 * POLL_MS;   // policy history (re-read only when a version is new)
 const DECISIONS_POLL_MS = 5 * POLL_MS;
-const COLOURS = {completed: "#2563eb", stopped: "#9ca3af", diverged: "#d97706",
-                 failed: "#dc2626", running: "#0ea5e9", pending: "#6b7280"};
 const PLOT_CONFIG = {displayModeBar: false, responsive: true};
 const $ = (id) => document.getElementById(id);
 
 const state = {
+  statuses: null,  // the status vocabulary and colours, sent by the server (/api/statuses)
   route: null, searchId: null, search: null, trials: [], sort: {key: "number", desc: false},
   policy: null, decisions: null, timers: [], detailsId: null,
 };
@@ -45,6 +44,12 @@ function el(tag, text, cls) {
   if (cls) node.className = cls;
   return node;
 }
+// The statuses are the server's (/api/statuses): read once, before a search page draws.
+async function loadStatuses() {
+  if (!state.statuses) state.statuses = await api("/api/statuses");
+  return state.statuses;
+}
+function colour(status, fallback) { return (state.statuses && state.statuses.colours[status]) || fallback; }
 function statusBadge(status) { return el("span", status, "status " + status); }
 function setText(id, text) { const node = $(id); if (node.textContent !== text) node.textContent = text; }
 
@@ -163,7 +168,7 @@ async function refreshSearches() {
 async function refreshSearch() {
   const id = state.searchId;
   const [search, progress] = await Promise.all([
-    api(`/api/searches/${id}`), api(`/api/searches/${id}/progress`)]);
+    api(`/api/searches/${id}`), api(`/api/searches/${id}/progress`), loadStatuses()]);
   if (state.searchId !== id) return;
   const first = state.search === null;
   state.search = search;
@@ -193,8 +198,7 @@ function setupSearch(search) {
   fillDecisionSelect();
   const statuses = $("status-filter");
   if (statuses.options.length === 1) {
-    ["pending", "running", "completed", "diverged", "stopped", "failed"].forEach((s) =>
-      statuses.append(new Option(s, s)));
+    state.statuses.trial.forEach((s) => statuses.append(new Option(s, s)));
   }
   $("details-preview-wrap").hidden = !search.preview;
 }
@@ -232,12 +236,12 @@ function drawProgress(p, search) {
   state.progressSignature = signature;
   if (!p.finished) { emptyPlot("plot-progress", "no finished trial yet"); return; }
   const traces = [];
-  for (const status of ["completed", "stopped", "diverged", "failed"]) {
+  for (const status of state.statuses.terminal) {
     const pts = p.points.filter((q) => q[2] === status && q[3] !== null);
     if (pts.length) traces.push({type: "scatter", mode: "markers", name: status,
       x: pts.map((q) => q[0]), y: pts.map((q) => q[3]),
       text: pts.map((q) => `trial #${q[1]}`), hovertemplate: "%{text}<br>reward %{y:.4f}<extra></extra>",
-      marker: {size: 6, color: COLOURS[status], opacity: 0.7}});
+      marker: {size: 6, color: colour(status), opacity: 0.7}});
   }
   if (p.best.length) traces.push({type: "scatter", mode: "lines", name: "best so far",
     x: p.best.map((q) => q[0]), y: p.best.map((q) => q[1]), line: {shape: "hv", width: 2.5, color: "#1e3a8a"}});
@@ -340,7 +344,7 @@ async function openDetails(trialId) {
     [k, typeof v === "object" ? JSON.stringify(v) : fmt(v)])));
   if (t.curve.length) {
     plot("plot-curve", [{type: "scatter", mode: "lines+markers", x: t.curve.map((s) => s.step),
-      y: t.curve.map((s) => s.value), name: "value", line: {color: COLOURS[t.status] || "#2563eb"}}],
+      y: t.curve.map((s) => s.value), name: "value", line: {color: colour(t.status, "#2563eb")}}],
       {xaxis: {title: {text: "epoch"}, dtick: 1}, yaxis: {title: {text: "value"}}, showlegend: false});
   } else emptyPlot("plot-curve", "no learning curve recorded for this trial");
   $("details-error-wrap").hidden = !t.error_tail;
