@@ -28,6 +28,7 @@ from ma2ml.learner.screening import pick_best_unseen
 from ma2ml.settings import Settings
 from ma2ml.spaces import SearchSpace
 from ma2ml.spec import AlgorithmName
+from ma2ml.store.lifecycle import TrialStatus
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Result:
 
     action: dict[str, list[int]]
     reward: float | None
-    status: str = "completed"  # completed | diverged | stopped | failed
+    status: TrialStatus = TrialStatus.completed  # or diverged, stopped, failed
     behaviour_logp: dict[str, float] = field(default_factory=dict)
     fidelity: float = 1.0
 
@@ -159,7 +160,7 @@ class Algorithm:
 
     def reward_of(self, result: Result) -> float:
         """The reward the learner uses: failed and non-finite diverged trials per settings."""
-        if result.status == "failed":
+        if result.status == TrialStatus.failed:
             return self.settings.failed_reward
         if result.reward is None or not np.isfinite(result.reward):
             return self.settings.diverged_reward
