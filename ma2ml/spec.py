@@ -63,6 +63,8 @@ _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # What a spec may hold (README "Limits"). Each is generous for a real search
 # and small enough that no process reading a spec holds much memory for it.
 
+#: Validation context key: the document is a stored spec (``parse_spec(stored=True)``).
+STORED = "stored"
 #: Bytes of a spec file. The operator copies the spec into a ConfigMap, and
 #: Kubernetes keeps a ConfigMap (and any object) under about 1 MiB.
 MAX_SPEC_BYTES = 1024 * 1024
@@ -256,7 +258,7 @@ class Algorithm(Model):
     def _known_settings(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # A setting the algorithm (and its critic) never reads is refused too; with the
         # name itself invalid, only the settings' own checks run.
-        name = info.data.get("name")
+        name = None if (info.context or {}).get(STORED) else info.data.get("name")
         try:
             Settings.from_overrides(value, None if name is None else str(name))
         except SettingsError as exc:
@@ -749,13 +751,18 @@ def _is_union_tag(part: int | str) -> bool:
     return isinstance(part, str) and (part in {"int", "str", "float", "bool"} or "[" in part)
 
 
-def parse_spec(document: Any) -> PipelineSearch:
-    """Validate a parsed YAML document; raise ``SpecError`` with every problem."""
+def parse_spec(document: Any, *, stored: bool = False) -> PipelineSearch:
+    """Validate a parsed YAML document; raise ``SpecError`` with every problem.
+
+    ``stored``: a spec read back (from a store, an exported recipe), which was valid
+    when it was written. Checks added since that only refuse input, never change its
+    meaning (a setting the algorithm does not read), let it through, so an upgrade never
+    strands a search that was accepted."""
     if not isinstance(document, dict):
         raise SpecError([f"(root): expected a mapping with apiVersion, kind, metadata and spec, "
                          f"got {_describe(document)}"])
     try:
-        return PipelineSearch.model_validate(document)
+        return PipelineSearch.model_validate(document, context={STORED: stored})
     except ValidationError as exc:
         raise SpecError(format_errors(exc)) from None
 

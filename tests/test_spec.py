@@ -404,3 +404,15 @@ def test_the_largest_legal_space_loads(tmp_path: Path) -> None:
                     "metadata: {name: big}\nspec:\n  agents:\n" + agents)
     space = load_spec(path).spec.search_space()
     assert space.n_decisions == 4096 and len(space.agents) == 8
+
+
+def test_a_stored_spec_is_read_back_with_settings_refused_since() -> None:
+    """A search stored before settings were checked against their algorithm (a key it
+    never read) still loads from the store, so an upgrade strands no search; a new spec
+    with the same key is refused. Ranges and unknown keys are checked either way."""
+    doc = minimal(algorithm={"name": "tpe", "settings": {"alpha": 0.5}})
+    with pytest.raises(SpecError, match="alpha: does not apply to algorithm tpe"):
+        parse_spec(doc)
+    assert parse_spec(doc, stored=True).spec.algorithm.settings == {"alpha": 0.5}
+    with pytest.raises(SpecError, match="alpah: unknown setting"):
+        parse_spec(minimal(algorithm={"settings": {"alpah": 0.1}}), stored=True)

@@ -91,7 +91,7 @@ def draw(spec: dict[str, Any], pipeline: dict[str, Any],
          options: DashboardOptions | None = None) -> bytes:
     """The preview grid of ``pipeline``'s augmentation: originals on top, draws below."""
     options = options or DashboardOptions()
-    search = parse_spec(spec)
+    search = parse_spec(spec, stored=True)
     if not any(a.preset == "autoaugment" for a in search.spec.agents):
         raise PreviewError("this search has no augmentation agent (preset autoaugment)")
     with tempfile.TemporaryDirectory(prefix="ma2ml-preview-") as tmp:

@@ -86,7 +86,7 @@ def searches_view(store: Store, limit: int) -> dict[str, Any]:
 
 def space_json(record: SearchRecord) -> list[dict[str, Any]]:
     """The search space: per agent, its decisions and their values as text."""
-    space = parse_spec(record.spec).spec.search_space()
+    space = parse_spec(record.spec, stored=True).spec.search_space()
     return [{"name": a.name, "preset": a.preset,
              "decisions": [{"name": d.name, "values": [str(v) for v in d.values]}
                            for d in a.decisions]} for a in space.agents]
@@ -95,7 +95,7 @@ def space_json(record: SearchRecord) -> list[dict[str, Any]]:
 def search_view(store: Store, record: SearchRecord) -> dict[str, Any]:
     """One search at a glance, with its entropy per agent and its search space."""
     summary = summarize(store, record, now=time.time(), baseline=False)
-    agents = parse_spec(record.spec).spec.agents
+    agents = parse_spec(record.spec, stored=True).spec.agents
     return {**_summary_json(summary, record), "now": time.time(), "entropy": summary.entropy,
             "ranking": BEST_RANKING, "space": space_json(record),
             "preview": any(a.preset == "autoaugment" for a in agents)}

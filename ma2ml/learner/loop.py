@@ -170,7 +170,7 @@ class Learner:
         if record is None:
             raise SearchNotFoundError(f"no search named {search_name!r} in the store")
         self.store, self.name, self.search_id = store, search_name, record.id
-        search = parse_spec(record.spec)
+        search = parse_spec(record.spec, stored=True)
         self.space = search.spec.search_space()
         settings = Settings.from_overrides(search.spec.algorithm.settings)
         layout = Layout.from_space(self.space)
@@ -244,7 +244,8 @@ class Learner:
         record = self.store.get_search_by_id(self.search_id)
         if record is None:
             raise SearchNotFoundError(f"search {self.name!r} was deleted")
-        search = parse_spec(record.spec)  # parallelism and maxTrials may be edited live
+        # parallelism and maxTrials may be edited live
+        search = parse_spec(record.spec, stored=True)
         budget = search.spec.budget
         if self._after_outage:
             self._after_outage = False

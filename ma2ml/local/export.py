@@ -87,7 +87,7 @@ def export_best(store: Store, record: SearchRecord, out_dir: Path, epochs: int |
     best = recommended[1] if recommended else None
     if best is None:
         raise LookupError(f"search {record.name} has no completed trial yet")
-    search = parse_spec(record.spec)
+    search = parse_spec(record.spec, stored=True)
     epochs = epochs or max(10, 5 * search.spec.budget.trial_epochs)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = out_dir / "recipe.json"
@@ -128,7 +128,7 @@ def retrain_exported(directory: Path, *, epochs: int | None = None, seed: int = 
     from ma2ml.worker.retrain import retrain_and_test
 
     recipe = read_recipe(directory)
-    search = parse_spec(recipe["search"])
+    search = parse_spec(recipe["search"], stored=True)
     if search.spec.trainer.type != TrainerType.builtin:
         raise ValueError(f"{directory}: a custom trainer's recipe; feed recipe.json's "
                          f"pipeline to your own command")

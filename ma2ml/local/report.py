@@ -208,7 +208,7 @@ def _augment_preview(record: SearchRecord, best: TrialRecord | None, path: Path)
         return None
     from ma2ml.spec import parse_spec
 
-    search = parse_spec(record.spec)
+    search = parse_spec(record.spec, stored=True)
     if not any(a.preset == "autoaugment" for a in search.spec.agents):
         return None
     from ma2ml.worker.preview import save_preview  # torch: only when there is a preview

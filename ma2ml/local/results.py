@@ -260,7 +260,7 @@ def _eta(store: Store, record: SearchRecord, counts: Counts, now: float,
 
 def uniform_logp(record: SearchRecord) -> dict[str, float]:
     """log pi_i(a_i) of any action under a uniform policy, per agent."""
-    space = parse_spec(record.spec).spec.search_space()
+    space = parse_spec(record.spec, stored=True).spec.search_space()
     return {a.name: -sum(math.log(n) for n in a.sizes) for a in space.agents}
 
 

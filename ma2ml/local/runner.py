@@ -213,7 +213,7 @@ def _parallelism(store: Store, record: SearchRecord, last: int) -> int:
         current = store.get_search_by_id(record.id)
     except StoreUnavailableError:
         return last
-    return parse_spec((current or record).spec).spec.budget.parallelism
+    return parse_spec((current or record).spec, stored=True).spec.budget.parallelism
 
 
 def _serve_metrics(store: Store, key: str, port: int) -> None:

@@ -135,7 +135,8 @@ def register(store: Store, search: PipelineSearch) -> SearchRecord:
     document = spec_to_document(search)
     record = store.create_search(search.key, document)
     if record.spec != document:
-        edit = spec_edit(parse_spec(record.spec).spec, search.spec, store.counts(record.id))
+        stored = parse_spec(record.spec, stored=True).spec
+        edit = spec_edit(stored, search.spec, store.counts(record.id))
         if edit.refused:
             raise EditRefusedError(record, _refusal(edit.fields, edit.results))
         if edit.starts_over:

@@ -219,7 +219,7 @@ class _SpecCache:
 
     def parse(self, document: dict[str, Any]) -> PipelineSearch:
         if self._parsed is None or document != self._document:
-            self._parsed, self._document = parse_spec(document), document
+            self._parsed, self._document = parse_spec(document, stored=True), document
         return self._parsed
 
 

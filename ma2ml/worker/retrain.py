@@ -31,7 +31,7 @@ def with_epochs(search: PipelineSearch, epochs: int) -> PipelineSearch:
     """The same search with ``budget.trialEpochs`` set (schedules depend on it)."""
     document = spec_to_document(search)
     document["spec"]["budget"]["trialEpochs"] = epochs
-    return parse_spec(document)
+    return parse_spec(document, stored=True)
 
 
 class RetrainProgress(Protocol):
