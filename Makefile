@@ -29,6 +29,7 @@ setup-test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ma2ml tests benchmarks
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(VENV)/bin/hadolint Dockerfile
 

@@ -12,6 +12,7 @@ instead of typer's type tags (``{file}``, ``<bool>``).
 from __future__ import annotations
 
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,10 @@ def _tidy_param(param: Any, ctx: Any) -> None:
         param.metavar = "" if param.is_flag else shown.upper()
 
 
+#: Commands whose parameters ``Ma2mlGroup.get_command`` has tidied already.
+_TIDIED: weakref.WeakSet[Any] = weakref.WeakSet()  # click commands (typer bundles click)
+
+
 class Ma2mlGroup(TyperGroup):
     """The ``ma2ml`` group: plain help for every command and one handler for store errors."""
 
@@ -61,12 +66,12 @@ class Ma2mlGroup(TyperGroup):
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
-        if command is not None and not getattr(command, "_ma2ml_tidy", False):
+        if command is not None and command not in _TIDIED:
             # typer builds --help once per command and caches it: tidy that one too.
             for param in [*command.params, command.get_help_option(ctx)]:
                 if param is not None:
                     _tidy_param(param, ctx)
-            command._ma2ml_tidy = True
+            _TIDIED.add(command)
         return command
 
     def invoke(self, ctx: Any) -> Any:
@@ -143,7 +148,8 @@ def _budget_text(budget: Budget) -> str:
 
 def _check_data_or_exit(search: Any) -> None:
     from ma2ml.spec import TrainerType
-    from ma2ml.worker.data import DataError, check_data
+    from ma2ml.worker.data import check_data
+    from ma2ml.worker.errors import DataError
 
     if search.spec.trainer.type != TrainerType.builtin:
         console.print("data: not checked (a custom trainer reads its own data)",

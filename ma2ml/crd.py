@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from ma2ml.spec import (
     API_GROUP,
@@ -88,7 +89,7 @@ def _clean(node: dict[str, Any], description: str | None, keep_additional: bool 
     return out
 
 
-def openapi_schema(model: type) -> dict[str, Any]:
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     resolved = _resolve({k: v for k, v in raw.items() if k != "$defs"}, raw.get("$defs", {}))
     return _structural(resolved)

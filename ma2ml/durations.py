@@ -47,7 +47,7 @@ def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 1:
         return "0s"
     left = int(seconds)
-    parts = []
+    parts: list[tuple[int, str]] = []
     for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
         count, left = divmod(left, size)
         if count or parts:

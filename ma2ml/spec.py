@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -684,35 +685,18 @@ def _expected(err: dict[str, Any]) -> str:
     return _TYPE_WORDS.get(err["type"], "a valid value")
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     """What was expected and what was given, from the error's ``type``, ``ctx`` and ``input``."""
     kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
-    if kind in _BOUNDS:
-        symbol, key = _BOUNDS[kind]
-        limit = ctx.get(key)
-        limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
-        return f"must be {symbol} {limit}, got {_describe(given)}"
+    constraint = _constraint_message(kind, ctx, given)
+    if constraint is not None:
+        return constraint
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
         return f"unknown field (given {_describe(given)})"
     if kind in ("enum", "literal_error"):
         return f"expected {ctx.get('expected')}, got {_describe(given)}"
-    if kind in ("too_short", "too_long"):
-        word, key = ("least", "min_length") if kind == "too_short" else ("most", "max_length")
-        actual = ctx.get("actual_length")
-        if actual is None and isinstance(given, list | dict | tuple):
-            actual = len(given)
-        return f"must have at {word} {ctx.get(key)} item(s), got {actual}"
-    if kind in ("string_too_short", "string_too_long"):
-        word, key = ("least", "min_length") if kind == "string_too_short" else ("most",
-                                                                                 "max_length")
-        length = len(given) if isinstance(given, str) else "?"
-        return f"must be at {word} {ctx.get(key)} characters, got {length} characters"
-    if kind == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern')}, got {_describe(given)}"
-    if kind == "finite_number":
-        return f"must be a finite number, got {_describe(given)}"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if kind == NESTED:
@@ -721,6 +705,37 @@ def _message(err: dict[str, Any]) -> str:
         return f"expected {_TYPE_WORDS[kind]}, got {_describe(given)}"
     # A type this table does not know yet: pydantic's own sentence, as a whole.
     return f"{err['msg']}, got {_describe(given)}"
+
+
+def _constraint_message(kind: str, ctx: Mapping[str, Any], given: Any) -> str | None:
+    """The message of a value of the right type that breaks a constraint (a bound, a
+    length, a pattern, finiteness); None for any other kind of error."""
+    if kind in _BOUNDS:
+        symbol, key = _BOUNDS[kind]
+        limit = ctx.get(key)
+        limit = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
+        return f"must be {symbol} {limit}, got {_describe(given)}"
+    if kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
+        return _length_message(kind, ctx, given)
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')}, got {_describe(given)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {_describe(given)}"
+    return None
+
+
+def _length_message(kind: str, ctx: Mapping[str, Any], given: Any) -> str:
+    """Too few or too many items (a list, a mapping) or characters (a string)."""
+    if kind in ("too_short", "too_long"):
+        word, key = ("least", "min_length") if kind == "too_short" else ("most", "max_length")
+        actual = ctx.get("actual_length")
+        if actual is None and isinstance(given, list | dict | tuple):
+            actual = len(given)
+        return f"must have at {word} {ctx.get(key)} item(s), got {actual}"
+    word, key = ("least", "min_length") if kind == "string_too_short" else ("most",
+                                                                             "max_length")
+    length = len(given) if isinstance(given, str) else "?"
+    return f"must be at {word} {ctx.get(key)} characters, got {length} characters"
 
 
 def format_errors(exc: ValidationError) -> list[str]:
@@ -816,21 +831,28 @@ class _ShapeCheck:
                 path = self._child()
                 self._add(self._alias_size(event.anchor, path), None, path)
             elif isinstance(event, yaml.CollectionStartEvent):
-                path = self._child()
-                if len(self.stack) >= MAX_YAML_DEPTH:
-                    raise _refuse(path, f"nested more than {MAX_YAML_DEPTH} levels deep "
-                                        f"(limit {MAX_YAML_DEPTH})")
-                self._count(1, path)
-                self.stack.append(_Open(path, isinstance(event, yaml.MappingStartEvent),
-                                        event.anchor))
+                self._open(event)
             elif isinstance(event, yaml.CollectionEndEvent):
-                done = self.stack.pop()
-                if done.anchor is not None:
-                    self.anchors[done.anchor] = done.size
-                if self.stack:
-                    self.stack[-1].size += done.size
+                self._close()
             elif isinstance(event, yaml.DocumentStartEvent):
                 self.anchors.clear()  # anchors are local to a document
+
+    def _open(self, event: yaml.CollectionStartEvent) -> None:
+        """A mapping or list starts: one node, and the parent of those that follow."""
+        path = self._child()
+        if len(self.stack) >= MAX_YAML_DEPTH:
+            raise _refuse(path, f"nested more than {MAX_YAML_DEPTH} levels deep "
+                                f"(limit {MAX_YAML_DEPTH})")
+        self._count(1, path)
+        self.stack.append(_Open(path, isinstance(event, yaml.MappingStartEvent), event.anchor))
+
+    def _close(self) -> None:
+        """A mapping or list ends: its size is known, for its anchor and its parent."""
+        done = self.stack.pop()
+        if done.anchor is not None:
+            self.anchors[done.anchor] = done.size
+        if self.stack:
+            self.stack[-1].size += done.size
 
     def _child(self) -> str:
         """The path of the node that starts now; counts it as an item of its parent."""
@@ -863,7 +885,8 @@ class _ShapeCheck:
             raise _refuse(path, f"the spec has more than {MAX_YAML_NODES} values once YAML "
                                 f"aliases are expanded (limit {MAX_YAML_NODES})")
 
-    def _alias_size(self, anchor: str, path: str) -> int:
+    def _alias_size(self, anchor: str | None, path: str) -> int:
+        assert anchor is not None  # the parser's aliases always name their anchor
         if any(o.anchor == anchor for o in self.stack):
             raise _refuse(path, f"YAML alias *{_describe(anchor, 40)} refers to a node that "
                                 f"contains it (a recursive structure)")

@@ -43,7 +43,14 @@ from ma2ml.dashboard.hosts import AllowedHosts
 from ma2ml.dashboard.options import DashboardOptions
 from ma2ml.dashboard.preview import PreviewError, Previews
 from ma2ml.dashboard.source import SourceError, check_schema
-from ma2ml.store import SearchRecord, Store, StoreError, StoreUnavailableError, TrialRecord
+from ma2ml.store import (
+    STATUSES,
+    SearchRecord,
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    TrialRecord,
+)
 from ma2ml.store.engine import dumps_json
 
 log = logging.getLogger(__name__)
@@ -142,7 +149,7 @@ class Api:
     def trials(self, request: Request) -> Response:
         record = self._search(request)
         query = request.query_params
-        status = params.choice(query, "status", [str(s) for s in queries.STATUSES], None)
+        status = params.choice(query, "status", [str(s) for s in STATUSES], None)
         sort = params.choice(query, "sort", list(params.SORTS), "number")
         assert sort is not None
         return json_response(queries.trials_view(

@@ -12,7 +12,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from ma2ml.local.baseline import expected_best_of_n
 from ma2ml.local.results import accuracy_of, bounds_of, uniform_logp, was_uniform
@@ -87,7 +87,7 @@ class ResultsCache:
             entry.view = None
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
@@ -110,12 +110,12 @@ def progress_view(results: list[Result]) -> dict[str, Any]:
             steps.append([i, best])
     if steps and steps[-1][0] != len(results):
         steps.append([len(results), best])  # the line runs to the newest trial
-    drawn = [r for r in results
+    drawn = [(r.reward, r.accuracy) for r in results
              if r.uniform and r.status == TrialStatus.completed and _finite(r.reward)]
-    random = [r.reward for r in drawn]
+    random = [reward for reward, _accuracy in drawn]
     ns = [i + 1 for i in _spaced(len(results), BASELINE_POINTS)]
     # Rewards that are accuracies: the interval stays within [0, 1], as the CLI's does.
-    bounds = bounds_of((r.reward, r.accuracy) for r in drawn)
+    bounds = bounds_of(drawn)
     baseline = expected_best_of_n(random, ns, bounds=bounds) if random else []
     return {
         "finished": len(results), "best": steps,
@@ -167,7 +167,7 @@ def decisions_view(store: Store, record: SearchRecord, *, most: int) -> dict[str
     """Each rewarded trial's decisions (value indices, agents in spec order) and reward,
     for a uniform sample of at most ``most`` finished trials (fixed seed: a stable view)."""
     sample = store.replay_sample(record.id, most, seed=0)
-    rows = [[t.number, str(t.status), t.reward, t.action] for t in sample
+    rows = [[t.number, str(t.status), t.reward, t.action]
+            for t in sorted(sample, key=lambda t: t.number)
             if t.status in REWARDED and _finite(t.reward)]
-    rows.sort(key=lambda row: row[0])
     return {"sampled": len(sample), "trials": rows}

@@ -112,7 +112,8 @@ def trials_view(store: Store, record: SearchRecord, *, status: str | None, sort:
                 descending: bool, limit: int) -> dict[str, Any]:
     """A page of the trials table (``sort``: a ``Store.list_trials`` column)."""
     counts = store.counts(record.id)
-    listed = store.list_trials(record.id, status=status, order_by=sort, descending=descending,
+    wanted = None if status is None else TrialStatus(status)
+    listed = store.list_trials(record.id, status=wanted, order_by=sort, descending=descending,
                                limit=limit)
     matching = counts[status] if status else counts.total
     return {"total": matching, "shown": len(listed), "statuses": list(STATUSES),

@@ -18,6 +18,7 @@ and answers 503 until it can (a pod may start before its database).
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import URL, make_url
@@ -79,7 +80,7 @@ def open_read_only(url: str | None, timeout: float = DB_TIMEOUT_SECONDS) -> Stor
     """
     resolved = resolve_database_url(url)
     target = read_only_url(resolved)
-    options: dict[str, object] = {"pool_timeout": timeout}
+    options: dict[str, Any] = {"pool_timeout": timeout}
     if make_url(target).get_backend_name() == "postgresql":
         milliseconds = max(1, round(timeout * 1000))
         options["connect_args"] = {

@@ -110,7 +110,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -233,8 +233,9 @@ class MA2ML(Algorithm):
         policy = self.policy
 
         def loss() -> torch.Tensor:  # cross-entropy of each decision to its target
-            return -sum((t * lp).sum() for t, lp in
-                        zip(targets, policy.decision_log_probs(), strict=True))
+            # A tensor: there is at least one decision (sum's 0 start adds nothing).
+            return -cast(torch.Tensor, sum((t * lp).sum() for t, lp in
+                                           zip(targets, policy.decision_log_probs(), strict=True)))
         return loss
 
     def _agent_targets(self, contexts: torch.Tensor, cf: Counterfactual,
@@ -260,8 +261,9 @@ class MA2ML(Algorithm):
         policy = self.policy
 
         def loss() -> torch.Tensor:  # weighted maximum likelihood of each agent's candidates
-            return -sum((w * policy.log_prob_agents(c)[:, i]).sum() for i, (c, w) in
-                        enumerate(zip(candidates, weights, strict=True)))
+            # A tensor: there is at least one agent (sum's 0 start adds nothing).
+            return -cast(torch.Tensor, sum((w * policy.log_prob_agents(c)[:, i]).sum() for i, (c, w)
+                                           in enumerate(zip(candidates, weights, strict=True))))
         return loss
 
     def _joint_targets(self, contexts: torch.Tensor, log_ratio: torch.Tensor

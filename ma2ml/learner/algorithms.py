@@ -22,7 +22,7 @@ from ma2ml.spaces import SearchSpace
 from ma2ml.spec import AlgorithmName
 
 
-def build_registry(classes: Sequence[type[Algorithm]]) -> dict[AlgorithmName, type[Algorithm]]:
+def build_registry(classes: Sequence[type[Algorithm]]) -> dict[str, type[Algorithm]]:
     """Name -> class in the spec's order; refuses classes that do not cover
     ``AlgorithmName`` exactly, one class per name."""
     by_name = {cls.name: cls for cls in classes}

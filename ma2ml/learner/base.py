@@ -255,4 +255,5 @@ def to_bytes(state: dict[str, Any]) -> bytes:
 
 def from_bytes(data: bytes) -> dict[str, Any]:
     """The inverse of ``to_bytes``; ``weights_only`` so a snapshot cannot run code."""
-    return torch.load(io.BytesIO(data), weights_only=True)
+    state: dict[str, Any] = torch.load(io.BytesIO(data), weights_only=True)
+    return state

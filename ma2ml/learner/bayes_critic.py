@@ -145,7 +145,8 @@ class PairwiseBayesCritic:
     def predict(self, rows: np.ndarray, beta: np.ndarray | None = None) -> np.ndarray:
         """Q at full fidelity of (batch, n_decisions) joint actions under ``beta``
         (default: the draw)."""
-        return (self.beta if beta is None else beta)[self.index(rows)].sum(1)
+        q: np.ndarray = (self.beta if beta is None else beta)[self.index(rows)].sum(1)
+        return q
 
     def fitted(self, rows: np.ndarray, fidelities: np.ndarray | None = None) -> np.ndarray:
         """The draw's Q of joint actions at the fidelities they were observed at."""

@@ -48,6 +48,8 @@ class EnsembleLinear(nn.Module):
 class Critic(nn.Module):
     """Ensemble of ``members`` MLPs; ``forward`` returns the reduced (batch,) prediction."""
 
+    offsets: torch.Tensor  # a buffer: each decision's first column in the one-hot input
+
     def __init__(self, layout: Layout, hidden: int = 64, layers: int = 2, members: int = 2,
                  reduce: str = "mean", fidelity_input: bool = False) -> None:
         super().__init__()

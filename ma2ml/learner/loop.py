@@ -175,7 +175,7 @@ class Learner:
         settings = Settings.from_overrides(search.spec.algorithm.settings)
         layout = Layout.from_space(self.space)
         self.trial_epochs = search.spec.budget.trial_epochs
-        self._build_algorithm = lambda: make_algorithm(
+        self._build_algorithm: Callable[[], Algorithm] = lambda: make_algorithm(
             str(search.spec.algorithm.name), layout, settings, search.spec.algorithm.seed,
             multi_fidelity=search.spec.early_stopping.type != EarlyStoppingType.none,
             budget=search.spec.budget.max_trials)

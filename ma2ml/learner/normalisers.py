@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 
 class RewardNormaliser:
@@ -35,7 +36,7 @@ class RewardNormaliser:
         std = math.sqrt(self.m2 / (self.count - 1))
         return std if std > 1e-8 else 1.0  # equal rewards: nothing to scale
 
-    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+    def __call__(self, rewards: ArrayLike) -> np.ndarray:
         return (np.asarray(rewards, dtype=np.float64) - self.mean) / self.std
 
     def state_dict(self) -> dict[str, Any]:
@@ -89,7 +90,7 @@ class RankNormaliser:
         self.values = np.interp(targets, cumulative, self.values)
         self.weights = np.full(keep, total / keep)
 
-    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+    def __call__(self, rewards: ArrayLike) -> np.ndarray:
         rewards = np.asarray(rewards, dtype=np.float64)
         total = self.count
         if total < 2:
@@ -99,7 +100,8 @@ class RankNormaliser:
         up_to = cumulative[np.searchsorted(self.values, rewards, side="right")]
         # Mid-rank, shrunk into (0, 1) so the best and worst map to finite scores.
         quantile = ((below + up_to) / 2 + 0.5) / (total + 1)
-        return torch.special.ndtri(torch.as_tensor(quantile)).numpy()
+        scores: np.ndarray = torch.special.ndtri(torch.as_tensor(quantile)).numpy()
+        return scores
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": self.values.tolist(), "weights": self.weights.tolist()}
@@ -126,7 +128,7 @@ class UpperLinearNormaliser(RankNormaliser):
         cumulative = np.cumsum(self.weights) - self.weights / 2
         return float(np.interp(q * self.count, cumulative, self.values))
 
-    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+    def __call__(self, rewards: ArrayLike) -> np.ndarray:
         rewards = np.asarray(rewards, dtype=np.float64)
         ranked = super().__call__(rewards)
         if self.count < 2:

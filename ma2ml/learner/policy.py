@@ -9,8 +9,9 @@ has no input: its parameters are the logits themselves.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -56,7 +57,7 @@ class Layout:
         return {name: [int(row[j]) for j in self.columns(i)]
                 for i, name in enumerate(self.agent_names)}
 
-    def from_dict(self, action: dict[str, Sequence[int]]) -> list[int]:
+    def from_dict(self, action: Mapping[str, Sequence[int]]) -> list[int]:
         row: list[int] = []
         for name in self.agent_names:
             row += [int(v) for v in action[name]]
@@ -89,7 +90,8 @@ class JointPolicy(nn.Module):
 
     def decision_log_probs(self) -> list[torch.Tensor]:
         """(size_j,) log-probabilities of every decision j, in column order."""
-        return [lp for agent in self.agents for lp in agent.log_probs()]
+        agents = cast(Iterable[AgentPolicy], self.agents)  # ModuleList yields plain Modules
+        return [lp for agent in agents for lp in agent.log_probs()]
 
     def mixed_log_probs(self, uniform: float = 0.0) -> list[torch.Tensor]:
         """Per decision, log((1 - uniform) pi_j + uniform / size_j): the policy with a

@@ -252,15 +252,15 @@ class TPE(Algorithm):
                 row = tuple(self.layout.from_dict(result.action))
                 state, value, step = self._outcome(result)
                 waiting = outstanding.get(row)
-                k = waiting.pop(0) if waiting else None
-                if k is not None and state != PRUNED:
-                    self._states[k], self._values[k] = state, value
-                    self.study.tell(self._numbers[k], value if state == COMPLETE else None,
+                asked = waiting.pop(0) if waiting else None
+                if asked is not None and state != PRUNED:
+                    self._states[asked], self._values[asked] = state, value
+                    self.study.tell(self._numbers[asked], value if state == COMPLETE else None,
                                     state=_STATES[state])
                     continue
-                if k is not None:  # pruned: the asked trial is discarded, a pruned one added
-                    self.study.tell(self._numbers[k], state=TrialState.FAIL)
-                    discarded.add(k)
+                if asked is not None:  # pruned: the asked trial is discarded, a pruned one added
+                    self.study.tell(self._numbers[asked], state=TrialState.FAIL)
+                    discarded.add(asked)
                 self._add(row, state, value, step)
         if discarded:
             self._keep([k for k in range(len(self._rows)) if k not in discarded])

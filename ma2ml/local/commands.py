@@ -226,7 +226,7 @@ def _best_cell(store: Store, search_id: int) -> str:
         return "-"
     estimate = recommended[0]
     # ``decimals``: a reward of 1e308 is ``1e+308``, not 309 digits in a table cell.
-    if not estimate.denoised:
+    if estimate.stderr is None:  # not denoised
         return f"{decimals(estimate.observed)} (observed)"
     return f"{decimals(estimate.mean)} ± {decimals(estimate.stderr)}"
 
@@ -253,7 +253,7 @@ def trials(
 ) -> None:
     """List a search's trials (and their learning curves with --curves)."""
     from ma2ml.local.results import trial_row
-    from ma2ml.store import STATUSES
+    from ma2ml.store import STATUSES, TrialStatus
 
     if status_filter is not None and status_filter not in STATUSES:
         raise typer.BadParameter(f"expected one of {', '.join(STATUSES)}, got {status_filter!r}",
@@ -267,7 +267,8 @@ def trials(
         limit = CURVES_DEFAULT_LIMIT
     store, record = _requires_search(target, db)
     with store:
-        listed = store.list_trials(record.id, status=status_filter, order_by=orders[sort],
+        status = None if status_filter is None else TrialStatus(status_filter)
+        listed = store.list_trials(record.id, status=status, order_by=orders[sort],
                                    descending=descending, limit=limit)
         steps = _read_curves(store, record.id, [t.id for t in listed]) if curves else {}
         counts = store.counts(record.id) if defaulted and len(listed) == limit else None

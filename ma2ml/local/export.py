@@ -84,16 +84,16 @@ def export_best(store: Store, record: SearchRecord, out_dir: Path, epochs: int |
 
     # The best estimated mean, the pipeline `ma2ml best` shows (not the luckiest draw).
     recommended = recommend_trials(store.list_trials(record.id, status=TrialStatus.completed))
-    best = recommended[1] if recommended else None
-    if best is None:
+    if recommended is None or recommended[1] is None:
         raise LookupError(f"search {record.name} has no completed trial yet")
+    estimate, best = recommended
     search = parse_spec(record.spec, stored=True)
     epochs = epochs or max(10, 5 * search.spec.budget.trial_epochs)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = out_dir / "recipe.json"
     recipe.write_text(json.dumps({
         "search": record.spec, "trial": best.number, "reward": best.reward,
-        "estimate": recommended[0].as_dict(),
+        "estimate": estimate.as_dict(),
         "metrics": best.metrics, "pipeline": best.pipeline, "epochs": epochs,
     }, indent=2))
     if search.spec.trainer.type == "command":

@@ -18,11 +18,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ma2ml.local.baseline import LEVEL  # noqa: E402
@@ -94,8 +98,8 @@ def plot_rewards(trials: list[TrialRecord], summary: Summary, path: Path) -> Pat
     for status, colour in STATUS_COLOURS.items():
         points = [(i, t.reward or 0.0) for i, t in enumerate(trials, 1) if t.status == status]
         if points:
-            ax.scatter(*zip(*points, strict=True), s=18, color=colour, label=status,
-                       marker=STATUS_MARKERS[status])
+            xs, ys = zip(*points, strict=True)
+            ax.scatter(xs, ys, s=18, color=colour, label=status, marker=STATUS_MARKERS[status])
     ax.set(xlabel="finished trials", ylabel="reward", title=f"{summary.key}: every trial")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -110,8 +114,9 @@ def curve_sample(trials: list[TrialRecord], most: int = MAX_CURVES, best: int = 
     with_curves = [t for t in trials if t.last_step is not None]
     if len(with_curves) <= most:
         return with_curves
-    completed = sorted((t for t in with_curves if t.status == COMPLETED and t.reward is not None),
-                       key=lambda t: t.reward, reverse=True)  # type: ignore[arg-type, return-value]
+    rewarded = [(t.reward, t) for t in with_curves
+                if t.status == COMPLETED and t.reward is not None]
+    completed = [t for _reward, t in sorted(rewarded, key=lambda pair: pair[0], reverse=True)]
     top = completed[:min(best, most)]
     chosen = {t.id for t in top}
     rest = [t for t in with_curves if t.id not in chosen]
@@ -125,7 +130,7 @@ def plot_curves(shown: list[TrialRecord], curves: dict[int, list[StepRecord]], t
     grey with an ``x`` where they were stopped, diverged and failed ones dotted red."""
     fig, ax = plt.subplots(figsize=(7, 4))
     rewards = [t.reward for t in shown if t.status == COMPLETED and t.reward is not None]
-    norm = plt.Normalize(min(rewards), max(rewards)) if len(set(rewards)) > 1 else None
+    norm = Normalize(min(rewards), max(rewards)) if len(set(rewards)) > 1 else None
     colours = plt.get_cmap("viridis")
     drawn = {COMPLETED: 0, STOPPED: 0, "other": 0}
     # Grey first, so the coloured completed curves are drawn on top.
@@ -149,12 +154,12 @@ def plot_curves(shown: list[TrialRecord], curves: dict[int, list[StepRecord]], t
             ax.plot(xs, ys, color="tab:red", lw=0.8, ls=":", alpha=0.7, zorder=2)
             drawn["other"] += 1
     handles = [
-        plt.Line2D([], [], color=colours(0.8), lw=1.3, label=f"completed ({drawn[COMPLETED]})"),
-        plt.Line2D([], [], color=STOPPED_GREY, marker="x", lw=0.9,
+        Line2D([], [], color=colours(0.8), lw=1.3, label=f"completed ({drawn[COMPLETED]})"),
+        Line2D([], [], color=STOPPED_GREY, marker="x", lw=0.9,
                    label=f"stopped early ({drawn[STOPPED]})"),
     ]
     if drawn["other"]:
-        handles.append(plt.Line2D([], [], color="tab:red", ls=":",
+        handles.append(Line2D([], [], color="tab:red", ls=":",
                                   label=f"diverged or failed ({drawn['other']})"))
     if norm is not None:
         scale = plt.cm.ScalarMappable(norm=norm, cmap=colours)
@@ -173,8 +178,8 @@ def plot_curves(shown: list[TrialRecord], curves: dict[int, list[StepRecord]], t
     return _save(fig, path)
 
 
-def plot_agent_stat(stats: list[tuple[int, float, dict]], key: str, ylabel: str, title: str,
-                    path: Path) -> Path:
+def plot_agent_stat(stats: list[tuple[int, float, dict[str, Any]]], key: str, ylabel: str,
+                    title: str, path: Path) -> Path:
     """One line per agent of ``stats[key][agent]`` over policy versions."""
     fig, ax = plt.subplots(figsize=(7, 4))
     agents: dict[str, tuple[list[int], list[float]]] = {}
@@ -195,7 +200,7 @@ def plot_agent_stat(stats: list[tuple[int, float, dict]], key: str, ylabel: str,
     return _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

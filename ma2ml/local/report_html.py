@@ -74,7 +74,8 @@ def ranked(trials: list[TrialRecord]) -> list[tuple[int | None, TrialRecord]]:
         reward = t.reward if t.reward is not None and math.isfinite(t.reward) else -math.inf
         return STATUS_ORDER.get(t.status, len(STATUS_ORDER)), -reward, t.finished_seq or 0
 
-    rows, rank = [], 0
+    rows: list[tuple[int | None, TrialRecord]] = []
+    rank = 0
     for trial in sorted(trials, key=key):
         if trial.status == TrialStatus.completed and trial.reward is not None:
             rank += 1

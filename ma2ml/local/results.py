@@ -136,8 +136,11 @@ class Summary:
 
     def ended_by(self) -> str | None:
         """The budget's reason when it ended the search (``MaxDurationReached``), else None."""
-        ended = self.state in TERMINAL_SEARCH_STATES and self.verdict is not None
-        return self.verdict.reason if ended and self.verdict.state is not None else None
+        verdict = self.verdict
+        if self.state in TERMINAL_SEARCH_STATES and verdict is not None \
+                and verdict.state is not None:
+            return verdict.reason
+        return None
 
 
 def accuracy_of(trial: TrialRecord) -> float | None:

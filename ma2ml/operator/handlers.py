@@ -124,7 +124,7 @@ def close(memo: kopf.Memo, **_: Any) -> None:
     memo.store.close()
 
 
-def _reconcile(handler: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> None:
+def _reconcile(handler: str, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> None:
     meta = body.metadata
     with guarded(handler, memo):
         # Reconcile the object as stored now, not kopf's copy of it, and write the
@@ -146,19 +146,19 @@ def _reconcile(handler: str, body: kopf.Body, memo: kopf.Memo, logger: logging.L
         memo.phases.observe(f"{meta.namespace}/{meta.name}", outcome.phase)
 
 
-def create(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def create(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     _reconcile("create", body, memo, logger)
 
 
-def update(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def update(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     _reconcile("update", body, memo, logger)
 
 
-def mirror(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def mirror(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     _reconcile("timer", body, memo, logger)
 
 
-def delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     with guarded("delete", memo):
         removed = finalize(body, memo.store)
     key = f"{body.metadata.namespace}/{body.metadata.name}"

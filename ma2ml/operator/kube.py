@@ -148,8 +148,9 @@ class Kube:
         False when the object changed (or went) meanwhile: the caller's view is
         stale, and whatever it derived from it (Events) must not be published.
         """
-        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
-               {"op": "add", "path": "/status", "value": status}]
+        ops: list[Obj] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "add", "path": "/status", "value": status}]
         try:
             self._custom.patch_namespaced_custom_object_status(
                 API_GROUP, API_VERSION, namespace, PLURAL, name, ops,
@@ -162,4 +163,5 @@ class Kube:
 
 
 def _body(response: Any) -> Obj:
-    return json.loads(response.data)
+    body: Obj = json.loads(response.data)
+    return body

@@ -21,6 +21,7 @@ from typing import Any
 from ma2ml.operator import builders, status
 from ma2ml.operator.config import OperatorConfig
 from ma2ml.operator.kube import Kube
+from ma2ml.operator.status import Milestone  # Outcome's field `status` hides the module
 from ma2ml.spec import PipelineSearch, Retention, SpecError, parse_spec, spec_to_document
 from ma2ml.store import Actor, Counts, SearchRecord, SearchState, Store, reopens
 from ma2ml.store.lifecycle import shown_elapsed, spec_edit
@@ -43,7 +44,7 @@ class Outcome:
 
     phase: str
     status: dict[str, Any] | None
-    events: list[status.Milestone] = field(default_factory=list)
+    events: list[Milestone] = field(default_factory=list)
 
 
 def now_iso() -> str:

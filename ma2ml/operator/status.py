@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ma2ml.spaces.display import compact_pipeline
 from ma2ml.spec import (
@@ -86,9 +86,8 @@ def decide(spec: PipelineSearchSpec, store_state: SearchState | None, counts: Co
     if budget.state is not None:
         # Once the learner ended the search, its words at that moment: the clock in a
         # maxDuration message goes on, and would rewrite the status at every timer tick.
-        ended = store_state in TERMINAL_SEARCH_STATES and store_message
-        return Verdict(_BUDGET_PHASES[budget.state], budget.reason,
-                       store_message if ended else budget.message)
+        ended = store_message if store_state in TERMINAL_SEARCH_STATES else None
+        return Verdict(_BUDGET_PHASES[budget.state], budget.reason, ended or budget.message)
     if store_state == SearchState.finished:
         return Verdict(Phase.succeeded, "LearnerFinished",
                        store_message or "the learner marked the search finished")
@@ -141,7 +140,7 @@ def conditions(verdict: Verdict, old: Mapping[str, Any], now: str,
     result = []
     for kind in CONDITION_TYPES:
         true, reason, message = states[kind]
-        status = "True" if true else "False"
+        status: Literal["True", "False"] = "True" if true else "False"
         before = previous.get(kind, {})
         since = before.get("lastTransitionTime") if before.get("status") == status else None
         result.append(Condition(type=kind, status=status, reason=reason, message=message,
@@ -199,7 +198,7 @@ def invalid_verdict(lines: list[str]) -> Verdict:
 
 def same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Equal up to keys whose value is None (absent and null mean the same)."""
-    return _drop_none(old) == _drop_none(new)
+    return bool(_drop_none(old) == _drop_none(new))
 
 
 def _drop_none(value: Any) -> Any:

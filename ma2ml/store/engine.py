@@ -31,9 +31,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Double, Engine, create_engine, event, exc
+from sqlalchemy import Connection, CursorResult, Double, Engine, Result, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,6 +115,12 @@ class db_epoch(FunctionElement[float]):  # noqa: N801 - reads like a SQL functio
 
     type = Double()
     inherit_cache = True
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an INSERT, UPDATE or DELETE matched. ``Session.execute`` is typed as
+    returning a ``Result``; for those statements it is a ``CursorResult``, which counts."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 @compiles(db_epoch)

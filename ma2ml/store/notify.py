@@ -198,6 +198,7 @@ class Listener:
     def _connect(self) -> Any:
         pooled = self._engine.raw_connection()
         connection = pooled.driver_connection
+        assert connection is not None  # a connection fresh from the pool has its driver's
         pooled.detach()  # ours alone: never handed back to the pool
         connection.autocommit = True
         return connection

@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Double,
     Result,
@@ -63,7 +64,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ma2ml.spec import EarlyStopping
-from ma2ml.store.engine import db_epoch
+from ma2ml.store.engine import db_epoch, rowcount
 from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
 from ma2ml.store.lifecycle import TRIAL_EDGES, SearchState, TrialMove, TrialStatus
 from ma2ml.store.models import SEARCHES, STEPS, TRIALS
@@ -133,14 +134,14 @@ _LEASE_END = db_epoch() + bindparam("p_lease", type_=Double())
 # SKIP LOCKED (PostgreSQL): concurrent claimers each take a different row instead
 # of queueing on the same one. SQLite ignores it; BEGIN IMMEDIATE already
 # serialises writers there.
-_OLDEST_PENDING = (
+_OLDEST_PENDING_ROW = (
     select(TRIALS.c.id)
     .where(TRIALS.c.search_id == bindparam("p_search_id"), *_from(TrialMove.claim))
     .order_by(TRIALS.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
-    .scalar_subquery()
 )
+_OLDEST_PENDING = _OLDEST_PENDING_ROW.scalar_subquery()
 
 
 def _claim_statement(target: Any, move: TrialMove, *, held: bool = False) -> Update:
@@ -179,7 +180,7 @@ _HOLDERS = (
 # reads them without locking: an OFFSET under FOR UPDATE would lock every row it steps
 # past (PostgreSQL locks a row before OFFSET discards it), so an idle worker claiming
 # at that moment would skip the very trial left for it and find nothing.
-_IDLE_WORKERS = bindparam("p_parallelism") - _HOLDERS
+_IDLE_WORKERS: ColumnElement[Any] = bindparam("p_parallelism") - _HOLDERS
 _LEFT_TO_IDLE = (
     select(TRIALS.c.id)
     .where(TRIALS.c.search_id == bindparam("p_search_id"), *_from(TrialMove.claim))
@@ -187,7 +188,7 @@ _LEFT_TO_IDLE = (
     .limit(case((_IDLE_WORKERS > 0, _IDLE_WORKERS), else_=0))
 )
 _CLAIM_AHEAD = _claim_statement(
-    _OLDEST_PENDING.element.where(TRIALS.c.id.not_in(_LEFT_TO_IDLE)).scalar_subquery(),
+    _OLDEST_PENDING_ROW.where(TRIALS.c.id.not_in(_LEFT_TO_IDLE)).scalar_subquery(),
     TrialMove.claim_ahead, held=True)
 _HEARTBEAT = (
     update(TRIALS).where(*_held_by(TrialMove.heartbeat))
@@ -218,7 +219,7 @@ def _next_seq_statement(best_candidate: bool, reporter: tuple[ColumnElement[bool
         # Compare with best_reward on the search row itself, not with a subquery on
         # the best trial: on PostgreSQL a statement that waited for the row lock
         # re-reads the locked row but evaluates subqueries in its older snapshot.
-        reward = bindparam("p_reward", type_=Double())
+        reward: BindParameter[float] = bindparam("p_reward", type_=Double())
         beats = or_(SEARCHES.c.best_reward.is_(None), SEARCHES.c.best_reward < reward)
         values["best_trial_id"] = case(
             (beats, bindparam("p_trial_id")), else_=SEARCHES.c.best_trial_id
@@ -336,7 +337,7 @@ def heartbeat(session: Session, trial_id: int, attempt: int, lease_seconds: floa
     """Extend the lease; False when this attempt no longer holds the trial."""
     parameters = {"p_trial_id": trial_id, "p_attempt": attempt, "p_lease": float(lease_seconds)}
     result = session.execute(_HEARTBEAT, parameters)
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def start_held(session: Session, trial_id: int, attempt: int, lease_seconds: float
@@ -366,7 +367,7 @@ def _next_seq(session: Session, trial_id: int, attempt: int, statement: Update,
 
 
 def _check_finished(result: Result[Any], trial_id: int, attempt: int) -> None:
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         # Lost a race with a hand-over after the seq was drawn: the caller's
         # rollback returns the seq, so sequences never have gaps.
         raise _stale(trial_id, attempt)

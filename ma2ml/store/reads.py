@@ -247,7 +247,7 @@ _RESULT_COLUMNS = (TRIALS.c.finished_seq, TRIALS.c.status, TRIALS.c.action,
                    TRIALS.c.behaviour_logp, TRIALS.c.reward, TRIALS.c.last_step)
 
 
-def _result_record(row: Row[Any]) -> ResultRecord:
+def _result_record(row: Row[*tuple[Any, ...]]) -> ResultRecord:
     return ResultRecord(row.finished_seq, TrialStatus(row.status), row.action,
                         row.behaviour_logp, row.reward, row.last_step)
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from ma2ml.store.engine import db_epoch
+from ma2ml.store.engine import db_epoch, rowcount
 from ma2ml.store.errors import SearchNotFoundError
 from ma2ml.store.lifecycle import TERMINAL_SEARCH_STATES, Actor, SearchState, sources
 from ma2ml.store.models import SEARCHES, SNAPSHOTS
@@ -29,7 +29,7 @@ _SEARCH_COLUMNS = (
 )
 
 
-def search_record(row: Row[Any]) -> SearchRecord:
+def search_record(row: Row[*tuple[Any, ...]]) -> SearchRecord:
     """A ``SearchRecord`` from a row of ``_SEARCH_COLUMNS``."""
     return SearchRecord(
         id=row.id,
@@ -113,7 +113,7 @@ def move_search(session: Session, search_id: int, target: SearchState, actor: Ac
 def delete_search(session: Session, name: str) -> bool:
     """Delete the search; its trials and snapshots go with it (ON DELETE CASCADE)."""
     result = session.execute(delete(SEARCHES).where(SEARCHES.c.name == name))
-    return result.rowcount > 0  # type: ignore[attr-defined]
+    return rowcount(result) > 0
 
 
 def save_snapshot(
@@ -127,7 +127,7 @@ def save_snapshot(
     """Store (or replace) a snapshot version; prune states beyond the newest ``keep_states``."""
     same = (SNAPSHOTS.c.search_id == search_id, SNAPSHOTS.c.version == version)
     values = {"state": state, "stats": stats, "created_at": db_epoch()}
-    replaced = session.execute(update(SNAPSHOTS).where(*same).values(values)).rowcount  # type: ignore[attr-defined]
+    replaced = rowcount(session.execute(update(SNAPSHOTS).where(*same).values(values)))
     if not replaced:
         session.execute(insert(SNAPSHOTS).values(search_id=search_id, version=version, **values))
     if keep_states is not None:

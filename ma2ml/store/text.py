@@ -57,7 +57,7 @@ def clean_error(text: str) -> str:
 def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics as stored: string keys and values cleaned and capped, non-finite numbers
     as None, nesting capped; ``MetricsTooLargeError`` when still over the size bound."""
-    cleaned = _clean(metrics, 0)
+    cleaned: dict[str, Any] = _clean(metrics, 0)
     size = metrics_bytes(cleaned)
     if size > MAX_METRICS_BYTES:
         raise MetricsTooLargeError(

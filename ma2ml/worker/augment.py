@@ -50,8 +50,10 @@ def magnitude_value(op: str, magnitude: int, image_size: int) -> float:
 
 def _affine(x: torch.Tensor, **kwargs: object) -> torch.Tensor:
     params = {"angle": 0.0, "translate": [0.0, 0.0], "scale": 1.0, "shear": [0.0, 0.0], **kwargs}
-    return F.affine(x, interpolation=F.InterpolationMode.NEAREST, fill=[128.0] * x.shape[-3],
-                    center=[0.0, 0.0] if "shear" in kwargs else None, **params)
+    out: torch.Tensor = F.affine(x, interpolation=F.InterpolationMode.NEAREST,
+                                 fill=[128.0] * x.shape[-3],
+                                 center=[0.0, 0.0] if "shear" in kwargs else None, **params)
+    return out
 
 
 def _solarize(x: torch.Tensor, threshold: float) -> torch.Tensor:

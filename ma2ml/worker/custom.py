@@ -160,8 +160,8 @@ def _checked_step(step: Any, diverged: bool, reward: float | None, accuracy: flo
                   ) -> int:
     epochs = os.environ.get(ENV_EPOCHS, "")
     limit = int(epochs) if epochs.isdigit() else None
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1 \
-            or (limit is not None and step > limit):
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or int(step) < 1 \
+            or (limit is not None and int(step) > limit):
         bounds = f"in [1, {limit}] ({ENV_EPOCHS})" if limit is not None else ">= 1"
         raise ValueError(f"ma2ml.report: step must be a whole number {bounds}, "
                          f"got {_brief(step)}")

@@ -381,7 +381,8 @@ class Trained:
                  ) -> None:
         self.search, self.search_name, self.trial = search, search_name, trial
         self.worker_id, self.heartbeat, self.checkpoint = worker_id, heartbeat, checkpoint
-        self.started, self.metrics = started, {}
+        self.started = started
+        self.metrics: dict[str, Any] = {}
         self.report: Report | None = None  # a result or a failure to deliver
         self.settled: TrialOutcome | None = None  # how it ended, once known
         self._delivery: threading.Thread | None = None

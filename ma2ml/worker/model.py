@@ -67,7 +67,7 @@ class MBConv(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block(x)
+        out: torch.Tensor = self.block(x)
         return x + out if self.residual else out
 
 
@@ -81,7 +81,8 @@ class MBConvNet(nn.Module):
         self.resolution = resolution
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        logits: torch.Tensor = self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        return logits
 
 
 def stage_count(decisions: Mapping[str, Scalar]) -> int:

@@ -45,7 +45,7 @@ def _prctl() -> Callable[..., int] | None:
     function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                          ctypes.c_ulong]
     function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def signal_on_parent_death(sig: signal.Signals, parent: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,7 +56,7 @@ class Recipe:
         optimizer = str(decisions.get("optimizer", cls.optimizer))
         if "lr" not in decisions and optimizer in BASE_LR:
             decisions["lr"] = BASE_LR[optimizer] * float(decisions.get("lr_scale", 1.0))
-        kwargs = {}
+        kwargs: dict[str, Any] = {}  # each converted to its field's type below
         for field in fields(cls):
             if field.name in decisions:
                 kwargs[field.name] = _convert(field.name, decisions[field.name],
@@ -82,7 +83,7 @@ def build_optimizer(recipe: Recipe, params: Iterable[nn.Parameter]) -> torch.opt
     params = list(params)
     # No weight decay on BatchNorm scales and biases (1-d tensors), as in
     # torchvision's references with --norm-weight-decay 0.
-    groups = [{"params": [p for p in params if p.ndim > 1]},
+    groups: list[dict[str, Any]] = [{"params": [p for p in params if p.ndim > 1]},
               {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True,

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import torch
 import torch.nn.functional as nnf
@@ -98,6 +98,14 @@ class Batches:
             x = nnf.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
                                 align_corners=False)
         return x.contiguous(memory_format=self.memory_format)
+
+
+class Progress(TypedDict):
+    """How far a trial's training got; saved in its checkpoint."""
+
+    epoch: int  # epochs trained
+    train_seconds: float
+    images: int  # training images seen
 
 
 @dataclass
@@ -213,7 +221,7 @@ def _run_builtin(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
     torch.manual_seed(seed)
     setup = build_setup(search, roles, splits, device, seed)
     epochs = search.spec.budget.trial_epochs
-    progress = {"epoch": 0, "train_seconds": 0.0, "images": 0}
+    progress = Progress(epoch=0, train_seconds=0.0, images=0)
     if checkpoint_path is not None and checkpoint_path.exists():
         progress = load_checkpoint(checkpoint_path, setup)
     resumed_from = progress["epoch"]
@@ -229,16 +237,10 @@ def _run_builtin(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
             progress["train_seconds"] += time.perf_counter() - started
             progress["epoch"] = epoch + 1
             last = epoch + 1 == epochs
-            scores = None
-            if on_epoch is not None or last:
-                scores = evaluate(model, splits, setup.batches, setup.autocast)
-                if not math.isfinite(scores[1]):
-                    return _diverged("validation loss is not finite", progress)
+            scores = _scores(model, splits, setup) if on_epoch is not None or last else None
             if on_epoch is not None and scores is not None:
                 reward = compute_reward(scores[0], flops, search.spec.objective)
-                step = {"accuracy": scores[0], "val_loss": scores[1], "epoch": epoch + 1,
-                        "train_seconds": progress["train_seconds"]}
-                if not on_epoch(epoch + 1, reward, step):
+                if not _report_epoch(on_epoch, reward, scores, progress):
                     # The trial ends here, without a checkpoint (the worker removes the
                     # last one): the store already holds this epoch as its result.
                     metrics = _metrics(scores, flops, setup, progress, resumed_from, device)
@@ -246,18 +248,33 @@ def _run_builtin(search: PipelineSearch, pipeline: Mapping[str, Any], seed: int,
                                        stopped=True)
             if checkpoint_path is not None and not last:
                 save_checkpoint(checkpoint_path, setup, progress)
+        if scores is None:  # resumed past trialEpochs (lowered since): nothing trained here
+            scores = _scores(model, splits, setup)
     except Diverged as exc:
         return _diverged(str(exc), progress)
-    if scores is None:  # resumed past trialEpochs (lowered since): nothing trained here
-        scores = evaluate(model, splits, setup.batches, setup.autocast)
-        if not math.isfinite(scores[1]):
-            return _diverged("validation loss is not finite", progress)
     return TrialResult(compute_reward(scores[0], flops, search.spec.objective),
                        _metrics(scores, flops, setup, progress, resumed_from, device))
 
 
+def _scores(model: nn.Module, splits: Splits, setup: Setup) -> tuple[float, float]:
+    """(accuracy, val_loss) of ``model`` on the validation split; ``Diverged`` when the
+    loss is not finite."""
+    scores = evaluate(model, splits, setup.batches, setup.autocast)
+    if not math.isfinite(scores[1]):
+        raise Diverged("validation loss is not finite")
+    return scores
+
+
+def _report_epoch(on_epoch: EpochCallback, reward: float, scores: tuple[float, float],
+                  progress: Progress) -> bool:
+    """Tell ``on_epoch`` about the epoch just trained; False: stop the trial here."""
+    step = {"accuracy": scores[0], "val_loss": scores[1], "epoch": progress["epoch"],
+            "train_seconds": progress["train_seconds"]}
+    return on_epoch(progress["epoch"], reward, step)
+
+
 def _metrics(scores: tuple[float, float], flops: int, setup: Setup,
-             progress: Mapping[str, Any], resumed_from: int, device: torch.device
+             progress: Progress, resumed_from: int, device: torch.device
              ) -> dict[str, Any]:
     """A trial's metrics after its last epoch (completed, or stopped early)."""
     return {
@@ -270,7 +287,7 @@ def _metrics(scores: tuple[float, float], flops: int, setup: Setup,
     }
 
 
-def _diverged(reason: str, progress: Mapping[str, Any]) -> TrialResult:
+def _diverged(reason: str, progress: Progress) -> TrialResult:
     # Reward 0 (worse than chance): the learner sees a bad pipeline, and the
     # metrics stay JSON (no NaN, which PostgreSQL's JSON type refuses).
     metrics = {"accuracy": 0.0, "val_loss": None, "flops": None, "params": None,
@@ -296,7 +313,8 @@ def build_setup(search: PipelineSearch, roles: Mapping[str, tuple[str, dict[str,
     if recipe.ema:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay(total_steps)),
                             use_buffers=True)
-    autocast, scaler = contextlib.nullcontext(), None
+    autocast: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    scaler = None
     if cuda and trainer.amp:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         autocast = torch.autocast("cuda", dtype=dtype)
@@ -310,7 +328,7 @@ def build_setup(search: PipelineSearch, roles: Mapping[str, tuple[str, dict[str,
         generator=torch.Generator().manual_seed(seed), autocast=autocast, scaler=scaler)
 
 
-def save_checkpoint(path: Path, setup: Setup, progress: Mapping[str, Any]) -> None:
+def save_checkpoint(path: Path, setup: Setup, progress: Progress) -> None:
     """One dict (model, optimizer, scheduler, EMA, RNG, progress), written atomically."""
     state = {
         "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
@@ -325,7 +343,7 @@ def save_checkpoint(path: Path, setup: Setup, progress: Mapping[str, Any]) -> No
     partial.replace(path)  # a crash mid-write never leaves a torn checkpoint
 
 
-def load_checkpoint(path: Path, setup: Setup) -> dict[str, Any]:
+def load_checkpoint(path: Path, setup: Setup) -> Progress:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         setup.model.load_state_dict(state["model"])
@@ -338,4 +356,4 @@ def load_checkpoint(path: Path, setup: Setup) -> dict[str, Any]:
                          retryable=True) from exc
     setup.generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
-    return dict(state["progress"])
+    return cast(Progress, dict(state["progress"]))  # as save_checkpoint wrote it
