@@ -46,23 +46,10 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
     description = node.get("description")
     options = node.pop("anyOf", None)
     if options is not None:
-        non_null = [o for o in options if o.get("type") != "null"]
-        nullable = len(non_null) < len(options)
-        types = sorted(o.get("type", "") for o in non_null)
-        if len(non_null) == 1:
-            node = {**non_null[0], **node}
-        elif types == ["integer", "string"]:
-            node = {**node, "x-kubernetes-int-or-string": True}
-        else:  # a union of scalar types: let the API server keep any of them
-            node = {**node, **_FREE}
-        if nullable:
-            node["nullable"] = True
+        node = _without_union(node, options)
     if "const" in node:
         node["enum"] = [node.pop("const")]
-    # JSON Schema 2020 bounds are numbers; OpenAPI 3.0 wants a flag beside minimum/maximum.
-    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-        if isinstance(node.get(flag), int | float) and not isinstance(node[flag], bool):
-            node[bound], node[flag] = node[flag], True
+    _exclusive_bounds(node)
     if node.get("type") == "object":
         if "properties" in node:
             node["properties"] = {k: _structural(v) for k, v in node["properties"].items()}
@@ -76,6 +63,32 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
     if not node.get("type") and not node.get("x-kubernetes-preserve-unknown-fields"):
         node.update(_FREE)  # Any: free-form
     return _clean(node, description)
+
+
+def _without_union(node: dict[str, Any], options: list[dict[str, Any]]) -> dict[str, Any]:
+    """``node`` (its ``anyOf`` taken out) with the union's ``options`` in structural form:
+    the one type that is not null, int-or-string, or else free-form; nullable when null
+    was one of them."""
+    non_null = [o for o in options if o.get("type") != "null"]
+    nullable = len(non_null) < len(options)
+    types = sorted(o.get("type", "") for o in non_null)
+    if len(non_null) == 1:
+        node = {**non_null[0], **node}
+    elif types == ["integer", "string"]:
+        node = {**node, "x-kubernetes-int-or-string": True}
+    else:  # a union of scalar types: let the API server keep any of them
+        node = {**node, **_FREE}
+    if nullable:
+        node["nullable"] = True
+    return node
+
+
+def _exclusive_bounds(node: dict[str, Any]) -> None:
+    """JSON Schema 2020 bounds are numbers; OpenAPI 3.0 wants a flag beside
+    minimum/maximum. Rewrites ``node`` in place."""
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if isinstance(node.get(flag), int | float) and not isinstance(node[flag], bool):
+            node[bound], node[flag] = node[flag], True
 
 
 def _clean(node: dict[str, Any], description: str | None, keep_additional: bool = False

@@ -116,10 +116,7 @@ def run_local(
     ``DatabaseFileError`` when the SQLite file is deleted or replaced meanwhile, and
     ``StoreFault`` (a worker's one line) when a worker found the store's schema broken:
     the run then stops, its running trials handed back."""
-    if search.spec.trainer.type == TrainerType.builtin:
-        from ma2ml.worker.data import check_data
-
-        check_data(search.spec.dataset)  # a custom trainer reads its own data
+    _check_builtin_data(search)
     url = resolve_run_url(spec_path, search, db)
     # Unsent reports and epoch checkpoints live beside the spec, not in the cwd; the
     # workers run there too, so that a trainer's relative paths start beside the spec.
@@ -166,14 +163,28 @@ def run_local(
         if pool.fault is not None:
             raise StoreFault(pool.fault)
         watch.check()  # the learner may have finished into a file that is gone
-        try:
-            final = store.get_search_by_id(record.id)
-            state = final.state if final else "unknown"
-        except StoreUnavailableError:  # stopped during an outage: the store says later
-            state = "unknown"
+        state = _final_state(store, record.id)
         if on_tick is not None:
             _outage_safe(on_tick, store, record.id)
         return RunResult(url, search.key, state, interrupted, learner.error)
+
+
+def _check_builtin_data(search: PipelineSearch) -> None:
+    """``DataError`` when the built-in trainer's dataset cannot be read; a custom trainer
+    reads its own data."""
+    if search.spec.trainer.type == TrainerType.builtin:
+        from ma2ml.worker.data import check_data
+
+        check_data(search.spec.dataset)
+
+
+def _final_state(store: Store, search_id: int) -> str:
+    """The search's state once the run ended; "unknown" when it went or the store is down."""
+    try:
+        final = store.get_search_by_id(search_id)
+        return final.state if final else "unknown"
+    except StoreUnavailableError:  # stopped during an outage: the store says later
+        return "unknown"
 
 
 def _outage_safe(on_tick: Callable[[Store, int], None], store: Store, search_id: int) -> None:

@@ -49,7 +49,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,96 +117,150 @@ def run_worker(store: Store, search_name: str, worker_id: str, *,
         log.warning("removed trial folder %s of a worker that died", folder)
     # Reports and checkpoints are kept per search *in its store* (``places``): the
     # search is read first.
-    record: SearchRecord | None = _search(store, search_name, stop)
+    record = _search(store, search_name, stop)
     if record is None:
         return 0
-    places = Places.of(spool_dir, record)
-    spool = Spool(places.reports)
-    done = 0
-    ahead: Ahead | None = None
-    waiter: Waiter | None = None
-    # Trials trained whose reports are not settled yet, oldest first: at most the one
-    # whose report is delivered in the background and the one that just ended.
-    unsettled: list[Trained] = []
-    specs = _SpecCache()
-    idle = backoff_delays(min(FIRST_POLL_SECONDS, poll_seconds), poll_seconds)
-
-    def settle(in_background_only: bool = False) -> None:
-        # Deliver reports now (or wait for their delivery in the background to end).
-        nonlocal done
-        while unsettled and (not in_background_only or unsettled[0].delivering):
-            done += unsettled.pop(0).outcome(store, spool, stop).trained
-
-    def trained_soon() -> int:  # trials trained, counting reports still to deliver
-        return done + sum(trained.counts for trained in unsettled)
-
+    run = _WorkerRun(store, search_name, worker_id, record, stop=stop, max_trials=max_trials,
+                     spool_dir=spool_dir, device=device, poll_seconds=poll_seconds,
+                     depth=depth, threads=threads)
     try:
-        while not stop.is_set() and (max_trials is None or trained_soon() < max_trials):
-            settle(in_background_only=True)
-            if unsettled and (ahead is None or not ahead.holds()):
-                settle()  # nothing to start first: the learner gets the result now
-                continue
-            if not spool.flush_with_backoff(store, stop):
-                break
-            claimed = None
-            if ahead is not None and record is not None:
-                # One round trip: the held trial is still ours and its search runs.
-                held, ahead = ahead.start(), None
-                if held is not None:
-                    claimed, spec = held
-                    if spec is not None:  # re-read: budget and trainer may be edited live
-                        record = dataclasses.replace(record, spec=spec,
-                                                     state=SearchState.running)
-            if claimed is None:
-                settle()  # before looking for work: the learner may need this result
-                if stop.is_set() or (max_trials is not None and done >= max_trials):
-                    break
-                record = _search(store, search_name, stop)
-                if record is None or record.state in TERMINAL_SEARCH_STATES:
-                    break
-                if Places.of(spool_dir, record) != places:  # deleted and made afresh
-                    places = Places.of(spool_dir, record)
-                    spool = Spool(places.reports)
-                search = specs.parse(record.spec)
-                if record.state != SearchState.suspended:
-                    claimed = _claim(store, record, search, worker_id)
-            if claimed is None:
-                assert record is not None
-                waiter = waiter or store.listen(queued_channel(record.id))
-                waiter.wait(next(idle), stop)
-                continue
-            assert record is not None
-            search = specs.parse(record.spec)
-            idle = backoff_delays(min(FIRST_POLL_SECONDS, poll_seconds), poll_seconds)
-            previous = unsettled[-1] if unsettled else None
-            hold_next = bool(depth and search.spec.budget.prefetch
-                             and (max_trials is None or trained_soon() + 1 < max_trials))
-
-            def started(search: PipelineSearch = search, record: SearchRecord = record,
-                        previous: Trained | None = previous, hold_next: bool = hold_next,
-                        spool: Spool = spool) -> None:
-                # The trainer runs: deliver the previous report and claim the next trial
-                # now, off the path from one trainer's end to the next one's start.
-                nonlocal ahead
-                if previous is not None:
-                    previous.deliver_in_background(store, spool, stop)
-                if hold_next:
-                    budget = search.spec.budget
-                    ahead = Ahead(store, record.id, worker_id, lease_seconds=budget.lease_seconds,
-                                  parallelism=budget.parallelism, worker_stop=stop,
-                                  poll_seconds=poll_seconds)
-
-            current = train_claimed(store, search, record.name, claimed, worker_id, stop=stop,
-                                    places=places, device=device, threads=threads,
-                                    on_started=started)
-            unsettled.append(current)
-            if current.interrupted:
-                break
+        run.serve()
     finally:
-        _hand_back(ahead)  # leaving (stop, search over or gone, an error): nothing is held
-        settle()  # a trained result is never left behind undelivered
-    log.info("worker %s leaves search %s after %d trial(s)", worker_id, search_name, done)
-    return done
+        _hand_back(run.ahead)  # leaving (stop, search over or gone, an error): nothing is held
+        run.settle()  # a trained result is never left behind undelivered
+    log.info("worker %s leaves search %s after %d trial(s)", worker_id, search_name, run.done)
+    return run.done
+
+
+class _WorkerRun:
+    """What ``run_worker`` carries from one trial to the next: the search as last read,
+    where its reports go, the trial held ahead, and the trials whose reports are not
+    settled yet."""
+
+    def __init__(self, store: Store, search_name: str, worker_id: str, record: SearchRecord,
+                 *, stop: threading.Event, max_trials: int | None, spool_dir: Path,
+                 device: str | None, poll_seconds: float, depth: int, threads: int | None
+                 ) -> None:
+        self.store, self.search_name, self.worker_id = store, search_name, worker_id
+        self.stop, self.max_trials, self.spool_dir = stop, max_trials, spool_dir
+        self.device, self.poll_seconds, self.depth = device, poll_seconds, depth
+        self.threads = threads
+        self.record: SearchRecord | None = record
+        self.places = Places.of(spool_dir, record)
+        self.spool = Spool(self.places.reports)
+        self.done = 0  # trials trained and reported
+        self.ahead: Ahead | None = None
+        self.waiter: Waiter | None = None
+        # Trials trained whose reports are not settled yet, oldest first: at most the one
+        # whose report is delivered in the background and the one that just ended.
+        self.unsettled: list[Trained] = []
+        self.specs = _SpecCache()
+        self.idle = self._fresh_backoff()
+
+    def serve(self) -> None:
+        """Train trials until stopped, ``max_trials`` ran, or the search is over or gone."""
+        while not self.stop.is_set() and self._below_max(self.trained_soon()):
+            self.settle(in_background_only=True)
+            if self.unsettled and (self.ahead is None or not self.ahead.holds()):
+                self.settle()  # nothing to start first: the learner gets the result now
+                continue
+            if not self.spool.flush_with_backoff(self.store, self.stop):
+                break
+            claimed = self._take_held()
+            if claimed is None:
+                self.settle()  # before looking for work: the learner may need this result
+                if self._leaving():
+                    break
+                claimed = self._claim()
+            if claimed is None:
+                self._wait()
+                continue
+            if self._train(claimed).interrupted:
+                break
+
+    def settle(self, in_background_only: bool = False) -> None:
+        """Deliver reports now (or wait for their delivery in the background to end)."""
+        while self.unsettled and (not in_background_only or self.unsettled[0].delivering):
+            self.done += self.unsettled.pop(0).outcome(self.store, self.spool, self.stop).trained
+
+    def trained_soon(self) -> int:
+        """Trials trained, counting reports still to deliver."""
+        return self.done + sum(trained.counts for trained in self.unsettled)
+
+    def _below_max(self, trials: int) -> bool:
+        return self.max_trials is None or trials < self.max_trials
+
+    def _fresh_backoff(self) -> Iterator[float]:
+        return backoff_delays(min(FIRST_POLL_SECONDS, self.poll_seconds), self.poll_seconds)
+
+    def _take_held(self) -> ClaimedTrial | None:
+        """The trial held ahead, in one round trip: if it is still ours and its search runs."""
+        if self.ahead is None or self.record is None:
+            return None
+        held, self.ahead = self.ahead.start(), None
+        if held is None:
+            return None
+        claimed, spec = held
+        if spec is not None:  # re-read: budget and trainer may be edited live
+            self.record = dataclasses.replace(self.record, spec=spec, state=SearchState.running)
+        return claimed
+
+    def _leaving(self) -> bool:
+        """True when the worker leaves: stopped, ``max_trials`` reported, or the search
+        over or gone. Otherwise re-reads the search (a search deleted and made afresh
+        has its reports elsewhere)."""
+        if self.stop.is_set() or not self._below_max(self.done):
+            return True
+        self.record = _search(self.store, self.search_name, self.stop)
+        if self.record is None or self.record.state in TERMINAL_SEARCH_STATES:
+            return True
+        if Places.of(self.spool_dir, self.record) != self.places:  # deleted and made afresh
+            self.places = Places.of(self.spool_dir, self.record)
+            self.spool = Spool(self.places.reports)
+        return False
+
+    def _claim(self) -> ClaimedTrial | None:
+        """A pending trial of the search just read, unless it is suspended."""
+        assert self.record is not None
+        search = self.specs.parse(self.record.spec)
+        if self.record.state == SearchState.suspended:
+            return None
+        return _claim(self.store, self.record, search, self.worker_id)
+
+    def _wait(self) -> None:
+        """No trial to train: wait for one to be queued (or the next poll)."""
+        assert self.record is not None
+        self.waiter = self.waiter or self.store.listen(queued_channel(self.record.id))
+        self.waiter.wait(next(self.idle), self.stop)
+
+    def _train(self, claimed: ClaimedTrial) -> Trained:
+        """Train ``claimed``; its report is settled later (``unsettled``)."""
+        assert self.record is not None
+        record = self.record
+        search = self.specs.parse(record.spec)
+        self.idle = self._fresh_backoff()
+        previous = self.unsettled[-1] if self.unsettled else None
+        hold_next = bool(self.depth and search.spec.budget.prefetch
+                         and self._below_max(self.trained_soon() + 1))
+        spool = self.spool
+
+        def started() -> None:
+            # The trainer runs: deliver the previous report and claim the next trial
+            # now, off the path from one trainer's end to the next one's start.
+            if previous is not None:
+                previous.deliver_in_background(self.store, spool, self.stop)
+            if hold_next:
+                budget = search.spec.budget
+                self.ahead = Ahead(self.store, record.id, self.worker_id,
+                                   lease_seconds=budget.lease_seconds,
+                                   parallelism=budget.parallelism, worker_stop=self.stop,
+                                   poll_seconds=self.poll_seconds)
+
+        current = train_claimed(self.store, search, record.name, claimed, self.worker_id,
+                                stop=self.stop, places=self.places, device=self.device,
+                                threads=self.threads, on_started=started)
+        self.unsettled.append(current)
+        return current
 
 
 class _SpecCache:
