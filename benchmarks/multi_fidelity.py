@@ -34,13 +34,14 @@ Run (from the repository root)::
 
 Only LCBench tasks of ``mf_tasks.DEVELOPMENT_TASKS`` are for tuning and
 reporting; seeds from 0 are reported, tuning used ``--first-seed 1000``. The
-run writes ``multi_fidelity.json`` (every run's trace) and ``multi_fidelity.md``
+run writes ``multi_fidelity.json.gz`` (every run's trace) and ``multi_fidelity.md``
 into ``--out``, or into a new temporary directory named at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import multiprocessing
@@ -325,6 +326,13 @@ def run_jobs(jobs: list[tuple[str, str, int, int, float]], n_jobs: int) -> list[
         return list(pool.imap(run_one, jobs, chunksize=1))
 
 
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The runs of a ``multi_fidelity.json.gz`` (or an uncompressed ``.json``)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as file:
+        return json.load(file)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=[f"lcbench-{t}" for t in DEVELOPMENT_TASKS],
@@ -340,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="one task, 2 seeds, budgets 3x and 6x, this venv's methods")
     parser.add_argument("--from-json", type=Path, nargs="+",
-                        help="tabulate the runs of earlier multi_fidelity.json files instead")
+                        help="tabulate the runs of earlier multi_fidelity.json(.gz) files "
+                        "instead")
     parser.add_argument("--run-jobs", type=Path, help=argparse.SUPPRESS)  # the peers' venv
     args = parser.parse_args(argv)
     if args.run_jobs:
@@ -348,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.out.write_text(json.dumps(run_jobs(jobs, args.jobs)))  # type: ignore[arg-type]
         return
     if args.from_json:
-        records = [r for path in args.from_json for r in json.loads(path.read_text())]
+        records = [r for path in args.from_json for r in read_records(path)]
         _write(records, args, argv)
         return
     if args.smoke:
@@ -385,7 +394,9 @@ def _write(records: list[dict[str, Any]], args: argparse.Namespace,
     text = report(records, sorted(args.budgets), command.strip())
     out = args.out or Path(tempfile.mkdtemp(prefix="multi_fidelity-"))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "multi_fidelity.json").write_text(json.dumps(records))
+    # Compressed: the traces of a 30-seed run are tens of MB of JSON.
+    with gzip.open(out / "multi_fidelity.json.gz", "wt", encoding="utf-8") as file:
+        json.dump(records, file)
     (out / "multi_fidelity.md").write_text(text + "\n")
     print(text)
     print(f"\nwritten to {out}")

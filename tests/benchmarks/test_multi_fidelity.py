@@ -288,7 +288,7 @@ def test_smoke_run_of_every_method_on_the_lcbench_surrogate(mf, tmp_path, capsys
         assert f"| {method} |" in text
     assert "## lcbench-3945" in text and "ma2ml+adaptive against each method" in text
     assert "Average rank over 1 tasks" in text
-    records = __import__("json").loads((tmp_path / "multi_fidelity.json").read_text())
+    records = mf.read_records(tmp_path / "multi_fidelity.json.gz")
     assert {r["method"] for r in records} == set(mf.OWN_METHODS)
     asha = [r for r in records if r["method"] == "random+asha"]
     assert all(r["stopped"] > 0 and r["full"] for r in asha)
