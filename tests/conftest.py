@@ -81,6 +81,27 @@ def store(database_url: str) -> Iterator[Store]:
         yield opened
 
 
+@pytest.fixture
+def stopping_search():
+    """``stopping_search(store, key, rule, trial_epochs)``: a new search whose stored spec
+    has ``earlyStopping: rule`` and ``budget.trialEpochs``, which ``Store.report_step``
+    judges every step report by."""
+    from ma2ml.spec import parse_spec
+
+    def create(store, key: str, rule, trial_epochs: int):
+        document = {
+            "apiVersion": "ma2ml.io/v1alpha1", "kind": "PipelineSearch",
+            "metadata": {"name": key.rsplit("/", 1)[-1]},
+            "spec": {"agents": [{"name": "a", "decisions": [{"name": "x", "values": [0, 1]}]}],
+                     "algorithm": {"name": "random", "seed": 1},
+                     "budget": {"trialEpochs": trial_epochs},
+                     "earlyStopping": rule.model_dump(by_alias=True, mode="json")}}
+        parse_spec(document, stored=True)  # a mistake here fails the test, not the store
+        return store.create_search(key, document)
+
+    return create
+
+
 # ==== ma2ml.store fixtures: END =======================================================
 
 

@@ -14,7 +14,6 @@ from typing import Any
 from ma2ml.local.report_html import STATUS_ORDER
 from ma2ml.local.results import BEST_RANKING, Summary, curve_points, summarize, trial_row
 from ma2ml.spaces.display import compact_pipeline
-from ma2ml.spec import parse_spec
 from ma2ml.store import (
     STATUSES,
     TERMINAL_SEARCH_STATES,
@@ -71,7 +70,7 @@ def _summary_json(summary: Summary, record: SearchRecord) -> dict[str, Any]:
         "best": None if best is None else {
             "id": best.id, "number": best.number, "reward": best.reward,
             "accuracy": (best.metrics or {}).get("accuracy")},
-        "algorithm": record.spec.get("spec", {}).get("algorithm", {}).get("name"),
+        "algorithm": str(record.search.spec.algorithm.name),
     }
 
 
@@ -86,7 +85,7 @@ def searches_view(store: Store, limit: int) -> dict[str, Any]:
 
 def space_json(record: SearchRecord) -> list[dict[str, Any]]:
     """The search space: per agent, its decisions and their values as text."""
-    space = parse_spec(record.spec, stored=True).spec.search_space()
+    space = record.search.spec.search_space()
     return [{"name": a.name, "preset": a.preset,
              "decisions": [{"name": d.name, "values": [str(v) for v in d.values]}
                            for d in a.decisions]} for a in space.agents]
@@ -95,7 +94,7 @@ def space_json(record: SearchRecord) -> list[dict[str, Any]]:
 def search_view(store: Store, record: SearchRecord) -> dict[str, Any]:
     """One search at a glance, with its entropy per agent and its search space."""
     summary = summarize(store, record, now=time.time(), baseline=False)
-    agents = parse_spec(record.spec, stored=True).spec.agents
+    agents = record.search.spec.agents
     return {**_summary_json(summary, record), "now": time.time(), "entropy": summary.entropy,
             "ranking": BEST_RANKING, "space": space_json(record),
             "preview": any(a.preset == "autoaugment" for a in agents)}

@@ -36,7 +36,7 @@ from ma2ml.learner.policy import Layout
 from ma2ml.learner.queue_depth import QueueMeter
 from ma2ml.learner.replay_buffer import Sample
 from ma2ml.settings import Settings
-from ma2ml.spec import Budget, EarlyStoppingType, parse_spec
+from ma2ml.spec import Budget, EarlyStoppingType
 from ma2ml.store import (
     TERMINAL_SEARCH_STATES,
     Actor,
@@ -170,7 +170,7 @@ class Learner:
         if record is None:
             raise SearchNotFoundError(f"no search named {search_name!r} in the store")
         self.store, self.name, self.search_id = store, search_name, record.id
-        search = parse_spec(record.spec, stored=True)
+        search = record.search
         self.space = search.spec.search_space()
         settings = Settings.from_overrides(search.spec.algorithm.settings)
         layout = Layout.from_space(self.space)
@@ -245,7 +245,7 @@ class Learner:
         if record is None:
             raise SearchNotFoundError(f"search {self.name!r} was deleted")
         # parallelism and maxTrials may be edited live
-        search = parse_spec(record.spec, stored=True)
+        search = record.search
         budget = search.spec.budget
         if self._after_outage:
             self._after_outage = False

@@ -87,7 +87,7 @@ def export_best(store: Store, record: SearchRecord, out_dir: Path, epochs: int |
     if recommended is None or recommended[1] is None:
         raise LookupError(f"search {record.name} has no completed trial yet")
     estimate, best = recommended
-    search = parse_spec(record.spec, stored=True)
+    search = record.search
     epochs = epochs or max(10, 5 * search.spec.budget.trial_epochs)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = out_dir / "recipe.json"

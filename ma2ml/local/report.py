@@ -211,9 +211,7 @@ def _augment_preview(record: SearchRecord, best: TrialRecord | None, path: Path)
     """A grid of the best pipeline's augmentation applied to real training images."""
     if best is None:
         return None
-    from ma2ml.spec import parse_spec
-
-    search = parse_spec(record.spec, stored=True)
+    search = record.search
     if not any(a.preset == "autoaugment" for a in search.spec.agents):
         return None
     from ma2ml.worker.preview import save_preview  # torch: only when there is a preview

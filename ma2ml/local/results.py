@@ -35,7 +35,7 @@ from typing import Any
 from ma2ml.durations import format_duration
 from ma2ml.local.baseline import BestOfN, expected_best_of_n, latest_against_random
 from ma2ml.local.eta import RECENT, Eta, Running, estimate
-from ma2ml.spec import Budget, parse_spec
+from ma2ml.spec import Budget
 from ma2ml.store import (
     RESULT_STATUSES,
     TERMINAL_SEARCH_STATES,
@@ -195,7 +195,7 @@ def summarize(store: Store, record: SearchRecord, now: float | None = None,
         learned = learned[max(0, len(learned) - len(initial)):] if initial else []
     snapshot = store.load_snapshot(record.id)
     entropy = dict((snapshot.stats or {}).get("entropy", {})) if snapshot else {}
-    budget = Budget.model_validate(record.spec["spec"]["budget"])
+    budget = record.search.spec.budget
     usage = store.usage(record.id)
     eta, held = None, 0
     if record.finished_at is None:
@@ -248,22 +248,22 @@ def recommended_lines(summary: Summary) -> list[str]:
 def _eta(store: Store, record: SearchRecord, counts: Counts, now: float,
          running_trials: list[TrialRecord]) -> Eta | None:
     """``eta.estimate`` from the running trials and the latest results (bounded reads)."""
-    budget = record.spec["spec"]["budget"]
+    budget = record.search.spec.budget
     latest = store.list_trials(record.id, order_by="finished_seq", descending=True,
                                limit=RECENT + 1)
     finished = sorted(t.finished_at for t in latest
                       if t.status in RESULT_STATUSES and t.finished_at is not None)
     running = [Running(now - t.started_at, t.last_step or 0)
                for t in running_trials if t.started_at is not None]  # held: not started
-    return estimate(max_trials=int(budget["maxTrials"]), done=counts.results,
-                    parallelism=int(budget.get("parallelism", 1)),
-                    trial_epochs=trial_epochs(record) or 1, started=record.created_at,
+    return estimate(max_trials=budget.max_trials, done=counts.results,
+                    parallelism=budget.parallelism,
+                    trial_epochs=budget.trial_epochs, started=record.created_at,
                     now=now, finished=finished, running=running)
 
 
 def uniform_logp(record: SearchRecord) -> dict[str, float]:
     """log pi_i(a_i) of any action under a uniform policy, per agent."""
-    space = parse_spec(record.spec, stored=True).spec.search_space()
+    space = record.search.spec.search_space()
     return {a.name: -sum(math.log(n) for n in a.sizes) for a in space.agents}
 
 
@@ -292,10 +292,9 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
     }
 
 
-def trial_epochs(record: SearchRecord) -> int | None:
+def trial_epochs(record: SearchRecord) -> int:
     """``spec.budget.trialEpochs`` of a stored search: what full fidelity means."""
-    value = record.spec.get("spec", {}).get("budget", {}).get("trialEpochs", 1)
-    return int(value) if isinstance(value, int) else None
+    return record.search.spec.budget.trial_epochs
 
 
 def curve_points(steps: list[StepRecord]) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ from pathlib import Path
 from ma2ml.local.dbfile import DatabaseFileWatch
 from ma2ml.local.pool import WORKER_STOP_GRACE, WorkerCount, WorkerPool
 from ma2ml.local.searches import prepare_search, resolve_run_url
-from ma2ml.spec import PipelineSearch, TrainerType, parse_spec
+from ma2ml.spec import PipelineSearch, TrainerType
 from ma2ml.store import TERMINAL_SEARCH_STATES, SearchRecord, Store, StoreUnavailableError
 from ma2ml.store.backoff import open_store
 from ma2ml.store.engine import error_cause
@@ -224,7 +224,7 @@ def _parallelism(store: Store, record: SearchRecord, last: int) -> int:
         current = store.get_search_by_id(record.id)
     except StoreUnavailableError:
         return last
-    return parse_spec((current or record).spec, stored=True).spec.budget.parallelism
+    return (current or record).search.spec.budget.parallelism
 
 
 def _serve_metrics(store: Store, key: str, port: int) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ma2ml.spec import PipelineSearch, load_spec, parse_spec, spec_to_document
+from ma2ml.spec import PipelineSearch, load_spec, spec_to_document
 from ma2ml.store import (
     Actor,
     SearchRecord,
@@ -129,7 +129,7 @@ def _start_over(store: Store, existing: SearchRecord, search: PipelineSearch,
     trials = f"{counts.total} trials, {counts.results} with results"
     if restart:
         return f"--restart: deleted the stored search {search.key} ({trials})"
-    edit = spec_edit(parse_spec(existing.spec, stored=True).spec, search.spec, counts)
+    edit = spec_edit(existing.search.spec, search.spec, counts)
     if edit.refused:
         raise SearchConflictError(
             f"search {search.key} already exists in {store!r} with {counts.results} trial "

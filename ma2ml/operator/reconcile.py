@@ -136,7 +136,7 @@ def register(store: Store, search: PipelineSearch) -> SearchRecord:
     document = spec_to_document(search)
     record = store.create_search(search.key, document)
     if record.spec != document:
-        stored = parse_spec(record.spec, stored=True).spec
+        stored = record.search.spec
         edit = spec_edit(stored, search.spec, store.counts(record.id))
         if edit.refused:
             raise EditRefusedError(record, _refusal(edit.fields, edit.results))

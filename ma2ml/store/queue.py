@@ -69,6 +69,7 @@ from ma2ml.store.errors import SearchNotFoundError, StaleAttemptError
 from ma2ml.store.lifecycle import TRIAL_EDGES, SearchState, TrialMove, TrialStatus
 from ma2ml.store.models import SEARCHES, STEPS, TRIALS
 from ma2ml.store.notify import queued_channel, results_channel, send
+from ma2ml.store.parsed import stored_search
 from ma2ml.store.records import ClaimedTrial, TrialProposal
 from ma2ml.store.stopping import (
     RECENT_CURVES,
@@ -572,13 +573,13 @@ def report_step(
     step: int,
     value: float | None,
     metrics: dict[str, Any],
-    rule: EarlyStopping,
-    max_epochs: int,
 ) -> StepDecision:
     """Record a running trial's result at epoch ``step`` and decide whether it continues.
 
     Holding the search row's lock, so concurrent reports of one search are judged one
-    after the other against the same recorded results. A (trial, step) already
+    after the other against the same recorded results, by the rule (``earlyStopping``,
+    ``budget.trialEpochs``) of the spec stored in that row: never by a worker's copy, which
+    an edit may have left stale. A (trial, step) already
     recorded gets its recorded answer back (a resumed attempt re-reporting an epoch).
     On ``stop`` the trial ends ``stopped`` here, with this result as its reward; it is
     never a candidate for the best trial (that is ranked at full fidelity only).
@@ -588,7 +589,7 @@ def report_step(
     if found is None:
         raise _stale(trial_id, attempt)
     search_id, number = found
-    session.execute(select(SEARCHES.c.id).where(SEARCHES.c.id == search_id).with_for_update())
+    rule, max_epochs = _stopping_rule(session, search_id)
     move = TrialMove.report_step
     if session.execute(select(TRIALS.c.id)
                        .where(*_holder(move, trial_id, attempt))).first() is None:
@@ -616,6 +617,15 @@ def report_step(
     if decision == StepDecision.stop:
         _stop(session, trial_id, attempt, value, {**cleaned, "stopped_at_epoch": step})
     return decision
+
+
+def _stopping_rule(session: Session, search_id: int) -> tuple[EarlyStopping, int]:
+    """Lock the search row; its stored ``earlyStopping`` and ``budget.trialEpochs``
+    (parsed once per stored document, ``store.parsed``)."""
+    document = session.execute(select(SEARCHES.c.spec).where(SEARCHES.c.id == search_id)
+                               .with_for_update()).scalar_one()
+    spec = stored_search(search_id, document).spec
+    return spec.early_stopping, spec.budget.trial_epochs
 
 
 def _decide(session: Session, rule: EarlyStopping, value: float | None, search_id: int,

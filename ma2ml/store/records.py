@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ma2ml.spec import PipelineSearch
 from ma2ml.store.lifecycle import SearchState, TrialStatus
+from ma2ml.store.parsed import stored_search
 
 #: Every trial status, in lifecycle order.
 STATUSES: tuple[TrialStatus, ...] = tuple(TrialStatus)
@@ -16,7 +18,11 @@ STATUSES: tuple[TrialStatus, ...] = tuple(TrialStatus)
 
 @dataclass(frozen=True, slots=True)
 class SearchRecord:
-    """One search: its spec and life-cycle state. Times are epoch seconds (database clock)."""
+    """One search: its spec and life-cycle state. Times are epoch seconds (database clock).
+
+    ``spec`` is the stored document; ``search`` the same parsed, which is what every
+    reader of a setting uses (defaults live in ``ma2ml.spec`` alone).
+    """
 
     id: int
     name: str
@@ -27,6 +33,17 @@ class SearchRecord:
     best_trial_id: int | None
     #: Why the search is in its state (set with a move, e.g. a learner that cannot start).
     message: str | None = None
+    _search: PipelineSearch | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def search(self) -> PipelineSearch:
+        """The spec parsed (``stored=True``): once per record, and once per stored
+        document across records (``store.parsed``)."""
+        search = self._search
+        if search is None:
+            search = stored_search(self.id, self.spec)
+            object.__setattr__(self, "_search", search)
+        return search
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import exc
 
-from ma2ml.spec import EarlyStopping
 from ma2ml.store import notify, queue, reads, searches
 from ma2ml.store.engine import (
     SessionScope,
@@ -206,16 +205,15 @@ class Store:
             return queue.fail(session, trial_id, attempt, error, retryable, max_retries)
 
     def report_step(self, trial_id: int, attempt: int, step: int, value: float | None,
-                    metrics: dict[str, Any], rule: EarlyStopping, max_epochs: int
-                    ) -> StepDecision:
-        """Record a running trial's result at epoch ``step``; continue or stop (``rule``).
+                    metrics: dict[str, Any]) -> StepDecision:
+        """Record a running trial's result at epoch ``step``; continue or stop, by the
+        search's stored ``earlyStopping`` (read under the search row's lock).
 
         Exactly one answer per (trial, step); on stop the trial ends ``stopped``.
         ``StaleAttemptError`` when this attempt no longer holds the trial.
         """
         with self._session(write=True) as session:
-            return queue.report_step(session, trial_id, attempt, step, value, metrics, rule,
-                                     max_epochs)
+            return queue.report_step(session, trial_id, attempt, step, value, metrics)
 
     def release(self, trial_id: int, attempt: int) -> None:
         """Hand a running trial back (graceful shutdown); no-op when no longer held."""

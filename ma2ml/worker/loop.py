@@ -30,7 +30,7 @@ disk error) is retryable, bounded by ``budget.maxRetries``.
 
 Learning curves and early stopping: the trainer calls ``StepReporter``
 after every epoch, which records the result in the store and asks
-``spec.earlyStopping`` whether to go on (``Store.report_step``, decided
+the search's stored ``spec.earlyStopping`` whether to go on (``Store.report_step``, decided
 once per epoch under the search's lock). On stop the store has already
 ended the trial ``stopped`` with that epoch's result: the worker sends no
 report, removes the checkpoint and claims its next trial at once. A store
@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ma2ml.metrics import TRIAL_DURATION, TRIALS_FINISHED, WORKER_IMAGES_PER_SECOND
-from ma2ml.spec import PipelineSearch, TrainerType, parse_spec
+from ma2ml.spec import PipelineSearch, TrainerType
 from ma2ml.store import (
     TERMINAL_SEARCH_STATES,
     ClaimedTrial,
@@ -154,7 +154,6 @@ class _WorkerRun:
         # Trials trained whose reports are not settled yet, oldest first: at most the one
         # whose report is delivered in the background and the one that just ended.
         self.unsettled: list[Trained] = []
-        self.specs = _SpecCache()
         self.idle = self._fresh_backoff()
 
     def serve(self) -> None:
@@ -222,7 +221,7 @@ class _WorkerRun:
     def _claim(self) -> ClaimedTrial | None:
         """A pending trial of the search just read, unless it is suspended."""
         assert self.record is not None
-        search = self.specs.parse(self.record.spec)
+        search = self.record.search
         if self.record.state == SearchState.suspended:
             return None
         return _claim(self.store, self.record, search, self.worker_id)
@@ -237,7 +236,7 @@ class _WorkerRun:
         """Train ``claimed``; its report is settled later (``unsettled``)."""
         assert self.record is not None
         record = self.record
-        search = self.specs.parse(record.spec)
+        search = record.search
         self.idle = self._fresh_backoff()
         previous = self.unsettled[-1] if self.unsettled else None
         hold_next = bool(self.depth and search.spec.budget.prefetch
@@ -261,20 +260,6 @@ class _WorkerRun:
                                 threads=self.threads, on_started=started)
         self.unsettled.append(current)
         return current
-
-
-class _SpecCache:
-    """The parsed spec of the search, parsed again only when the stored spec changed
-    (parsing costs milliseconds; comparing the stored document costs microseconds)."""
-
-    def __init__(self) -> None:
-        self._document: dict[str, Any] | None = None
-        self._parsed: PipelineSearch | None = None
-
-    def parse(self, document: dict[str, Any]) -> PipelineSearch:
-        if self._parsed is None or document != self._document:
-            self._parsed, self._document = parse_spec(document, stored=True), document
-        return self._parsed
 
 
 def _hand_back(ahead: Ahead | None) -> None:
@@ -317,16 +302,16 @@ class StepReporter:
     that would call it lost.
     """
 
-    def __init__(self, store: Store, search: PipelineSearch, trial: ClaimedTrial,
+    def __init__(self, store: Store, trial: ClaimedTrial,
                  heartbeat: Heartbeat | None = None) -> None:
         self.store, self.trial, self.heartbeat = store, trial, heartbeat
-        self.rule, self.max_epochs = search.spec.early_stopping, search.spec.budget.trial_epochs
         self.lost = False
 
     def __call__(self, epoch: int, reward: float, metrics: dict[str, Any]) -> bool:
         try:
+            # Judged by the search's stored rule, not this worker's copy of the spec.
             decision = self.store.report_step(self.trial.id, self.trial.attempt, epoch, reward,
-                                              metrics, self.rule, self.max_epochs)
+                                              metrics)
         except StoreUnavailableError as exc:
             # Training is worth more than one point of the curve: go on undecided.
             log.warning("trial %d: epoch %d not recorded, store unavailable (%s)",
@@ -384,7 +369,7 @@ def train_claimed(store: Store, search: PipelineSearch, search_name: str, trial:
     heartbeat.start()
     started = time.monotonic()
     checkpoint = places.checkpoint_path(search, trial)
-    steps = StepReporter(store, search, trial, heartbeat)
+    steps = StepReporter(store, trial, heartbeat)
     trained = Trained(search, search_name, trial, worker_id, heartbeat, checkpoint, started)
     try:
         report = _train(search, trial, places, device, trial_stop, steps, threads, once)

@@ -99,13 +99,14 @@ def test_scores_of_a_hand_made_trace(mf) -> None:
     EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=3,
                   bracket_shares="equal"),
     EarlyStopping(type="learned", min_epochs=1, reduction_factor=2, min_trials=2, brackets=2)])
-def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule) -> None:
+def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule,
+                                                          stopping_search) -> None:
     """The same results, reported in the same order, get the same answers: three trials
     report every epoch and complete first, then three more report interleaved."""
     import mf_methods
 
     rng = np.random.default_rng(0)
-    search = store.create_search("default/mf-judge", {})
+    search = stopping_search(store, "default/mf-judge", rule, 5)
     store.enqueue_trials(search.id, [TrialProposal({"x": i}, {"a": [i]}, {"a": -1.0}, 0)
                                      for i in range(6)])
     claimed = [store.claim(search.id, "w", 60) for _ in range(6)]
@@ -117,8 +118,7 @@ def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule
         if trial in stopped:
             return  # a stopped trial reports nothing more, in either
         ours = judge.report(trial, step, value)
-        theirs = store.report_step(claimed[trial].id, claimed[trial].attempt, step, value, {},
-                                   rule, 5)
+        theirs = store.report_step(claimed[trial].id, claimed[trial].attempt, step, value, {})
         answers.append((ours, theirs))
         if theirs == "stop":
             stopped.add(trial)
@@ -137,7 +137,8 @@ def test_the_simulators_stopping_decisions_are_the_stores(mf, store: Store, rule
     assert any(b == "stop" for _, b in answers) and any(b == "continue" for _, b in answers)
 
 
-def test_adaptive_shares_read_the_same_curves_and_decide_alike(mf, store: Store) -> None:
+def test_adaptive_shares_read_the_same_curves_and_decide_alike(mf, store: Store,
+                                                              stopping_search) -> None:
     """Adaptive bracket shares learn from the recent completed curves: after 40 trials
     complete (more than ``RECENT_CURVES``), the simulator and the store read the same
     curves and give 12 new trials the same answers. Early results here rank final ones
@@ -150,7 +151,7 @@ def test_adaptive_shares_read_the_same_curves_and_decide_alike(mf, store: Store)
     rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=4)
     n_done, n_new, epochs = RECENT_CURVES + 10, 12, 8
     rng = np.random.default_rng(1)
-    search = store.create_search("default/mf-adaptive", {})
+    search = stopping_search(store, "default/mf-adaptive", rule, epochs)
     store.enqueue_trials(search.id, [TrialProposal({"x": i}, {"a": [i]}, {"a": -1.0}, 0)
                                      for i in range(n_done + n_new)])
     claimed = [store.claim(search.id, "w", 60) for _ in range(n_done + n_new)]
@@ -159,8 +160,7 @@ def test_adaptive_shares_read_the_same_curves_and_decide_alike(mf, store: Store)
 
     def report(trial: int, step: int, value: float) -> str:
         ours = judge.report(trial, step, value)
-        theirs = store.report_step(claimed[trial].id, claimed[trial].attempt, step, value, {},
-                                   rule, epochs)
+        theirs = store.report_step(claimed[trial].id, claimed[trial].attempt, step, value, {})
         answers.append((ours, theirs))
         return theirs
 

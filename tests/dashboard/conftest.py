@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 
-from ma2ml.spec import EarlyStopping, parse_spec, spec_to_document
+from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import SearchRecord, Store, TrialProposal
 
 
@@ -73,7 +73,7 @@ class Writer:
                 continue
             for step in range(1, epochs + 1):
                 self.store.report_step(claimed.id, claimed.attempt, step, accuracy * step / epochs,
-                                       {}, EarlyStopping(), epochs)
+                                       {})
             self.store.complete(claimed.id, claimed.attempt, accuracy, {"accuracy": accuracy})
         self.snapshot()
 

@@ -84,14 +84,17 @@ def test_an_empty_replay_samples_nothing() -> None:
 
 
 def test_a_stopped_trial_is_sampled_at_the_fidelity_it_reached(store: Store) -> None:
-    record = store.create_search("default/fidelity", search_document())
+    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2)
+    document = search_document()  # judged by its stored rule: ASHA, 4 epochs
+    document["spec"]["earlyStopping"] = rule.model_dump(by_alias=True, mode="json")
+    document["spec"]["budget"]["trialEpochs"] = 4
+    record = store.create_search("default/fidelity", document)
     store.enqueue_trials(record.id, [
         TrialProposal(SPACE.decode(LAYOUT.to_dict(row)), LAYOUT.to_dict(row), {}, 0)
         for row in ROWS[:2]])
     stopped, full = store.claim(record.id, "w", 30), store.claim(record.id, "w", 30)
-    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2)
-    store.report_step(full.id, full.attempt, 1, 0.9, {}, rule, max_epochs=4)
-    assert store.report_step(stopped.id, stopped.attempt, 1, 0.1, {}, rule, 4) == "stop"
+    store.report_step(full.id, full.attempt, 1, 0.9, {})
+    assert store.report_step(stopped.id, stopped.attempt, 1, 0.1, {}) == "stop"
     store.complete(full.id, full.attempt, 0.95, {})
     replay = StoreReplay(store, record.id, LAYOUT, lambda r: float(r.reward), trial_epochs=4)
     _, rewards, fidelities = replay.sample(2, np.random.default_rng(0))

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ma2ml.cli import app
 from ma2ml.local import commands, report
 from ma2ml.local.results import BEST_RANKING, sparkline
-from ma2ml.spec import EarlyStopping, parse_spec, spec_to_document
+from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import StepDecision, Store, TrialProposal, TrialRecord, TrialStatus
 
 from .test_run import ma2ml, tiny_spec, write
@@ -53,7 +53,6 @@ def fill(store: Store, document: dict[str, Any], bases: tuple[float, ...] = BASE
     search = parse_spec(document)
     record = store.create_search(search.key, spec_to_document(search))
     space, rng = search.spec.search_space(), random.Random(0)
-    rule = EarlyStopping.model_validate(RULE)
 
     def propose() -> None:
         action = {a.name: [rng.randrange(s) for s in a.sizes] for a in space.agents}
@@ -66,7 +65,7 @@ def fill(store: Store, document: dict[str, Any], bases: tuple[float, ...] = BASE
         for epoch in range(1, EPOCHS + 1):
             value = round(base + 0.05 * epoch, 4)
             decision = store.report_step(claimed.id, claimed.attempt, epoch, value,
-                                         {"accuracy": value}, rule, EPOCHS)
+                                         {"accuracy": value})
             if decision == StepDecision.stop:
                 break
         else:

@@ -70,7 +70,7 @@ def test_panel_shows_time_left_from_the_first_epoch(tmp_path: Path) -> None:
         assert before.eta is None
         assert "left ? (known after the first epoch)" in _panel(before)
 
-        store.report_step(first.id, first.attempt, 1, 0.5, {}, search.spec.early_stopping, 2)
+        store.report_step(first.id, first.attempt, 1, 0.5, {})
         # 1 of 2 epochs in 20 s: 40 s a trial; 6 trials on 2 workers, one epoch (20 s) done.
         summary = summarize(store, record, now=started + 20, baseline=False)
         assert summary.eta is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import pytest
 
@@ -286,16 +287,18 @@ def test_requeue_leaves_live_leases(store: Store, search_id: int) -> None:
     assert live_record is not None and live_record.status == "running"
 
 
-def test_steps_reported_backwards_keep_the_furthest_epoch(store: Store, search_id: int) -> None:
+def test_steps_reported_backwards_keep_the_furthest_epoch(store: Store,
+                                                          stopping_search: Any) -> None:
     """``last_step`` is a trial's fidelity: steps 3, 2, 1 trained it to epoch 3 (issue 25,
     item 11); the last report written used to win."""
     from ma2ml.spec import EarlyStopping
 
+    search_id = stopping_search(store, "default/steps", EarlyStopping(), 9).id
     store.enqueue_trials(search_id, _proposals(1))
     trial = store.claim(search_id, "w", 30)
     assert trial is not None
     for step in (3, 2, 1):
-        store.report_step(trial.id, trial.attempt, step, 0.5, {}, EarlyStopping(), 9)
+        store.report_step(trial.id, trial.attempt, step, 0.5, {})
     assert store.get_trial(trial.id).last_step == 3  # type: ignore[union-attr]
-    store.report_step(trial.id, trial.attempt, 4, 0.6, {}, EarlyStopping(), 9)
+    store.report_step(trial.id, trial.attempt, 4, 0.6, {})
     assert store.get_trial(trial.id).last_step == 4  # type: ignore[union-attr]

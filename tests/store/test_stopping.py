@@ -55,19 +55,19 @@ def _proposals(count: int) -> list[TrialProposal]:
     return [TrialProposal({"x": i}, {"aug": [i % 5]}, {"aug": -1.6}, 0) for i in range(count)]
 
 
-def test_a_stopped_trial_ends_with_its_last_result_once(store: Store) -> None:
-    search = store.create_search("default/stopping", {})
+def test_a_stopped_trial_ends_with_its_last_result_once(store: Store, stopping_search) -> None:
+    search = stopping_search(store, "default/stopping", ASHA, 9)
     store.enqueue_trials(search.id, _proposals(3))
     good, bad, full = (store.claim(search.id, "w", 30) for _ in range(3))
     assert good and bad and full
-    assert store.report_step(good.id, good.attempt, 1, 0.8, {"accuracy": 0.8}, ASHA, 9) == GO
-    assert store.report_step(bad.id, bad.attempt, 1, 0.2, {"accuracy": 0.2}, ASHA, 9) == STOP
-    assert store.report_step(good.id, good.attempt, 1, 0.8, {}, ASHA, 9) == GO  # asked again
+    assert store.report_step(good.id, good.attempt, 1, 0.8, {"accuracy": 0.8}) == GO
+    assert store.report_step(bad.id, bad.attempt, 1, 0.2, {"accuracy": 0.2}) == STOP
+    assert store.report_step(good.id, good.attempt, 1, 0.8, {}) == GO  # asked again
     with pytest.raises(StaleAttemptError):  # stopped: no longer running
-        store.report_step(bad.id, bad.attempt, 2, 0.3, {}, ASHA, 9)
-    assert store.report_step(good.id, good.attempt, 2, 0.85, {}, ASHA, 9) == GO  # not a rung
+        store.report_step(bad.id, bad.attempt, 2, 0.3, {})
+    assert store.report_step(good.id, good.attempt, 2, 0.85, {}) == GO  # not a rung
     store.complete(good.id, good.attempt, 0.9, {"accuracy": 0.9})
-    store.report_step(full.id, full.attempt, 1, 0.95, {"accuracy": 0.95}, ASHA, 9)
+    store.report_step(full.id, full.attempt, 1, 0.95, {"accuracy": 0.95})
     store.complete(full.id, full.attempt, 0.5, {"accuracy": 0.5})
 
     stopped = store.get_trial(bad.id)
@@ -89,8 +89,11 @@ TRIALS, PROCESSES = 120, 8
 
 
 @pytest.mark.slow
-def test_decisions_are_exactly_once_under_concurrency(store: Store, database_url: str) -> None:
-    search = store.create_search("default/asha-concurrency", {})
+def test_decisions_are_exactly_once_under_concurrency(store: Store, database_url: str,
+                                                       stopping_search) -> None:
+    # The rule the workers are judged by (report_steps_until_empty: epochs 1 and 2 of 4).
+    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2)
+    search = stopping_search(store, "default/asha-concurrency", rule, 4)
     store.enqueue_trials(search.id, _proposals(TRIALS))
     outcomes = run_together(report_steps_until_empty, database_url, search.id, PROCESSES)
     assert [kind for kind, _ in outcomes] == ["ok"] * PROCESSES, outcomes
@@ -140,8 +143,9 @@ def test_learned_rule_by_hand() -> None:
     assert decide(LEARNED, 0.0, [], [(0.9, None)] * 3 + completed[:3]) == GO
 
 
-def test_learned_rule_reads_the_completed_trials_in_the_store(store: Store) -> None:
-    search = store.create_search("default/learned", {})
+def test_learned_rule_reads_the_completed_trials_in_the_store(store: Store,
+                                                             stopping_search) -> None:
+    search = stopping_search(store, "default/learned", LEARNED, 9)
     store.enqueue_trials(search.id, _proposals(7))
     trials = [store.claim(search.id, "w", 30) for _ in range(7)]
     assert all(trials)
@@ -149,15 +153,15 @@ def test_learned_rule_reads_the_completed_trials_in_the_store(store: Store) -> N
     for trial, (at_2, final) in zip(trials[:4], [(0.6, 0.8), (0.3, 0.9), (0.7, 0.5),
                                                  (0.5, 0.4)], strict=True):
         for step, value in ((1, at_2 / 2), (2, at_2)):
-            assert store.report_step(trial.id, trial.attempt, step, value, {}, LEARNED, 9) == GO
+            assert store.report_step(trial.id, trial.attempt, step, value, {}) == GO
         store.complete(trial.id, trial.attempt, final, {"accuracy": final})
     # Two trials still running: they do not count as completed.
     early, running, late = trials[4:]
-    store.report_step(early.id, early.attempt, 2, 0.95, {}, LEARNED, 9)
-    store.report_step(running.id, running.attempt, 2, 0.99, {}, LEARNED, 9)
-    assert store.report_step(late.id, late.attempt, 2, 0.29, {}, LEARNED, 9) == STOP
+    store.report_step(early.id, early.attempt, 2, 0.95, {})
+    store.report_step(running.id, running.attempt, 2, 0.99, {})
+    assert store.report_step(late.id, late.attempt, 2, 0.29, {}) == STOP
     assert store.get_trial(late.id).status == "stopped"
-    assert store.report_step(early.id, early.attempt, 4, 0.31, {}, LEARNED, 9) == GO  # no bar at 4
+    assert store.report_step(early.id, early.attempt, 4, 0.31, {}) == GO  # no bar at 4
 
 
 def test_equal_brackets_judge_later_trials_from_later_rungs() -> None:
@@ -221,17 +225,17 @@ def test_adaptive_shares_move_off_rungs_that_rank_finals_badly() -> None:
     assert sum(bad_start) == pytest.approx(1.0)
 
 
-def test_the_store_judges_a_trial_in_its_bracket(store: Store) -> None:
+def test_the_store_judges_a_trial_in_its_bracket(store: Store, stopping_search) -> None:
     rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2, brackets=2,
                          bracket_shares="equal")
-    search = store.create_search("default/brackets", {})
+    search = stopping_search(store, "default/brackets", rule, 9)
     store.enqueue_trials(search.id, _proposals(3))
     first, second, third = (store.claim(search.id, "w", 30) for _ in range(3))
     assert (first.number, second.number, third.number) == (1, 2, 3)
-    assert store.report_step(first.id, first.attempt, 1, 0.9, {}, rule, 9) == GO
+    assert store.report_step(first.id, first.attempt, 1, 0.9, {}) == GO
     # Trial 2 is in the second bracket: not judged at rung 1, however bad...
-    assert store.report_step(second.id, second.attempt, 1, 0.1, {}, rule, 9) == GO
+    assert store.report_step(second.id, second.attempt, 1, 0.1, {}) == GO
     # ...but judged at rung 2, where trial 1 leads; trial 3 is judged from rung 1.
-    store.report_step(first.id, first.attempt, 2, 0.9, {}, rule, 9)
-    assert store.report_step(second.id, second.attempt, 2, 0.2, {}, rule, 9) == STOP
-    assert store.report_step(third.id, third.attempt, 1, 0.05, {}, rule, 9) == STOP
+    store.report_step(first.id, first.attempt, 2, 0.9, {})
+    assert store.report_step(second.id, second.attempt, 2, 0.2, {}) == STOP
+    assert store.report_step(third.id, third.attempt, 1, 0.05, {}) == STOP

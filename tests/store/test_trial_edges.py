@@ -50,8 +50,8 @@ CALLS: dict[TrialMove, dict[str, Call]] = {
     TrialMove.start_held: {"start": lambda s: s.store.start_held(s.trial_id, ATTEMPT, 600)},
     TrialMove.heartbeat: {"beat": lambda s: s.store.heartbeat(s.trial_id, ATTEMPT, 600)},
     TrialMove.report_step: {
-        "go on": lambda s: s.store.report_step(s.trial_id, ATTEMPT, 2, 0.5, {}, ASHA, 9),
-        "stop": lambda s: s.store.report_step(s.trial_id, ATTEMPT, 1, 0.1, {}, ASHA, 9)},
+        "go on": lambda s: s.store.report_step(s.trial_id, ATTEMPT, 2, 0.5, {}),
+        "stop": lambda s: s.store.report_step(s.trial_id, ATTEMPT, 1, 0.1, {})},
     TrialMove.complete: {
         # From attempt 1: a pending trial takes a result only from an attempt handed over.
         "completed": lambda s: s.store.complete(s.trial_id, 1, 0.5, {}),
@@ -74,14 +74,15 @@ def _proposal() -> TrialProposal:
                          policy_version=0)
 
 
-def _subject(store: Store, state: str) -> Subject:
-    """A search whose first trial (the rival) is running with a result at epoch 1, and
-    whose second trial is put in ``state`` at attempt 2, its lease (if any) expired."""
-    search_id = store.create_search("default/edges", {}).id
+def _subject(store: Store, state: str, stopping_search: Any) -> Subject:
+    """A search (ASHA, 9 epochs) whose first trial (the rival) is running with a result at
+    epoch 1, and whose second trial is put in ``state`` at attempt 2, its lease (if any)
+    expired."""
+    search_id = stopping_search(store, "default/edges", ASHA, 9).id
     rival_id, trial_id = store.enqueue_trials(search_id, [_proposal(), _proposal()])
     rival = store.claim(search_id, "w1", 600)
     assert rival is not None and rival.id == rival_id
-    store.report_step(rival.id, rival.attempt, 1, 0.9, {}, ASHA, 9)  # what ASHA judges by
+    store.report_step(rival.id, rival.attempt, 1, 0.9, {})  # what ASHA judges by
     values: dict[str, Any] = {"attempt": ATTEMPT}
     if state in (TrialStatus.running, HELD):
         values.update(status=TrialStatus.running, worker="w0", heartbeat_at=1.0,
@@ -116,13 +117,14 @@ def test_enqueue_makes_its_edge(store: Store) -> None:
 
 
 @pytest.mark.parametrize("move", list(CALLS))
-def test_each_move_makes_exactly_its_edges(store: Store, move: TrialMove) -> None:
+def test_each_move_makes_exactly_its_edges(store: Store, move: TrialMove,
+                                           stopping_search: Any) -> None:
     edge = TRIAL_EDGES[move]
     reached: set[TrialStatus] = set()
     for state in STATES:
         allowed = _stored(state) in edge.sources and (state == HELD or not edge.held_only)
         for name, call in CALLS[move].items():
-            subject = _subject(store, state)
+            subject = _subject(store, state, stopping_search)
             before = _row(subject)
             with contextlib.suppress(StaleAttemptError):  # a fenced-off report
                 call(subject)

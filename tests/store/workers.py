@@ -62,12 +62,11 @@ def claim_until_empty(
 def report_steps_until_empty(
     url: str, search_id: int, worker: str, barrier: Barrier, results: Queue
 ) -> None:
-    """Claim trials; report epochs 1 and 2 under ASHA (asking each twice) and complete the
-    survivors; report (trial id, step, decision, decision asked again) tuples."""
-    from ma2ml.spec import EarlyStopping
+    """Claim trials; report epochs 1 and 2 (asking each twice; the search's stored rule is
+    ASHA, 4 epochs) and complete the survivors; report (trial id, step, decision, decision
+    asked again) tuples."""
     from ma2ml.store import StaleAttemptError, Store
 
-    rule = EarlyStopping(type="asha", min_epochs=1, reduction_factor=2)
     answers: list[tuple[int, int, str, str]] = []
     try:
         with Store(url, migrate=False) as store:
@@ -78,10 +77,10 @@ def report_steps_until_empty(
                 value = float(trial.pipeline["x"] * 37 % 120) / 1000.0
                 for step in (1, 2):
                     decision = store.report_step(trial.id, trial.attempt, step, value + step,
-                                                 {"accuracy": value}, rule, max_epochs=4)
+                                                 {"accuracy": value})
                     try:
                         again = str(store.report_step(trial.id, trial.attempt, step,
-                                                      value + step, {}, rule, max_epochs=4))
+                                                      value + step, {}))
                     except StaleAttemptError:  # stopped: the trial is no longer running
                         again = "stale"
                     answers.append((trial.id, step, str(decision), again))

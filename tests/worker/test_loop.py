@@ -462,8 +462,7 @@ def _better_peer(store: Store, record: SearchRecord, search: PipelineSearch) -> 
     so ASHA (keep the best half) stops it at its first rung."""
     peer = store.claim(record.id, "peer", 60.0)
     assert peer is not None
-    assert store.report_step(peer.id, peer.attempt, 1, 1.0, {}, search.spec.early_stopping,
-                             search.spec.budget.trial_epochs) == "continue"
+    assert store.report_step(peer.id, peer.attempt, 1, 1.0, {}) == "continue"
 
 
 def test_builtin_trial_records_a_point_per_epoch(store: Store, make_search: Make,
