@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 SPEC ?= examples/fashion-mnist.yaml
 
-.PHONY: run test setup setup-test lint crd bench clean
+.PHONY: run test test-fast setup setup-test lint crd bench clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -40,6 +40,13 @@ TEST_WORKERS ?= 2
 test: setup-test lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope -m "not serial"
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m serial
+
+# The inner loop (after one `make setup-test`): no set-up, no lint, and none of the tests
+# marked `slow` (each over about 10 s: real trainings, whole `ma2ml run`s, chaos, browsers,
+# the operator end to end) or `serial`. `make test` still runs everything.
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope \
+	    -m "not slow and not serial"
 
 run: setup
 	$(VENV)/bin/ma2ml run $(SPEC)

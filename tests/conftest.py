@@ -10,9 +10,10 @@ from __future__ import annotations
 # where they fail. Override the server with MA2ML_TEST_POSTGRES_URL
 # (e.g. postgresql+psycopg2://user@host:5432/postgres).
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
 import pytest
@@ -122,3 +123,61 @@ def load_benchmark():
 
     return load
 # ==== benchmarks: END =================================================================
+
+
+# ==== waits: BEGIN ====================================================================
+class WaitWatch:
+    """What the code under test does with a store's waiters (``Store.listen``): how many
+    waits it began, and which are under way with what timeout. A test synchronises on
+    this instead of sleeping until the code "must be waiting by now"."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.entered = 0
+        self._under_way: list[float] = []  # the timeouts of the waits in progress
+
+    def wrap(self, waiter: Any) -> Any:
+        watch = self
+
+        class Watched:
+            def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
+                with watch._cond:
+                    watch.entered += 1
+                    watch._under_way.append(timeout)
+                    watch._cond.notify_all()
+                try:
+                    return bool(waiter.wait(timeout, stop))
+                finally:
+                    with watch._cond:
+                        watch._under_way.remove(timeout)
+                        watch._cond.notify_all()
+
+        return Watched()
+
+    def until_waiting(self, longer_than: float, timeout: float = 60.0) -> None:
+        """Return once a wait of more than ``longer_than`` seconds is under way."""
+        with self._cond:
+            assert self._cond.wait_for(
+                lambda: any(t > longer_than for t in self._under_way), timeout), \
+                f"nothing began a wait longer than {longer_than} s within {timeout} s"
+
+    def until_entered(self, count: int, timeout: float = 60.0) -> None:
+        """Return once ``count`` waits have begun in all."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: self.entered >= count, timeout), \
+                f"only {self.entered} of {count} waits began within {timeout} s"
+
+
+@pytest.fixture
+def watch_waits(monkeypatch: pytest.MonkeyPatch) -> Callable[[Store], WaitWatch]:
+    """``watch_waits(store)``: a `WaitWatch` over the waiters ``store.listen`` hands out
+    from now on (the real ones, NOTIFY or polling, wrapped)."""
+
+    def watch(store: Store) -> WaitWatch:
+        watched = WaitWatch()
+        listen = store.listen
+        monkeypatch.setattr(store, "listen", lambda *channels: watched.wrap(listen(*channels)))
+        return watched
+
+    return watch
+# ==== waits: END ======================================================================

@@ -173,14 +173,16 @@ def test_store_replay_keeps_what_it_read(store: Store) -> None:
 
 
 @pytest.mark.postgres
-def test_the_learner_wakes_when_a_result_lands(postgres_url: str) -> None:
+def test_the_learner_wakes_when_a_result_lands(postgres_url: str, watch_waits) -> None:
     """On PostgreSQL a result's NOTIFY wakes the waiting learner: it takes the result in
-    long before its 60 s poll would have."""
+    long before its 60 s poll would have. The result lands once the learner is inside
+    that wait, so only the NOTIFY can wake it within the test's 30 s."""
     import threading
     import time
 
     with Store(postgres_url) as store:
         record = store.create_search("default/toy", search_document(max_trials=20))
+        waits = watch_waits(store)
         learner = Learner(store, "default/toy")
         stop = threading.Event()
         thread = threading.Thread(target=drive_learner, args=(learner,),
@@ -191,7 +193,7 @@ def test_the_learner_wakes_when_a_result_lands(postgres_url: str) -> None:
             while (trial := store.claim(record.id, "w", 60)) is None:
                 assert time.monotonic() < deadline, "the learner queued nothing"
                 time.sleep(0.05)
-            time.sleep(1.0)  # the learner is waiting now, with 59 s of poll left
+            waits.until_waiting(longer_than=50.0)  # the learner waits, 60 s of poll
             store.complete(trial.id, trial.attempt, 0.5, {})
             landed = time.monotonic()
             while learner.seq < 1:

@@ -9,10 +9,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from ma2ml.store import Store
@@ -50,6 +52,7 @@ def ma2ml(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPr
                           capture_output=True, timeout=timeout)
 
 
+@pytest.mark.slow  # over 10 s on two cores
 def test_run_to_completion_then_inspect_export(tmp_path: Path) -> None:
     spec = write(tmp_path / "tiny.yaml", tiny_spec())
     result = ma2ml("run", str(spec), cwd=tmp_path)
@@ -101,31 +104,85 @@ def _finished_rows(db: Path) -> dict[int, tuple]:
     return {row[0]: row[1:] for row in rows}
 
 
-def _wait_for_finished(db: Path, count: int, process: subprocess.Popen, timeout: float) -> None:
-    """Poll the store a running `ma2ml run` writes until `count` trials have finished.
+def _wait_for_finished(db: Path, count: int, process: subprocess.Popen, timeout: float,
+                       also: Callable[[], bool] = lambda: True) -> None:
+    """Poll the store a running `ma2ml run` writes until `count` trials have finished (and
+    ``also()`` holds).
 
     The file appears a moment before its tables do, so "no such table" means "not yet".
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        time.sleep(1)
         try:
-            if db.exists() and len(_finished_rows(db)) >= count:
+            if db.exists() and len(_finished_rows(db)) >= count and also():
                 return
         except sqlite3.OperationalError as error:
             if "no such table" not in str(error):
                 raise
+        time.sleep(0.1)
     raise AssertionError(f"the run did not finish {count} trials in time "
                          f"(exit code {process.poll()})")
 
 
+#: A trainer whose first three runs report at once and every later one waits, in training,
+#: until the test creates ``go`` in the folder given as its argument. So the search cannot
+#: end before the test's Ctrl-C however slow or fast the machine: the test interrupts a
+#: run with exactly three trials finished and others mid-training. The resumed run finds
+#: ``go`` and trains the rest straight through. (A slot is taken with O_EXCL: two
+#: workers never take the same one.)
+GATED_TRAINER = """
+import json, os, sys, time, ma2ml
+gate = sys.argv[1]
+for slot in range(3):
+    try:
+        os.close(os.open(os.path.join(gate, f"slot{slot}"), os.O_CREAT | os.O_EXCL))
+        break
+    except FileExistsError:
+        pass
+else:
+    open(os.path.join(gate, f"waiting-{os.getpid()}"), "w").close()
+    deadline = time.monotonic() + 600  # never left behind for long, whatever happens
+    while not os.path.exists(os.path.join(gate, "go")):
+        if time.monotonic() > deadline:
+            sys.exit("never let go")
+        time.sleep(0.02)
+pipeline = json.loads(os.environ["MA2ML_PIPELINE"])
+ma2ml.report(accuracy=0.1 + 0.1 * pipeline["model"]["width"] + 0.05 * pipeline["hpo"]["lr"])
+"""
+
+
+def _gated_spec(gate: Path) -> dict[str, Any]:
+    return {
+        "apiVersion": "ma2ml.io/v1alpha1", "kind": "PipelineSearch",
+        "metadata": {"name": "resume"},
+        "spec": {
+            "agents": [{"name": "model", "decisions": [{"name": "width", "values": [1, 2, 3]}]},
+                       {"name": "hpo", "decisions": [{"name": "lr", "values": [1, 2, 3]}]}],
+            "algorithm": {"name": "ma2ml", "seed": 1},
+            "budget": {"maxTrials": 8, "parallelism": 2, "leaseSeconds": 30},
+            "trainer": {"type": "command", "timeoutSeconds": 900,
+                        "command": [sys.executable, "-c", GATED_TRAINER, str(gate)]},
+        },
+    }
+
+
+@pytest.mark.slow  # over 10 s on two cores
 def test_sigint_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    spec = write(tmp_path / "resume.yaml", tiny_spec("resume", max_trials=8))
+    """Ctrl-C with three trials finished and two mid-training, then the same command again:
+    the three stay as they were, the interrupted ones train again, nothing twice.
+    Independent of timing: the trainer holds every trial after the third until ``go``."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    spec = write(tmp_path / "resume.yaml", _gated_spec(gate))
     db = tmp_path / "resume.db"
+
+    def both_workers_held() -> bool:
+        return len(list(gate.glob("waiting-*"))) >= 2
+
     with subprocess.Popen([sys.executable, "-m", "ma2ml", "run", str(spec)], cwd=tmp_path,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         try:
-            _wait_for_finished(db, 3, process, timeout=240)
+            _wait_for_finished(db, 3, process, timeout=240, also=both_workers_held)
         except BaseException:
             process.kill()
             process.communicate()
@@ -134,11 +191,12 @@ def test_sigint_then_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
         _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     before = _finished_rows(db)
-    assert 3 <= len(before) < 8
+    assert len(before) == 3, before
     with Store(f"sqlite:///{db}") as store:
         record = store.get_search("default/resume")
         assert store.counts(record.id)["running"] == 0, "leases were handed back on Ctrl-C"
 
+    (gate / "go").touch()
     again = ma2ml("run", str(spec), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     after = _finished_rows(db)
@@ -164,6 +222,7 @@ def test_bad_spec_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [spec], "nothing written to any store"
 
 
+@pytest.mark.slow  # over 10 s on two cores
 def test_bad_spec_for_an_existing_search_keeps_the_store(tmp_path: Path) -> None:
     """Changing the search space of a stored search is refused; stored trials stay."""
     spec = write(tmp_path / "keep.yaml", tiny_spec("keep", max_trials=2))

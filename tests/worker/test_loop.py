@@ -192,12 +192,13 @@ def test_preempted_trial_resumes_on_another_worker(store: Store, make_search: Ma
     assert not list(shared.rglob("*.pt"))
 
 
-def test_worker_exits_when_search_finishes(store: Store, make_search: Make,
-                                           tmp_path: Path) -> None:
+def test_worker_exits_when_search_finishes(store: Store, make_search: Make, tmp_path: Path,
+                                           watch_waits: Callable[[Store], Any]) -> None:
     search = _command_search(make_search, ["true"])
     record = _create(store, search, [])
+    waits = watch_waits(store)
     worker = _Worker(store, search.key, tmp_path)
-    time.sleep(0.3)  # a few polls of the empty queue (poll_seconds 0.1)...
+    waits.until_entered(3)  # three polls of the empty queue (poll_seconds 0.1)...
     assert worker.thread.is_alive()  # ...do not end the worker; only the search's end does
     store.move_search(record.id, SearchState.finished, by=Actor.learner)
     assert worker.join(10) == 0

@@ -261,13 +261,17 @@ def test_the_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.postgres
 def test_an_idle_worker_wakes_on_notify(postgres_url: str, make_search: Make, gate: Path,
-                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker polls every 30 s here; a queued trial wakes it within a few seconds."""
+                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        watch_waits: Callable[[Store], Any]) -> None:
+    """The worker polls every 30 s here; a queued trial wakes it within a few seconds. The
+    trial is queued once the worker is inside its 30 s wait, so only the NOTIFY can wake
+    it in time (a worker not yet waiting would find the trial by itself)."""
     monkeypatch.setattr(loop, "FIRST_POLL_SECONDS", 30.0)
     (gate / "go").touch()
     search = _search(make_search, gate)
     with Store(postgres_url) as store, Store(postgres_url) as learner:
         search_id = _create(store, search, 0)
+        waits = watch_waits(store)
         stop = threading.Event()
         done: list[int] = []
         thread = threading.Thread(target=lambda: done.append(run_worker(
@@ -275,7 +279,7 @@ def test_an_idle_worker_wakes_on_notify(postgres_url: str, make_search: Make, ga
             poll_seconds=30.0, max_trials=1)))
         thread.start()
         try:
-            time.sleep(1.0)  # the worker found nothing and waits
+            waits.until_waiting(longer_than=20.0)  # the worker found nothing and waits
             started = time.monotonic()
             learner.enqueue_trials(search_id, [TrialProposal({"trainer": {"n": 0}}, {}, {}, 0)])
             _wait_for(lambda: _started(gate) == [1], timeout=20)
