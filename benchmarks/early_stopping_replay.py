@@ -91,7 +91,7 @@ def _train_one(job: tuple[int, int, int]) -> dict[str, Any]:
     import torch
 
     from ma2ml.spec import parse_spec
-    from ma2ml.worker.train import run_trial
+    from ma2ml.trainer.train import run_trial
 
     torch.set_num_threads(1)
     search = parse_spec(spec_for("ma2ml", 0, epochs, False))

@@ -14,7 +14,7 @@ wall-clock budget, over several seeds:
 * ``random-asha``: ``ma2ml run`` with random search and ASHA;
 * ``optuna-tpe-hyperband``: Optuna's TPESampler with its HyperbandPruner, in
   two processes on one shared study, driving the same trainer function
-  (``ma2ml.worker.train.run_trial``) on the same data with the same per-epoch
+  (``ma2ml.trainer.train.run_trial``) on the same data with the same per-epoch
   reports.
 
 The ma2ml methods run the MLP critic, the one ``critic_model: auto`` takes for a
@@ -201,7 +201,7 @@ def _optuna_worker(storage_path: str, study_name: str, document: dict[str, Any],
     import torch
 
     from ma2ml.spec import parse_spec
-    from ma2ml.worker.train import run_trial
+    from ma2ml.trainer.train import run_trial
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -5,7 +5,7 @@ AutoAugment-style policy on the same Fashion-MNIST images:
 
 * ``ma2ml batched``: uint8 images held on the training device; each batch is
   augmented with one ``torchvision.transforms.v2.functional`` call per
-  (sub-policy step, sign) group (``ma2ml.worker.augment``).
+  (sub-policy step, sign) group (``ma2ml.trainer.augment``).
 * ``torchvision per-image``: a ``Dataset`` applies the policy to one image
   at a time inside ``DataLoader`` worker processes, batches are collated on
   the CPU and copied to the device (the references/classification way).
@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ma2ml.spaces import build_agent
 from ma2ml.spec import parse_spec
-from ma2ml.worker.augment import Policy
-from ma2ml.worker.data import Splits, load_data
-from ma2ml.worker.train import Setup, build_setup, resolve_device, train_one_epoch
+from ma2ml.trainer.augment import Policy
+from ma2ml.trainer.data import Splits, load_data
+from ma2ml.trainer.train import Setup, build_setup, resolve_device, train_one_epoch
 
 
 def parse_args() -> argparse.Namespace:

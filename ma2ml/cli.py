@@ -148,8 +148,8 @@ def _budget_text(budget: Budget) -> str:
 
 def _check_data_or_exit(search: Any) -> None:
     from ma2ml.spec import TrainerType
-    from ma2ml.worker.data import check_data
-    from ma2ml.worker.errors import DataError
+    from ma2ml.trainer.data import check_data
+    from ma2ml.trainer.errors import DataError
 
     if search.spec.trainer.type != TrainerType.builtin:
         console.print("data: not checked (a custom trainer reads its own data)",
@@ -250,7 +250,7 @@ def augment_preview(
     seed: int = typer.Option(0, "--seed", help="Seed of the random policy and its draws."),
 ) -> None:
     """Save a grid of augmented training images: originals on top, a policy's draws below."""
-    from ma2ml.worker.cli import preview_command
+    from ma2ml.trainer.cli import preview_command
 
     preview_command(load_or_exit(file), out, pipeline, seed)
 

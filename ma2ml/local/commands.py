@@ -65,7 +65,8 @@ def run(
     from ma2ml.local.searches import SearchConflictError
     from ma2ml.logs import setup_logging
     from ma2ml.store import SearchState, StoreUnavailableError
-    from ma2ml.worker.errors import DataError, StoreFault
+    from ma2ml.trainer.errors import DataError
+    from ma2ml.worker.errors import StoreFault
 
     search = load_or_exit(spec)
     setup_logging()
@@ -423,7 +424,7 @@ def retrain(
     """Retrain an exported pipeline on the whole training set and score it on the test split
     (progress with time left on stderr)."""
     from ma2ml.local.export import ConsoleProgress, retrain_exported
-    from ma2ml.worker.errors import DataError
+    from ma2ml.trainer.errors import DataError
 
     try:
         with ConsoleProgress(Console(stderr=True)) as progress:

@@ -125,7 +125,7 @@ def retrain_exported(directory: Path, *, epochs: int | None = None, seed: int = 
     """Retrain the recipe in ``directory`` (``epochs``: the recipe's unless given) and
     return the test metrics; ``ValueError`` for a folder that holds no usable recipe."""
     from ma2ml.spec import TrainerType
-    from ma2ml.worker.retrain import retrain_and_test
+    from ma2ml.trainer.retrain import retrain_and_test
 
     recipe = read_recipe(directory)
     search = parse_spec(recipe["search"], stored=True)

@@ -214,7 +214,7 @@ def _augment_preview(record: SearchRecord, best: TrialRecord | None, path: Path)
     search = record.search
     if not any(a.preset == "autoaugment" for a in search.spec.agents):
         return None
-    from ma2ml.worker.preview import save_preview  # torch: only when there is a preview
+    from ma2ml.trainer.preview import save_preview  # torch: only when there is a preview
 
     save_preview(search, best.pipeline, path)
     return path

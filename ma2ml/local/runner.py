@@ -173,7 +173,7 @@ def _check_builtin_data(search: PipelineSearch) -> None:
     """``DataError`` when the built-in trainer's dataset cannot be read; a custom trainer
     reads its own data."""
     if search.spec.trainer.type == TrainerType.builtin:
-        from ma2ml.worker.data import check_data
+        from ma2ml.trainer.data import check_data
 
         check_data(search.spec.dataset)
 

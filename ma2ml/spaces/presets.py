@@ -1,8 +1,8 @@
 """Built-in search-space presets (DESIGN.md section 4), kept as data.
 
 Each preset is a function of a few integer options returning decisions.
-Decision names are the contract with the worker: ``worker/augment.py``,
-``worker/model.py`` and ``worker/train.py`` read exactly these names.
+Decision names are the contract with the trainer: ``trainer/augment.py``,
+``trainer/model.py`` and ``trainer/recipe.py`` read exactly these names.
 """
 
 from __future__ import annotations

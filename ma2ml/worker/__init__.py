@@ -1,11 +1,11 @@
-"""The worker: turns a trial's pipeline into a trained model and a reward.
+"""The worker process: claim a trial, heartbeat its lease, run a trainer, report, repeat.
 
-``data`` (datasets, split, cached per process), ``augment`` (batched
-AutoAugment-style policies), ``model`` (MBConv builder, FLOPs), ``recipe``
-(optimizer and schedule), ``train`` (``run_trial``, the built-in trainer),
-``reward``, ``result`` (``TrialResult``), ``errors`` (``TrialError``,
-``TrialInterrupted``), ``custom`` (user commands and ``ma2ml.report``),
-``spool`` and ``loop`` (``run_worker``: claim, heartbeat, train, report),
-``preview`` and ``cli`` (command bodies). Import the submodules directly;
-this package stays light so that ``ma2ml.report`` loads no torch.
+``loop`` (``run_worker``), ``lease`` (the heartbeat), ``prefetch`` (claiming the
+next trial while one trains), ``spool`` (reports the store has not accepted yet),
+``places`` (checkpoint and spool folders), ``outcome``, ``errors``
+(``StoreFault``), ``custom`` (a user's command as the trainer, and
+``ma2ml.report``), ``untrusted`` and ``parent_death`` (what a custom command can
+do to its worker), ``cli`` (the command body). The built-in trainer is
+``ma2ml.trainer``, imported only when a search uses it. Import the submodules
+directly; this package stays light so that ``ma2ml.report`` loads no torch.
 """

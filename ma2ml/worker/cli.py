@@ -1,4 +1,4 @@
-"""Bodies of ``ma2ml worker`` and ``ma2ml augment-preview`` (``ma2ml.cli`` stays thin)."""
+"""Body of ``ma2ml worker`` (``ma2ml.cli`` stays thin)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import threading
 from pathlib import Path
 
 import typer
-
-from ma2ml.spec import PipelineSearch
 
 log = logging.getLogger("ma2ml.worker")
 #: Exit code for bad input, as in ``ma2ml.cli``.
@@ -65,17 +63,3 @@ def worker_command(search: str, db: str | None, worker_id: str | None,
     finally:
         store.close()
     log.info("worker %s done: %d trial(s)", worker_id, done)
-
-
-def preview_command(search: PipelineSearch, out: Path, pipeline: str | None, seed: int) -> None:
-    import json
-
-    from ma2ml.worker.errors import TrialError
-    from ma2ml.worker.preview import preview
-
-    try:
-        decisions = preview(search, out, pipeline, seed=seed)
-    except (ValueError, TrialError) as exc:  # bad --pipeline, unknown op, missing dataset
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    typer.echo(f"wrote {out}; aug policy: {json.dumps(decisions)}")

@@ -76,10 +76,10 @@ from ma2ml.limits import (
     metrics_bytes,
 )
 from ma2ml.spec import Objective, PipelineSearch
-from ma2ml.worker.errors import TrialError, TrialInterrupted, TrialStopped
+from ma2ml.trainer.errors import TrialError, TrialInterrupted, TrialStopped
+from ma2ml.trainer.result import EpochCallback, TrialResult
+from ma2ml.trainer.reward import compute_reward
 from ma2ml.worker.parent_death import GroupGuard, die_with_parent
-from ma2ml.worker.result import EpochCallback, TrialResult
-from ma2ml.worker.reward import compute_reward
 from ma2ml.worker.untrusted import NotRegularFileError, read_regular, read_tail, write_new
 
 log = logging.getLogger(__name__)

@@ -1,32 +1,7 @@
-"""Why a trial did not produce a result, and whether running it again could help."""
+"""The worker's own error: a store that no retry can mend. (A trial's errors are in
+``ma2ml.trainer.errors``.)"""
 
 from __future__ import annotations
-
-from typing import Any
-
-
-class TrialError(RuntimeError):
-    """A trial that failed. ``retryable``: another attempt (maybe elsewhere) might succeed.
-
-    Deterministic problems (a missing dataset, a pipeline the trainer cannot
-    build, a custom command that exits non-zero, times out or reports
-    nothing) are not retryable: every attempt would fail the same way.
-    Anything unexpected (out of memory, a CUDA fault, a full disk) is treated
-    as retryable by the worker loop, bounded by ``budget.maxRetries``.
-    """
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class DataError(TrialError):
-    """A dataset that is missing or unreadable; the message names the path.
-
-    Defined here, not in ``data.py`` (which imports torch), so that ``ma2ml run`` can
-    catch it without loading torch before the search exists.
-    """
-
 
 #: Exit status of a worker that met a ``StoreFault``: do not start it again. ``ma2ml
 #: worker`` exits with it, and ``ma2ml run``'s pool, which restarts a worker that exits
@@ -40,21 +15,3 @@ class StoreFault(Exception):
     missing ``trial_steps`` table), not an outage. Not a trial's failure: every trial
     would meet it alike, so the worker hands its trial back and ends (exit
     ``EXIT_STORE_FAULT``) with the database's own message."""
-
-
-class TrialInterrupted(Exception):
-    """Training stopped on request (SIGTERM or a lost lease); the last epoch checkpoint stays."""
-
-
-class TrialStopped(Exception):
-    """The epoch callback said stop after ``epoch`` (early stopping).
-
-    Raised inside a trainer to unwind its training (a custom command's wait
-    loop kills the command's process group on the way out); ``run_trial``
-    turns it into a ``TrialResult`` with ``stopped`` set and the ``reward``
-    and ``metrics`` of that epoch.
-    """
-
-    def __init__(self, epoch: int, reward: float, metrics: dict[str, Any]) -> None:
-        super().__init__(f"stopped early after epoch {epoch}")
-        self.epoch, self.reward, self.metrics = epoch, reward, metrics

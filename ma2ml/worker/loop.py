@@ -70,13 +70,14 @@ from ma2ml.store.backoff import backoff_delays
 from ma2ml.store.engine import error_cause
 from ma2ml.store.notify import Waiter, queued_channel
 from ma2ml.store.text import MetricsTooLargeError
+from ma2ml.trainer.errors import TrialError, TrialInterrupted
+from ma2ml.trainer.result import EpochCallback, TrialResult
 from ma2ml.worker.custom import remove_stale_trial_dirs
-from ma2ml.worker.errors import StoreFault, TrialError, TrialInterrupted
+from ma2ml.worker.errors import StoreFault
 from ma2ml.worker.lease import Heartbeat
 from ma2ml.worker.outcome import TrialOutcome
 from ma2ml.worker.places import Places, remove_checkpoint
 from ma2ml.worker.prefetch import Ahead, prefetch_setting
-from ma2ml.worker.result import EpochCallback, TrialResult
 from ma2ml.worker.spool import Report, ReportKind, Spool, send_report
 
 log = logging.getLogger(__name__)
@@ -512,7 +513,7 @@ def _trainer(search: PipelineSearch, threads: int | None = None,
 
         return lambda search, pipeline, *, device, **kwargs: run_command(
             search, pipeline, on_started=on_started, **kwargs)
-    from ma2ml.worker.train import run_trial, set_threads
+    from ma2ml.trainer.train import run_trial, set_threads
 
     if threads is not None:
         set_threads(threads)

@@ -21,8 +21,8 @@ import ma2ml
 from ma2ml.limits import MAX_METRICS_BYTES
 from ma2ml.spec import PipelineSearch, parse_spec, spec_to_document
 from ma2ml.store import Store, TrialProposal
+from ma2ml.trainer.errors import TrialError
 from ma2ml.worker.custom import run_command
-from ma2ml.worker.errors import TrialError
 from ma2ml.worker.loop import run_worker
 from ma2ml.worker.places import Places
 

@@ -24,7 +24,7 @@ from ma2ml.local.commands import failure_cause
 from ma2ml.local.searches import SearchConflictError, prepare_search
 from ma2ml.spec import Dataset, parse_spec
 from ma2ml.store import SearchState, Store, TrialProposal
-from ma2ml.worker.data import DataError, check_data
+from ma2ml.trainer.data import DataError, check_data
 
 from .test_run import ma2ml, tiny_spec, write
 

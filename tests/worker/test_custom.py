@@ -17,8 +17,8 @@ import pytest
 
 import ma2ml
 from ma2ml.spec import PipelineSearch, spec_to_document
+from ma2ml.trainer.errors import TrialError
 from ma2ml.worker.custom import StepWatcher, remove_stale_trial_dirs, run_command, tail
-from ma2ml.worker.errors import TrialError
 
 PIPELINE = {"trainer": {"lr": 0.1, "layers": 2}}
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from ma2ml.spec import PipelineSearch
-from ma2ml.worker.errors import TrialError, TrialInterrupted
-from ma2ml.worker.train import run_trial
+from ma2ml.trainer.errors import TrialError, TrialInterrupted
+from ma2ml.trainer.train import run_trial
 
 #: A sampled pipeline of moderate cost: every decision the presets define.
 PIPELINE = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ma2ml.spaces import build_agent
-from ma2ml.worker.model import build_model, count_flops, count_params
+from ma2ml.trainer.model import build_model, count_flops, count_params
 
 SAMPLES = 50
 

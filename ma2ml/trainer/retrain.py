@@ -15,9 +15,9 @@ from typing import Any, Protocol
 import torch
 
 from ma2ml.spec import PipelineSearch, parse_spec, spec_to_document
-from ma2ml.worker.data import load_final_data
-from ma2ml.worker.model import count_flops, count_params
-from ma2ml.worker.train import (
+from ma2ml.trainer.data import load_final_data
+from ma2ml.trainer.model import count_flops, count_params
+from ma2ml.trainer.train import (
     Diverged,
     build_setup,
     decisions_by_role,

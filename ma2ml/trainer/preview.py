@@ -12,9 +12,9 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from ma2ml.spec import PipelineSearch
-from ma2ml.worker.augment import Policy
-from ma2ml.worker.data import load_data
-from ma2ml.worker.train import decisions_by_role
+from ma2ml.trainer.augment import Policy
+from ma2ml.trainer.data import load_data
+from ma2ml.trainer.train import decisions_by_role
 
 
 def aug_decisions(search: PipelineSearch, pipeline: Mapping[str, Any] | None,

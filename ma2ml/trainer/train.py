@@ -34,13 +34,13 @@ from torchvision.transforms import v2
 
 from ma2ml.spaces import PRESETS, Scalar
 from ma2ml.spec import PipelineSearch, TrainerType
-from ma2ml.worker.augment import Policy
-from ma2ml.worker.data import Splits, load_data
-from ma2ml.worker.errors import TrialError, TrialInterrupted
-from ma2ml.worker.model import build_model, count_flops, count_params
-from ma2ml.worker.recipe import Recipe, build_optimizer, build_scheduler, ema_decay
-from ma2ml.worker.result import EpochCallback, TrialResult
-from ma2ml.worker.reward import compute_reward
+from ma2ml.trainer.augment import Policy
+from ma2ml.trainer.data import Splits, load_data
+from ma2ml.trainer.errors import TrialError, TrialInterrupted
+from ma2ml.trainer.model import build_model, count_flops, count_params
+from ma2ml.trainer.recipe import Recipe, build_optimizer, build_scheduler, ema_decay
+from ma2ml.trainer.result import EpochCallback, TrialResult
+from ma2ml.trainer.reward import compute_reward
 
 __all__ = ["TrialResult", "evaluate", "load_data", "run_trial", "train_one_epoch"]
 
@@ -193,7 +193,7 @@ def run_trial(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: int 
               checkpoint_path: Path | None = None, device: str | None = None,
               stop: threading.Event | None = None, trial_dir: Path | None = None,
               on_epoch: EpochCallback | None = None) -> TrialResult:
-    """Train and evaluate one pipeline of ``search``; the custom trainer for type 'command'.
+    """Train and evaluate one pipeline of ``search`` with the built-in trainer.
 
     ``on_epoch(epoch, reward, metrics)`` gets each epoch's validation result
     (a custom command's ``ma2ml.report(..., step=epoch)``); when it returns
@@ -201,11 +201,9 @@ def run_trial(search: PipelineSearch, pipeline: Mapping[str, Any], *, seed: int 
     Raises ``TrialError`` (with ``retryable``) or ``TrialInterrupted`` when ``stop`` is set.
     """
     trainer = search.spec.trainer
-    if trainer.type == TrainerType.command:
-        from ma2ml.worker.custom import run_command
-
-        return run_command(search, pipeline, seed=seed, stop=stop, trial_dir=trial_dir,
-                           checkpoint_path=checkpoint_path, on_epoch=on_epoch)
+    if trainer.type == TrainerType.command:  # the worker loop runs those (ma2ml.worker.custom)
+        raise TrialError("run_trial is the built-in trainer; a trainer of type 'command' "
+                         "runs through ma2ml.worker.custom.run_command")
     try:
         return _run_builtin(search, pipeline, seed, checkpoint_path,
                             resolve_device(device or trainer.device), stop, on_epoch)

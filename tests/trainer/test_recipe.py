@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ma2ml.spec import Objective
-from ma2ml.worker.recipe import Recipe, build_optimizer, ema_decay, lr_factor
-from ma2ml.worker.reward import compute_reward
+from ma2ml.trainer.recipe import Recipe, build_optimizer, ema_decay, lr_factor
+from ma2ml.trainer.reward import compute_reward
 
 
 def test_defaults_when_no_hpo_agent() -> None:

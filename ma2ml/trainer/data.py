@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ma2ml.spec import Dataset
-from ma2ml.worker.errors import DataError
+from ma2ml.trainer.errors import DataError
 
 DEFAULT_ROOTS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",

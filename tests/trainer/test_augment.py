@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ma2ml.spaces import AUGMENT_OPS
-from ma2ml.worker.augment import (
+from ma2ml.trainer.augment import (
     MAX_MAGNITUDE,
     OPS,
     SIGNED,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ma2ml.spec import Dataset
-from ma2ml.worker.data import DataError, load_data, read_arrays, split_indices
+from ma2ml.trainer.data import DataError, load_data, read_arrays, split_indices
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

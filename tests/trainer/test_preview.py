@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ma2ml.cli import app
 from ma2ml.spec import PipelineSearch, spec_to_document
-from ma2ml.worker.preview import save_preview
+from ma2ml.trainer.preview import save_preview
 
 AUG = {"sp0_op0": "invert", "sp0_prob0": 1.0, "sp0_mag0": 0}
 
