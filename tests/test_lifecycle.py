@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import update
 
 from ma2ml.learner.loop import Learner
-from ma2ml.local.results import summarize
 from ma2ml.local.searches import prepare_search
 from ma2ml.operator.status import decide
+from ma2ml.results.summary import summarize
 from ma2ml.spec import Budget, Phase, parse_spec, spec_to_document
 from ma2ml.store import (
     Counts,

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from ma2ml.local.baseline import expected_best_of_n
-from ma2ml.local.results import accuracy_of, bounds_of, uniform_logp, was_uniform
+from ma2ml.results.baseline import expected_best_of_n
+from ma2ml.results.summary import accuracy_of, bounds_of, uniform_logp, was_uniform
 from ma2ml.store import SearchRecord, Store, TrialStatus
 
 #: Searches whose finished results ``ResultsCache`` keeps, and trials read per query.
@@ -43,7 +43,7 @@ class Result:
 class _Entry:
     seq: int = 0
     results: list[Result] = field(default_factory=list)
-    view: dict[str, Any] | None = None  # progress_view of ``results`` (None: stale)
+    view: dict[str, Any] | None = None  # progress_view of ``ma2ml.results.summary`` (None: stale)
 
 
 class ResultsCache:
@@ -100,7 +100,7 @@ def _spaced(n: int, most: int) -> list[int]:
 
 def progress_view(results: list[Result]) -> dict[str, Any]:
     """Best completed reward after each finished trial, against random search: its
-    expected best in as many trials (``ma2ml.local.baseline``, from the trials proposed
+    expected best in as many trials (``ma2ml.results.baseline``, from the trials proposed
     while every policy was still uniform, within ``reward_bounds`` as the CLI has it),
     and every trial's reward."""
     best, steps = -math.inf, []

@@ -2,7 +2,7 @@
 
 Every view is a plain dict (the app serialises it with the store's own
 ``dumps_json``, which writes NaN and infinities as null). Summaries come from
-``ma2ml.local.results`` so the dashboard, ``ma2ml status`` and the report
+``ma2ml.results.summary`` so the dashboard, ``ma2ml status`` and the report
 agree on counts, progress, the best trial, the time used and the time left.
 """
 
@@ -11,8 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ma2ml.local.report_html import STATUS_ORDER
-from ma2ml.local.results import BEST_RANKING, Summary, curve_points, summarize, trial_row
+from ma2ml.results.summary import (
+    BEST_RANKING,
+    STATUS_ORDER,
+    Summary,
+    curve_points,
+    summarize,
+    trial_row,
+)
 from ma2ml.spaces.display import compact_pipeline
 from ma2ml.store import (
     STATUSES,

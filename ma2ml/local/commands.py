@@ -105,7 +105,7 @@ def _note(text: str) -> None:
 
 
 def _print_outcome(url: str, key: str, spec: Path | str = "SPEC") -> None:
-    from ma2ml.local.results import recommended_lines, summarize
+    from ma2ml.results.summary import recommended_lines, summarize
     from ma2ml.store import SearchState, Store
 
     # create=False: the summary of a run never creates a store (a database deleted
@@ -140,7 +140,7 @@ def _print_outcome(url: str, key: str, spec: Path | str = "SPEC") -> None:
         # A custom trainer may report only a reward: no accuracy to show.
         if isinstance(accuracy, int | float):
             console.print(f"        accuracy {accuracy:.4f} (full fidelity)", highlight=False)
-    # Random search at the same number of trials (ma2ml.local.baseline), not the first draws.
+    # Random search at the same number of trials (ma2ml.results.baseline), not the first draws.
     for compared in summary.random_best_of(max(1, summary.done)):
         console.print(f"random: {compared.describe()}", highlight=False)
     if (learned := summary.learned_against_random()) is not None:
@@ -196,7 +196,7 @@ def _open(target: str | None, db: str | None) -> tuple[Store, SearchRecord | Non
 
 def status(target: str = TARGET, db: str = DB_OPTION) -> None:
     """Show searches with their progress."""
-    from ma2ml.local.results import summarize
+    from ma2ml.results.summary import summarize
 
     store, record = _open(target, db)
     with store:
@@ -253,7 +253,7 @@ def trials(
     as_json: bool = typer.Option(False, "--json", help="Print the trials as a JSON list."),
 ) -> None:
     """List a search's trials (and their learning curves with --curves)."""
-    from ma2ml.local.results import trial_row
+    from ma2ml.results.summary import trial_row
     from ma2ml.store import STATUSES, TrialStatus
 
     if status_filter is not None and status_filter not in STATUSES:
@@ -278,7 +278,7 @@ def trials(
     rows = [trial_row(t) for t in listed]
     if as_json:
         if curves:
-            from ma2ml.local.results import curve_points
+            from ma2ml.results.summary import curve_points
 
             rows = [{**row, "curve": curve_points(steps.get(t.id, []))}
                     for row, t in zip(rows, listed, strict=True)]
@@ -312,7 +312,7 @@ def _read_curves(store: Store, search_id: int, trial_ids: list[int]
 def _curve_cells(steps: dict[int, list[StepRecord]], trial_ids: list[int]) -> list[str]:
     """One cell per trial: a sparkline on the range shared by every listed curve, then the
     first and last ``epoch:value`` and, for a stop, where it was decided."""
-    from ma2ml.local.results import finite_values, sparkline
+    from ma2ml.results.summary import finite_values, sparkline
 
     values = finite_values({i: steps.get(i, []) for i in trial_ids})
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
@@ -350,7 +350,7 @@ def _requires_search(target: str | None, db: str | None) -> tuple[Store, SearchR
 def best(target: str = TARGET, db: str = DB_OPTION,
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Print the best pipeline and its metrics."""
-    from ma2ml.local.results import BEST_RANKING, trial_epochs
+    from ma2ml.results.summary import BEST_RANKING, trial_epochs
     from ma2ml.store import TrialStatus
     from ma2ml.store.recommend import recommend_trials
 

@@ -2,7 +2,7 @@
 
 Both count every status, ``stopped`` (early-stopped) included; the best pipeline
 is ranked among completed trials at full fidelity only. The time left is
-measured, from the first trial on (``ma2ml.local.eta``): from the running
+measured, from the first trial on (``ma2ml.results.eta``): from the running
 trials' epochs until one trial has finished, then from trial durations, and
 never past ``maxDuration``. Below the counters: how long the search ran and its
 trials trained, against the budget's time limits (``Summary.time_used``).
@@ -22,7 +22,7 @@ from rich.table import Table
 
 from ma2ml.durations import format_duration
 from ma2ml.local.inert import inert
-from ma2ml.local.results import Summary, summarize
+from ma2ml.results.summary import Summary, summarize
 from ma2ml.spaces.display import compact_pipeline
 from ma2ml.store import TERMINAL_SEARCH_STATES, Store, StoreUnavailableError
 

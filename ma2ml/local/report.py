@@ -29,9 +29,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ma2ml.local.baseline import LEVEL  # noqa: E402
 from ma2ml.local.report_html import render_html  # noqa: E402
-from ma2ml.local.results import Summary, summarize  # noqa: E402
+from ma2ml.results.baseline import LEVEL  # noqa: E402
+from ma2ml.results.summary import Summary, summarize  # noqa: E402
 from ma2ml.store import SearchRecord, StepRecord, Store, TrialRecord, TrialStatus  # noqa: E402
 
 COMPLETED, STOPPED = TrialStatus.completed, TrialStatus.stopped

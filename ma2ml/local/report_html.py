@@ -18,7 +18,13 @@ import json
 import math
 from pathlib import Path
 
-from ma2ml.local.results import BEST_RANKING, Summary, recommended_lines, trial_row
+from ma2ml.results.summary import (
+    BEST_RANKING,
+    STATUS_ORDER,
+    Summary,
+    recommended_lines,
+    trial_row,
+)
 from ma2ml.store import TrialRecord, TrialStatus
 from ma2ml.visible import rounded, visible
 
@@ -38,9 +44,6 @@ CAPTIONS = {
                        "pipeline's augmentation policy applied to those same images, a fresh "
                        "random draw of the policy per row.",
 }
-#: Order of the statuses in the trials table, after completed trials by reward.
-STATUS_ORDER = {TrialStatus.completed: 0, TrialStatus.stopped: 1, TrialStatus.diverged: 2,
-                TrialStatus.failed: 3}
 TABLE_NOTE = ("Sorted by reward, best first. The rank counts completed trials only (full "
               "fidelity); trials stopped early (grey) follow, then diverged and failed ones. "
               "<code>number</code> is the order in which the trials were proposed.")

@@ -1,7 +1,7 @@
 """The random-search baseline: the expected best reward of n pipelines drawn at random.
 
 A search's first trials, proposed while every policy is still uniform
-(``results.was_uniform``), are pipelines sampled uniformly at random. From
+(``summary.was_uniform``), are pipelines sampled uniformly at random. From
 their m rewards this module estimates what random search would have found
 with n trials, E[best of n draws], so that a search's best of n is compared
 with random search's best of n: not with the mean of random pipelines, and

@@ -3,12 +3,12 @@
 The baseline is random search: the trials proposed while every policy was still
 uniform are pipelines drawn at random, and ``Summary.random_best_of(n)``
 estimates from them what random search would have found with n trials
-(``ma2ml.local.baseline``), the fair comparison for the best of n trials.
+(``ma2ml.results.baseline``), the fair comparison for the best of n trials.
 Where every uniform draw's reward is its accuracy (no FLOPs shaping), the
 baseline's interval stays within ``ACCURACY_RANGE`` (``Summary.reward_bounds``).
 
-Shared by the live view, the end-of-run summary, the report and the
-``status``, ``trials`` and ``best`` commands, so they always agree.
+Shared by the live view, the end-of-run summary, the report, the dashboard and
+the ``status``, ``trials`` and ``best`` commands, so they always agree.
 
 The best trial is ranked at full fidelity only: it is a *completed* trial,
 trained for every ``trialEpochs``. A trial stopped early by
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ma2ml.durations import format_duration
-from ma2ml.local.baseline import BestOfN, expected_best_of_n, latest_against_random
-from ma2ml.local.eta import RECENT, Eta, Running, estimate
+from ma2ml.results.baseline import BestOfN, expected_best_of_n, latest_against_random
+from ma2ml.results.eta import RECENT, Eta, Running, estimate
 from ma2ml.spec import Budget
 from ma2ml.store import (
     RESULT_STATUSES,
@@ -61,6 +61,9 @@ BEST_RANKING = ("ranked among completed trials at full fidelity only; "
 ACCURACY_RANGE = (0.0, 1.0)
 #: Characters of a sparkline, lowest to highest.
 SPARKS = "▁▂▃▄▅▆▇█"
+#: Order of the statuses in a trials table, after completed trials by reward.
+STATUS_ORDER = {TrialStatus.completed: 0, TrialStatus.stopped: 1, TrialStatus.diverged: 2,
+                TrialStatus.failed: 3}
 
 
 @dataclass(frozen=True)

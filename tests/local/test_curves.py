@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from ma2ml.cli import app
 from ma2ml.local import commands, report
-from ma2ml.local.results import BEST_RANKING, sparkline
+from ma2ml.results.summary import BEST_RANKING, sparkline
 from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import StepDecision, Store, TrialProposal, TrialRecord, TrialStatus
 

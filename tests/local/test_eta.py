@@ -14,9 +14,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ma2ml.local.eta import Running, estimate
 from ma2ml.local.progress import render
-from ma2ml.local.results import summarize
+from ma2ml.results.eta import Running, estimate
+from ma2ml.results.summary import summarize
 from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import Store, TrialProposal
 

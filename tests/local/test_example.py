@@ -18,7 +18,7 @@ import torch
 from learner.helpers import WorkerThread  # tests/learner (pytest puts tests/ on sys.path)
 
 from ma2ml.learner.loop import run_learner
-from ma2ml.local.results import summarize
+from ma2ml.results.summary import summarize
 from ma2ml.spec import load_spec, spec_to_document
 from ma2ml.store import Store
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ma2ml.local.report import write_report
-from ma2ml.local.results import uniform_logp
+from ma2ml.results.summary import uniform_logp
 from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import Store, TrialProposal
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ma2ml.local.results import summarize, uniform_logp
+from ma2ml.results.summary import summarize, uniform_logp
 from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import Store, TrialProposal
 
@@ -64,7 +64,7 @@ def test_a_held_trial_shows_as_held_not_running(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from ma2ml.cli import app
-    from ma2ml.local.results import trial_row
+    from ma2ml.results.summary import trial_row
 
     search = parse_spec(tiny_spec("held"))
     space = search.spec.search_space()

@@ -18,8 +18,8 @@ from typing import Any
 from typer.testing import CliRunner
 
 from ma2ml.cli import app
-from ma2ml.local.baseline import expected_best_of_n
-from ma2ml.local.results import ACCURACY_RANGE, summarize
+from ma2ml.results.baseline import expected_best_of_n
+from ma2ml.results.summary import ACCURACY_RANGE, summarize
 from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import SearchRecord, Store, TrialProposal
 from ma2ml.store.recommend import estimate, recommend_trials

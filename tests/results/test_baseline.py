@@ -1,7 +1,7 @@
 """The random-search baseline: expected best of n random pipelines, from the uniform draws.
 
 Pure arithmetic on known distributions; the store-backed part (which trials are
-uniform draws) is in test_results.py.
+uniform draws) is in tests/local/test_results.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import statistics
 
 import pytest
 
-from ma2ml.local.baseline import expected_best_of_n
+from ma2ml.results.baseline import expected_best_of_n
 
 
 def test_best_of_n_within_the_draws_is_the_mean_best_of_every_subset() -> None:
