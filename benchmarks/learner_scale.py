@@ -54,7 +54,7 @@ from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import Store
 from ma2ml.store.models import SEARCHES, TRIALS
 from ma2ml.store.notify import queued_channel
-from ma2ml.store.scratch import scratch_database
+from ma2ml.testing.scratch import scratch_database
 
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fashion-mnist.yaml"

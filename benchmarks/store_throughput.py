@@ -107,7 +107,7 @@ def fresh_database(backend: str, admin_url: str) -> Iterator[str]:
             yield f"sqlite:///{Path(directory) / 'bench.db'}"
         return
     # Imported here: Optuna's spawned workers re-import this script and need none of ma2ml.
-    from ma2ml.store.scratch import scratch_database
+    from ma2ml.testing.scratch import scratch_database
 
     with scratch_database(admin_url, "ma2ml_bench") as url:
         yield url

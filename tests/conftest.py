@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 from sqlalchemy.engine import URL, make_url
 
-from ma2ml.store.scratch import admin_connect, scratch_database
+from ma2ml.testing.scratch import admin_connect, scratch_database
 
 if TYPE_CHECKING:
     from ma2ml.store import Store

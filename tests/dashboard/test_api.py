@@ -251,7 +251,7 @@ def test_postgresql_select_only_role(postgres_url: str) -> None:
 
     from sqlalchemy.engine import make_url
 
-    from ma2ml.store.scratch import admin_connect
+    from ma2ml.testing.scratch import admin_connect
 
     with Store(postgres_url) as writable:
         new_search(writable, "role", max_trials=4).finish(2)

@@ -14,12 +14,12 @@ from ma2ml.learner.base import from_bytes, to_bytes
 from ma2ml.learner.bayes_critic import PairwiseBayesCritic
 from ma2ml.learner.credit import best_response, decision_values
 from ma2ml.learner.critics import BayesCritic, MLPCritic
-from ma2ml.learner.games import CLIMBING, ChainGame, play
 from ma2ml.learner.loop import Learner, run_learner
 from ma2ml.learner.normalisers import RankNormaliser, UpperLinearNormaliser
 from ma2ml.learner.policy import Layout
 from ma2ml.store import Store
 
+from .games import CLIMBING, ChainGame, play
 from .helpers import search_document
 
 #: Three agents: a (2 decisions), b (2), c (1); decision 0 (a) and 2 (b) interact.

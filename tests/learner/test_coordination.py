@@ -9,7 +9,7 @@ must choose the joint optimum. Counts are printed (run with ``-s``).
 
 from __future__ import annotations
 
-from ma2ml.learner.games import CLIMBING, ChainGame, play
+from .games import CLIMBING, ChainGame, play
 
 GAME = ChainGame(CLIMBING, 3)
 SEEDS = range(8)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from ma2ml.learner.games import CLIMBING, PENALTY, MatrixGame, play
+from .games import CLIMBING, PENALTY, MatrixGame, play
 
 SEEDS = range(20)
 BUDGET = 120  # evaluations per run, in batches of 4 (30 learner updates)

@@ -36,7 +36,7 @@ from ma2ml_kube_emulator import EmulatorThread
 from sqlalchemy.engine import URL
 
 from ma2ml.store import Store
-from ma2ml.store.scratch import scratch_database
+from ma2ml.testing.scratch import scratch_database
 
 ROOT = Path(__file__).parents[2]
 GROUP, VERSION, PLURAL = "ma2ml.io", "v1alpha1", "pipelinesearches"

@@ -73,7 +73,7 @@ def test_nothing_outside_spec_reads_a_setting_from_the_raw_document() -> None:
     allowed = {
         root / "spec.py",  # the one place defaults live
         # writes trialEpochs into a document it then parses (a retraining's epochs)
-        root / "worker" / "retrain.py",
+        root / "trainer" / "retrain.py",
     }
     found = [f"{path.relative_to(root)}:{number}: {line.strip()}"
              for path in sorted(root.rglob("*.py")) if path not in allowed

@@ -1,4 +1,4 @@
-"""Cooperative matrix games with a known joint optimum, for tests and documentation.
+"""Cooperative matrix games with a known joint optimum, for the learner tests.
 
 Two agents each choose one of three actions and share the payoff. In the
 climbing game (Claus and Boutilier 1998) the optimum (0, 0) is guarded by
