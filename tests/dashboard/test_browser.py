@@ -27,6 +27,8 @@ from ma2ml.store import Store
 
 from .conftest import Served, Writer, new_search, serve
 
+pytestmark = pytest.mark.slow  # a real browser (README: make test-fast)
+
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
 #: Longest wait for the page to show a change, and how often it polls (``?poll=MS``).

@@ -21,6 +21,8 @@ from ma2ml.store import Store, TrialProposal
 
 from .test_run import tiny_spec
 
+pytestmark = pytest.mark.slow  # a real browser (README: make test-fast)
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -22,7 +22,8 @@ from conftest import KubeClient, OperatorProcess, wait_for
 from ma2ml.spec import parse_spec
 from ma2ml.store import Actor, SearchState, Store, TrialProposal
 
-pytestmark = pytest.mark.postgres
+# The real operator against the emulated API server, end to end (README: make test-fast).
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 EXAMPLE = yaml.safe_load((Path(__file__).parents[2] / "examples/fashion-mnist.yaml").read_text())
 GPU_WORKER = {
