@@ -17,10 +17,8 @@ the worker leaves or the search is suspended.
 Between two trials the worker does as little as it can before the next
 trainer starts: one statement starts the held trial (``Store.start_held``:
 still this worker's, search running, lease renewed, spec read), then the
-trainer is spawned and the trial after next claimed. The previous trial's
-report goes out on a thread started as soon as its trainer ended (its lease
-still heartbeated), off that path: in an outage it is spooled to disk at once,
-not kept in memory until the held trial can start.
+trainer is spawned, and only then is the previous trial's report delivered
+(on a thread, its lease still heartbeated) and the trial after next claimed.
 Nothing runs twice or is lost by that order: the held trial was leased to this
 worker before, and a report is delivered (or spooled) before the worker waits
 for work or leaves.
@@ -166,11 +164,6 @@ class _WorkerRun:
             if self.unsettled and (self.ahead is None or not self.ahead.holds()):
                 self.settle()  # nothing to start first: the learner gets the result now
                 continue
-            if self.unsettled:
-                # A held trial starts next, but its start needs the store too: the report
-                # goes out now, on a thread, so in an outage it is spooled to disk at once
-                # instead of waiting in memory for the held trial's start.
-                self.unsettled[-1].deliver_in_background(self.store, self.spool, self.stop)
             if not self.spool.flush_with_backoff(self.store, self.stop):
                 break
             claimed = self._take_held()
