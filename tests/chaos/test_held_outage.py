@@ -8,13 +8,13 @@ What is real: a private PostgreSQL cluster stopped and started, the worker loop
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from worker.test_prefetch import _trainer  # logs its start, waits for gate/go
 
 from ma2ml.spec import parse_spec, spec_to_document
 from ma2ml.store import Store, StoreUnavailableError, TrialProposal, TrialStatus
@@ -26,16 +26,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 #: Generous: a loaded machine must not fail the test, only a broken worker.
 DEADLINE_SECONDS = 60.0
-
-
-def _trainer(gate: Path) -> list[str]:
-    """Logs its trial number to ``gate/started``, waits for ``gate/go``, reports 0.5."""
-    code = (f"import os, pathlib, time, ma2ml\n"
-            f"d = pathlib.Path({str(gate)!r})\n"
-            f"with open(d / 'started', 'a') as f: f.write(os.environ['MA2ML_SEED'] + '\\n')\n"
-            f"while not (d / 'go').exists(): time.sleep(0.02)\n"
-            f"ma2ml.report(accuracy=0.5)\n")
-    return [sys.executable, "-c", code]
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from worker.test_custom import _Curve  # the epoch callback the custom trainer's tests use
 
 from ma2ml.spec import PipelineSearch
 from ma2ml.trainer.errors import TrialError, TrialInterrupted
@@ -126,18 +126,6 @@ def test_cuda_requested_without_a_gpu_is_a_retryable_error(
 
 
 # --------------------------------------------------------------------------- epoch callback
-
-
-class _Curve:
-    """An epoch callback that records every call and says stop after ``stop_after``."""
-
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.calls: list[tuple[int, float, dict[str, Any]]] = []
-        self.stop_after = stop_after
-
-    def __call__(self, epoch: int, reward: float, metrics: dict[str, Any]) -> bool:
-        self.calls.append((epoch, reward, metrics))
-        return epoch != self.stop_after
 
 
 def test_every_epoch_is_evaluated_and_the_last_evaluation_is_the_result(
